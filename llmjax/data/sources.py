@@ -1,0 +1,236 @@
+"""Where documents come from: `config.data.dataset` turned into train and validation text.
+
+Three kinds of source, one result (`Documents`):
+  stdlib            the Python standard library, a tfds builder prepared locally (no download)
+  tfds:NAME[/CFG]   any tfds dataset already prepared under tfds_data_dir (never downloaded here)
+  text:GLOB         plain UTF-8 files, one document each
+
+All get the same light cleaning: newlines normalised to "\\n", whitespace-only documents and
+exact duplicates (keep the first; train is read before validation, so a validation document
+that repeats a training one is dropped) removed. tensorflow_datasets is imported only for the
+tfds-backed sources, so a machine can train on text: data without it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+from llmjax.config import DataConfig
+
+MIN_FILES_FOR_HASH_SPLIT = 10
+_READ_CHUNK = 1024  # records fetched per array_record read
+
+
+def is_validation(key: str, val_fraction: float) -> bool:
+    """Stable per-document split: sha1(key) mod 1000 < val_fraction * 1000."""
+    h = int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") % 1000
+    return h < val_fraction * 1000
+
+
+@dataclasses.dataclass
+class Documents:
+    """Cleaned documents of each split and counts of what cleaning did."""
+    train: list[str]
+    val: list[str]
+    stats: dict
+
+
+def load_documents(cfg: DataConfig, log: Callable[[str], None] = print) -> Documents:
+    """Read, clean, split (text:) and cap (max_train_chars) the corpus named by cfg.dataset."""
+    spec = cfg.dataset
+    counts = {"documents_read": 0, "empty_dropped": 0, "duplicates_dropped": 0,
+              "train_capped": False}
+    seen: set[bytes] = set()
+    if spec == "stdlib" or spec.startswith("tfds:"):
+        builder, train_split, eval_split, key = _open_tfds(cfg)
+        train = _cap(_clean(_read_split(builder, train_split, key), seen, counts),
+                     cfg.max_train_chars, counts)
+        val = [t for _, t in _clean(_read_split(builder, eval_split, key), seen, counts)]
+        if not val:
+            raise ValueError(f"data.dataset={spec!r}: the evaluation split {eval_split!r} has no "
+                             "text: pick another with config.data.eval_split")
+    elif spec.startswith("text:"):
+        docs = list(_clean(_read_files(spec), seen, counts))
+        if not docs:
+            raise ValueError(f"data.dataset={spec!r}: every matched file is empty or blank: "
+                             "the corpus is empty")
+        train_docs, val = _split_text(docs, cfg.val_fraction, spec, log)
+        train = _cap(iter(train_docs), cfg.max_train_chars, counts)
+    else:
+        raise ValueError(f"data.dataset={spec!r}: must be stdlib, tfds:NAME[/CONFIG] or text:GLOB")
+    if not train:
+        raise ValueError(f"data.dataset={spec!r}: the training split has no text: check the "
+                         "dataset and config.data.train_split")
+    stats = dict(counts, train_documents=len(train), val_documents=len(val),
+                 train_chars=sum(map(len, train)), val_chars=sum(map(len, val)))
+    log(f"data {spec}: read {stats['documents_read']} documents, dropped "
+        f"{stats['empty_dropped']} empty and {stats['duplicates_dropped']} duplicate; "
+        f"train {stats['train_documents']} docs / {stats['train_chars']:,} chars, "
+        f"val {stats['val_documents']} docs / {stats['val_chars']:,} chars"
+        + (f" (train capped at {cfg.max_train_chars:,} chars)" if counts.get("train_capped") else ""))
+    return Documents(train=train, val=val, stats=stats)
+
+
+# ---------------------------------------------------------------- cleaning
+
+
+def _clean(docs: Iterable[tuple[str, str]], seen: set[bytes],
+           counts: dict) -> Iterator[tuple[str, str]]:
+    """Normalise newlines; drop blank documents and exact repeats of any seen before."""
+    for key, text in docs:
+        counts["documents_read"] += 1
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if not text.strip():
+            counts["empty_dropped"] += 1
+            continue
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest in seen:
+            counts["duplicates_dropped"] += 1
+            continue
+        seen.add(digest)
+        yield key, text
+
+
+def _cap(docs: Iterator[tuple[str, str]], max_chars: int, counts: dict) -> list[str]:
+    """All texts, or (max_chars > 0) texts up to max_chars, truncating the last; stops reading."""
+    out, total = [], 0
+    for _, text in docs:
+        if max_chars and total + len(text) >= max_chars:
+            out.append(text[:max_chars - total])
+            counts["train_capped"] = True
+            break
+        out.append(text)
+        total += len(text)
+    return out
+
+
+# ---------------------------------------------------------------- tfds (stdlib included)
+
+
+def _open_tfds(cfg: DataConfig):
+    """(prepared builder, train split, eval split, text feature); one-line errors otherwise."""
+    import tensorflow_datasets as tfds
+
+    if cfg.dataset == "stdlib":
+        from llmjax.data import stdlib_corpus
+        builder = stdlib_corpus.prepare_builder(cfg.tfds_data_dir or None, cfg.val_fraction)
+        return builder, "train", "validation", "text"
+
+    name = cfg.dataset[len("tfds:"):]
+    where = cfg.tfds_data_dir or str(tfds.core.constants.DATA_DIR)
+    build = (f"run `tfds build {name} --data_dir {where} --file_format=array_record` on a "
+             "machine with internet (llmjax never downloads)")
+    try:
+        builder = tfds.builder(name, data_dir=cfg.tfds_data_dir or None)
+    except Exception as e:  # DatasetNotFoundError and friends: unknown and not on disk
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"data.dataset={cfg.dataset!r}: tfds cannot find it under {where} "
+                         f"({first}): check the name, or {build}") from None
+    if not builder.is_prepared():
+        raise ValueError(f"data.dataset={cfg.dataset!r}: not prepared under {where}: {build}")
+    splits = list(builder.info.splits.keys())
+    eval_split = cfg.eval_split or ("validation" if "validation" in splits else "test")
+    for key, split in (("train_split", cfg.train_split), ("eval_split", eval_split)):
+        if split.split("[")[0] not in splits:
+            raise ValueError(f"config.data.{key}={split!r}: {name} has no such split; "
+                             f"available: {', '.join(splits)}")
+    features = builder.info.features
+    if cfg.text_key not in features:
+        raise ValueError(f"config.data.text_key={cfg.text_key!r}: {name} has no such feature; "
+                         f"available: {', '.join(features.keys())}")
+    return builder, cfg.train_split, eval_split, cfg.text_key
+
+
+def _read_split(builder, split: str, key: str) -> Iterator[tuple[str, str]]:
+    """(index, text) of one split, lazily: array_record via as_data_source, else tf.data."""
+    from tensorflow_datasets.core import file_adapters
+
+    fmt = file_adapters.FileFormat.ARRAY_RECORD
+    formats = [builder.info.file_format, *getattr(builder.info, "alternative_file_formats", [])]
+    if fmt in formats:
+        source = builder.as_data_source(split=split, file_format=fmt)
+        get_many = getattr(source, "__getitems__", None)
+        for start in range(0, len(source), _READ_CHUNK):
+            idx = list(range(start, min(start + _READ_CHUNK, len(source))))
+            records = get_many(idx) if get_many else [source[i] for i in idx]
+            for i, record in zip(idx, records):
+                yield str(i), _as_text(record[key], builder.name, key)
+        return
+    try:
+        import tensorflow  # noqa: F401  (tf.data reads tfrecord)
+    except ImportError:
+        name = builder.info.full_name
+        raise ValueError(f"tfds dataset {name} is stored as {builder.info.file_format.value}, "
+                         "which needs TensorFlow to read: pip install tensorflow, or re-prepare "
+                         f"it with `tfds build {builder.name} --file_format=array_record`") from None
+    import tensorflow_datasets as tfds
+    for i, record in enumerate(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))):
+        yield str(i), _as_text(record[key], builder.name, key)
+
+
+def _as_text(value, name: str, key: str) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"config.data.text_key={key!r}: feature of {name} holds "
+                     f"{type(value).__name__}, not text: name a Text feature")
+
+
+# ---------------------------------------------------------------- text: files
+
+
+def _glob_root(pattern: str) -> str:
+    """The directory part of a glob before its first wildcard: paths are hashed relative to it."""
+    parts = pattern.split(os.sep)
+    fixed = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return os.sep.join(fixed) or "."
+
+
+def _read_files(spec: str) -> Iterator[tuple[str, str]]:
+    pattern = os.path.expanduser(spec[len("text:"):])
+    files = sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
+    if not files:
+        raise ValueError(f"data.dataset={spec!r}: the glob matches no files: check the path "
+                         "(quote it in the shell)")
+    root = _glob_root(pattern)
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            yield os.path.relpath(path, root).replace(os.sep, "/"), f.read()
+
+
+def _split_text(docs: list[tuple[str, str]], val_fraction: float, spec: str,
+                log: Callable[[str], None]) -> tuple[list[tuple[str, str]], list[str]]:
+    """By file hash for 10+ documents, else the last val_fraction of the characters."""
+    if len(docs) >= MIN_FILES_FOR_HASH_SPLIT:
+        train = [(k, t) for k, t in docs if not is_validation(k, val_fraction)]
+        val = [t for k, t in docs if is_validation(k, val_fraction)]
+        if val and train:
+            return train, val
+        log(f"data {spec}: the by-file split of {len(docs)} files held out "
+            f"{len(val)} files; holding out the last {val_fraction:.0%} of the text instead")
+    total = sum(len(t) for _, t in docs)
+    cut = int(total * (1 - val_fraction))  # nanoGPT: data[:int(n*0.9)], data[int(n*0.9):]
+    train, val, pos = [], [], 0
+    for key, text in docs:
+        head = text[:max(0, cut - pos)]
+        tail = text[len(head):]
+        if head:
+            train.append((key, head))
+        if tail:
+            val.append(tail)
+        pos += len(text)
+    if not val:
+        raise ValueError(f"data.dataset={spec!r}: the validation split is empty ({total} chars, "
+                         f"val_fraction={val_fraction}): raise val_fraction or add text")
+    if not train:
+        raise ValueError(f"data.dataset={spec!r}: the training split is empty ({total} chars, "
+                         f"val_fraction={val_fraction}): lower val_fraction or add text")
+    return train, val

@@ -1,0 +1,396 @@
+"""Tokenizers behind one small interface: byte, char and sentencepiece (BPE or unigram).
+
+Every tokenizer has an EOS id (appended after each document by the pipeline) and can say how
+many UTF-8 bytes each token stands for (`byte_lengths`), so losses can be reported in
+bits per byte and compared across tokenizers. All three round-trip text exactly:
+sentencepiece is configured as a lossless code tokenizer (identity normalisation, no dummy
+prefix, whitespace kept, "\\n" a symbol of its own, byte fallback for anything else).
+
+A tokenizer lives in a directory as `tokenizer.json` (+ `tokenizer.model` for sentencepiece);
+files are written atomically so a crash never leaves a half-written tokenizer behind.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from llmjax.config import DataConfig
+
+SPEC_FILE = "tokenizer.json"
+SPM_FILE = "tokenizer.model"
+_SPACE = "\u2581"  # sentencepiece's whitespace marker
+_SPM_TRAIN_THREADS = 4  # fixed: unigram training results depend on the thread count
+_SPM_SENTENCE_CHARS = 4096  # training "sentences" are runs of whole lines up to this length
+_SPM_ENCODE_CHUNK = 1 << 16  # long documents are cut after a newline so threads share them
+
+
+class Tokenizer(abc.ABC):
+    """What the pipeline, trainer and sampler need from a tokenizer."""
+
+    kind: str = ""
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str: ...
+
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def eos_id(self) -> int: ...
+
+    @abc.abstractmethod
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """int32 ids of each text (no EOS added)."""
+
+    @abc.abstractmethod
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """Text of ids; EOS and ids outside the vocabulary (model padding) render as nothing."""
+
+    @abc.abstractmethod
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes each id stands for, shape (vocab_size,); 0 for EOS and controls."""
+
+    @abc.abstractmethod
+    def _spec(self) -> dict:
+        """JSON-able description that `load_tokenizer` rebuilds the tokenizer from."""
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0].tolist()
+
+    def fingerprint(self) -> str:
+        """Changes exactly when the id assignment changes (used to key the token cache)."""
+        return hashlib.sha1(json.dumps(self._spec(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def save(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        spec = dict(self._spec(), kind=self.kind, vocab_size=self.vocab_size, eos_id=self.eos_id)
+        _atomic_write(os.path.join(directory, SPEC_FILE), json.dumps(spec, indent=1).encode())
+
+    def _valid(self, ids) -> list[int]:
+        v = self.vocab_size
+        return [int(i) for i in ids if 0 <= int(i) < v]
+
+
+class ByteTokenizer(Tokenizer):
+    """ids 0..255 are UTF-8 bytes, 256 is EOS. Needs no training; lossless for any str."""
+
+    kind = "byte"
+    name = "byte"
+    vocab_size = 257
+    eos_id = 256
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [np.frombuffer(t.encode("utf-8", "surrogatepass"), np.uint8).astype(np.int32)
+                for t in texts]
+
+    def decode(self, ids) -> str:
+        data = bytes(i for i in self._valid(ids) if i < 256)
+        try:
+            return data.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:  # a model's sample need not be valid UTF-8
+            return data.decode("utf-8", "replace")
+
+    def byte_lengths(self) -> np.ndarray:
+        return np.array([1] * 256 + [0], np.int32)
+
+    def _spec(self) -> dict:
+        return {"kind": "byte"}
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character seen in training (sorted), then EOS, then UNK for unseen ones."""
+
+    kind = "char"
+
+    def __init__(self, chars: Sequence[str]):
+        self.chars = sorted(set(chars))
+        self._codes = np.array([ord(c) for c in self.chars], np.uint32)
+
+    @classmethod
+    def train(cls, texts: Sequence[str]) -> CharTokenizer:
+        return cls(set().union(*map(set, texts)))
+
+    @property
+    def name(self) -> str:
+        return f"char ({len(self.chars)} chars)"
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars) + 2
+
+    @property
+    def eos_id(self) -> int:
+        return len(self.chars)
+
+    @property
+    def unk_id(self) -> int:
+        return len(self.chars) + 1
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        out = []
+        for t in texts:
+            codes = np.frombuffer(t.encode("utf-32-le", "surrogatepass"), np.uint32)
+            ids = np.minimum(np.searchsorted(self._codes, codes), max(len(self.chars) - 1, 0))
+            known = self._codes[ids] == codes if len(self.chars) else np.zeros(len(codes), bool)
+            out.append(np.where(known, ids, self.unk_id).astype(np.int32))
+        return out
+
+    def decode(self, ids) -> str:
+        n = len(self.chars)
+        return "".join(self.chars[i] if i < n else "\ufffd" if i == self.unk_id else ""
+                       for i in self._valid(ids))
+
+    def byte_lengths(self) -> np.ndarray:
+        # UNK counts 1: it replaced a character of at least one byte.
+        return np.array([len(c.encode("utf-8", "surrogatepass")) for c in self.chars] + [0, 1],
+                        np.int32)
+
+    def _spec(self) -> dict:
+        return {"kind": "char", "chars": self.chars}
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A sentencepiece model set up for exact round trips of source code and prose."""
+
+    kind = "sentencepiece"
+
+    def __init__(self, model_proto: bytes, model_type: str, requested_vocab_size: int):
+        import sentencepiece as spm
+        self.model_proto = model_proto
+        self.model_type = model_type
+        self.requested_vocab_size = requested_vocab_size  # may exceed what small data allows
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        self._space_bytes = [self.sp.piece_to_id(f"<0x{b:02X}>") for b in _SPACE.encode()]
+
+    @classmethod
+    def train(cls, texts: Sequence[str], vocab_size: int, model_type: str = "bpe",
+              max_chars: int = 5_000_000) -> SentencePieceTokenizer:
+        """Train on at most max_chars characters of texts (taken in order)."""
+        import sentencepiece as spm
+        if hasattr(spm, "set_random_generator_seed"):
+            spm.set_random_generator_seed(0)
+        sentences = _drop_rare_chars(list(_sentences(texts, max_chars)), vocab_size)
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences), model_writer=model,
+                model_type=model_type, vocab_size=vocab_size, hard_vocab_limit=False,
+                byte_fallback=True, character_coverage=0.9995,
+                normalization_rule_name="identity", add_dummy_prefix=False,
+                remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+                split_digits=True, user_defined_symbols=["\n"], max_sentence_length=1 << 16,
+                unk_id=0, eos_id=1, bos_id=-1, pad_id=-1,
+                num_threads=_SPM_TRAIN_THREADS, minloglevel=2)
+        except RuntimeError as e:
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else "failed"
+            raise ValueError(f"sentencepiece training failed ({msg}): raise "
+                             "config.data.vocab_size or train on more text") from None
+        return cls(model.getvalue(), model_type, vocab_size)
+
+    @property
+    def name(self) -> str:
+        return f"sentencepiece ({self.model_type}, {self.vocab_size})"
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    @property
+    def eos_id(self) -> int:
+        return self.sp.eos_id()
+
+    def encode_batch(self, texts: Sequence[str], num_threads: int | None = None
+                     ) -> list[np.ndarray]:
+        # Cut long texts after newlines so threads share them: "\n" is its own symbol, so the
+        # cut never changes the ids. A literal U+2581 would decode as a space, so texts holding
+        # it are split there and it is spelled in byte-fallback pieces instead.
+        pieces, owner = [], []
+        for i, t in enumerate(texts):
+            for chunk in _chunks(t, _SPM_ENCODE_CHUNK):
+                pieces.append(chunk)
+                owner.append(i)
+        threads = num_threads or os.cpu_count() or 1
+        plain = [j for j, p in enumerate(pieces) if _SPACE not in p]
+        ids: list[list[int]] = [[] for _ in pieces]
+        for j, out in zip(plain, self.sp.encode([pieces[j] for j in plain], num_threads=threads)):
+            ids[j] = out
+        for j, p in enumerate(pieces):
+            if _SPACE in p:
+                parts = self.sp.encode(p.split(_SPACE))
+                ids[j] = [x for k, part in enumerate(parts)
+                          for x in ((self._space_bytes if k else []) + part)]
+        result: list[list[int]] = [[] for _ in texts]
+        for i, out in zip(owner, ids):
+            result[i].extend(out)
+        return [np.array(r, np.int32) for r in result]
+
+    def decode(self, ids) -> str:
+        return self.sp.decode(self._valid(ids))
+
+    def byte_lengths(self) -> np.ndarray:
+        sp = self.sp
+        out = np.zeros(self.vocab_size, np.int32)
+        for i in range(self.vocab_size):
+            if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+                continue
+            out[i] = 1 if sp.is_byte(i) else len(sp.id_to_piece(i).replace(_SPACE, " ").encode())
+        return out
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1(self.model_proto).hexdigest()[:16]
+
+    def _spec(self) -> dict:
+        return {"kind": "sentencepiece", "model_file": SPM_FILE, "model_type": self.model_type,
+                "requested_vocab_size": self.requested_vocab_size,
+                "model_sha1": hashlib.sha1(self.model_proto).hexdigest()}
+
+    def save(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        _atomic_write(os.path.join(directory, SPM_FILE), self.model_proto)
+        super().save(directory)  # the spec last: it marks the directory complete
+
+
+def load_tokenizer(directory: str) -> Tokenizer:
+    """The tokenizer saved in directory by `Tokenizer.save`."""
+    path = os.path.join(directory, SPEC_FILE)
+    if not os.path.exists(path):
+        raise ValueError(f"no tokenizer in {directory} ({SPEC_FILE} missing): train one with "
+                         "train_or_load_tokenizer or point at the run's tokenizer/ directory")
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+    kind = spec.get("kind")
+    if kind == "byte":
+        return ByteTokenizer()
+    if kind == "char":
+        return CharTokenizer(spec["chars"])
+    if kind == "sentencepiece":
+        with open(os.path.join(directory, spec["model_file"]), "rb") as f:
+            proto = f.read()
+        if hashlib.sha1(proto).hexdigest() != spec["model_sha1"]:
+            raise ValueError(f"{directory}/{spec['model_file']} does not match {SPEC_FILE} "
+                             "(the tokenizer was modified): delete the directory to retrain")
+        return SentencePieceTokenizer(proto, spec["model_type"], spec["requested_vocab_size"])
+    raise ValueError(f"{path}: unknown tokenizer kind {kind!r}: expected byte, char or sentencepiece")
+
+
+def train_tokenizer(cfg: DataConfig, train_texts: Sequence[str]) -> Tokenizer:
+    """A new tokenizer of kind cfg.tokenizer fitted to train_texts."""
+    if cfg.tokenizer == "byte":
+        return ByteTokenizer()
+    if cfg.tokenizer == "char":
+        return CharTokenizer.train(train_texts)
+    if cfg.tokenizer == "sentencepiece":
+        return SentencePieceTokenizer.train(train_texts, cfg.vocab_size, cfg.spm_model_type,
+                                            cfg.spm_train_chars)
+    raise ValueError(f"config.data.tokenizer={cfg.tokenizer!r}: must be sentencepiece, byte or char")
+
+
+def check_compatible(tok: Tokenizer, cfg: DataConfig, directory: str) -> None:
+    """A saved tokenizer must be the kind (and size and type) the config asks for."""
+    fix = f"use a fresh workdir (or delete {directory})"
+    if tok.kind != cfg.tokenizer:
+        raise ValueError(f"the tokenizer in {directory} is {tok.kind} but "
+                         f"config.data.tokenizer={cfg.tokenizer!r}: {fix}")
+    if isinstance(tok, SentencePieceTokenizer):
+        if tok.requested_vocab_size != cfg.vocab_size:
+            raise ValueError(f"the tokenizer in {directory} has vocab_size "
+                             f"{tok.requested_vocab_size} but config.data.vocab_size="
+                             f"{cfg.vocab_size}: {fix}")
+        if tok.model_type != cfg.spm_model_type:
+            raise ValueError(f"the tokenizer in {directory} is {tok.model_type} but "
+                             f"config.data.spm_model_type={cfg.spm_model_type!r}: {fix}")
+
+
+def has_tokenizer(directory: str) -> bool:
+    return os.path.exists(os.path.join(directory, SPEC_FILE))
+
+
+def train_or_load_tokenizer(cfg: DataConfig, train_texts: Sequence[str], directory: str,
+                            log: Callable[[str], None] = print) -> Tokenizer:
+    """Reuse the tokenizer saved in directory (checked against cfg), else train and save one."""
+    if has_tokenizer(directory):
+        tok = load_tokenizer(directory)
+        check_compatible(tok, cfg, directory)
+        log(f"tokenizer: reusing {tok.name} from {directory}")
+        return tok
+    tok = train_tokenizer(cfg, train_texts)
+    tok.save(directory)
+    log(f"tokenizer: trained {tok.name}, saved to {directory}")
+    return tok
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _chunks(text: str, size: int) -> Iterator[str]:
+    """text cut into pieces of about `size` chars, each cut right after a newline."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.find("\n", start + size) + 1
+        if cut == 0:
+            break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _drop_rare_chars(sentences: list[str], vocab_size: int) -> list[str]:
+    """Sentences without the characters beyond the most frequent (vocab_size - 259) // 2.
+
+    Rare characters fall back to bytes anyway; left in, a small vocabulary on text with many
+    distinct characters (the stdlib's unicode tests) cannot even be trained (sentencepiece
+    needs every covered character in the vocabulary and coverage may not go below 0.98).
+    """
+    from collections import Counter
+    budget = max(1, (vocab_size - 256 - 3) // 2)  # 3: unk, eos, "\n"
+    if len(set().union(*map(set, sentences))) <= budget:  # the usual case, and cheap
+        return sentences
+    counts = Counter()
+    for s in sentences:
+        counts.update(s)
+    rare = {ord(c): None for c, _ in counts.most_common()[budget:]}
+    return [t for t in (s.translate(rare) for s in sentences) if t]
+
+
+def _sentences(texts: Sequence[str], max_chars: int) -> Iterator[str]:
+    """Training sentences: runs of whole lines (newlines kept), at most max_chars in all."""
+    budget = max_chars
+    for text in texts:
+        for chunk in _line_runs(text[:budget], _SPM_SENTENCE_CHARS):
+            yield chunk
+        budget -= min(len(text), budget)
+        if budget <= 0:
+            return
+
+
+def _line_runs(text: str, size: int) -> Iterator[str]:
+    buf, n = [], 0
+    for line in text.splitlines(keepends=True):
+        while len(line) > size:  # a very long line is cut so sentencepiece does not skip it
+            yield line[:size]
+            line = line[size:]
+        if n + len(line) > size and buf:
+            yield "".join(buf)
+            buf, n = [], 0
+        buf.append(line)
+        n += len(line)
+    if buf:
+        yield "".join(buf)

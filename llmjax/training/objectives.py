@@ -1,0 +1,25 @@
+"""Losses. Returned as token sums with their weight sums, so that gradient accumulation,
+data parallelism and evaluation all reduce to one exact token-weighted mean."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_BxL: jax.Array,
+                       z_loss: float = 0.0) -> dict[str, jax.Array]:
+    """Summed next-token cross-entropy in float32 (plus z-loss), and the token count.
+
+    z-loss (PaLM) adds z_loss * log(Z)^2 per token to keep the softmax normaliser near 1,
+    which keeps bf16 logits well conditioned.
+    """
+    logits = logits_BxLxV.astype(jnp.float32)
+    log_z_BxL = jax.nn.logsumexp(logits, axis=-1)
+    target_logit_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]
+    nll_BxL = log_z_BxL - target_logit_BxL
+    w = weights_BxL.astype(jnp.float32)
+    out = {"nll_sum": jnp.sum(nll_BxL * w), "weight_sum": jnp.sum(w)}
+    out["loss_sum"] = out["nll_sum"]
+    if z_loss:
+        out["loss_sum"] = out["loss_sum"] + z_loss * jnp.sum(jnp.square(log_z_BxL) * w)
+    return out

@@ -1,0 +1,75 @@
+"""Progress bar and train-row logging: step, loss, tokens/s, MFU (or FLOP/s), ETA.
+
+Throughput is measured over the steps between two log points, from the host clock when
+the metrics of a step arrive; the first window after (re)start includes compilation and is
+reported but marked as such by tqdm's rate column only.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+
+
+class Progress:
+    def __init__(self, num_steps: int, start: int, tokens_per_step: int, flops_per_token: float,
+                 peak_flops: float | None, num_devices: int, enabled: bool = True):
+        self._tokens_per_step = tokens_per_step
+        self._fpt = flops_per_token
+        self._peak = peak_flops * num_devices if peak_flops else None
+        self._last_step, self._last_time = start, None
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True,
+                             smoothing=0.1)
+
+    def write(self, msg: str) -> None:
+        if self._bar is not None:
+            self._bar.write(msg)
+        elif jax.process_index() == 0:
+            print(msg, flush=True)
+
+    def update(self, step: int, metrics: Any, writer, log_every: int) -> None:
+        """Called with a step's on-device metrics once a later step is already dispatched."""
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+        if step % log_every and step != 1:
+            return
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        now = time.perf_counter()
+        row = {"step": step, "split": "train", "loss": m["loss"], "lr": m["lr"],
+               "grad_norm": m["grad_norm"]}
+        if "z_loss" in m:
+            row["z_loss"] = m["z_loss"]
+        if self._last_time is not None and step > self._last_step:
+            tps = (step - self._last_step) * self._tokens_per_step / (now - self._last_time)
+            row["tokens_per_sec"] = tps
+            row["flops_per_sec"] = tps * self._fpt
+            if self._peak:
+                row["mfu"] = row["flops_per_sec"] / self._peak
+        else:  # the first logged step of a (re)start includes compilation
+            row["tokens_per_sec"] = 0.0
+        self._last_step, self._last_time = step, now
+        writer.write(row)
+        if self._bar is not None:
+            post = {"loss": f"{m['loss']:.4f}", "tok/s": f"{row['tokens_per_sec']:,.0f}"}
+            if "mfu" in row:
+                post["mfu"] = f"{100 * row['mfu']:.1f}%"
+            elif row["tokens_per_sec"]:
+                post["flop/s"] = f"{row['flops_per_sec']:.3g}"
+            self._bar.set_postfix(post, refresh=False)
+        else:
+            self.write(f"step {step}: loss {m['loss']:.4f}, lr {m['lr']:.3g}, "
+                       f"grad_norm {m['grad_norm']:.3f}, {row['tokens_per_sec']:,.0f} tokens/s")
+
+    def reset_clock(self) -> None:
+        """Start the next throughput window now (after eval or checkpointing)."""
+        if self._last_time is not None:
+            self._last_time = time.perf_counter()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,31 @@
+"""Packaging entry point: `pip install -e ".[test]"` installs llmjax and its test tools."""
+from setuptools import find_packages, setup
+
+setup(
+    name="llmjax",
+    version="0.1.0",
+    description="JAX/Flax pretraining of language models on GPUs and TPUs, and scaling studies.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["llmjax", "llmjax.*"]),
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "tensorflow-datasets>=4.9.8",
+        "array_record",
+        "sentencepiece>=0.2",
+        "ml_collections>=1.0",
+        "absl-py",
+        "numpy",
+        "tqdm",
+        "tensorboardX",
+    ],
+    extras_require={
+        "test": ["pytest", "scikit-learn"],
+        "plots": ["matplotlib"],
+    },
+    entry_points={"console_scripts": ["llmjax=llmjax.main:run"]},
+)

@@ -1,0 +1,70 @@
+"""TransformerLayer: pre/post norm ordering composed from its own sublayers, cross-attention."""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from llmjax.blocks.attention import Attention
+from llmjax.blocks.ffn import FeedForward
+from llmjax.blocks.norms import make_norm
+from llmjax.blocks.transformer import TransformerLayer
+from llmjax.config import ModelConfig
+
+CFG = ModelConfig(vocab_size=16, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
+                  max_len=8, init_std=0.3)
+
+
+def _parts(cfg, p):
+    attn = lambda h, name="attn", **kw: Attention(cfg.attention(), causal=name == "attn").apply(  # noqa
+        {"params": p[name]}, h, **kw)
+    ffn = lambda h: FeedForward(mlp_dim=cfg.mlp_dim, kind=cfg.ffn).apply({"params": p["ffn"]}, h)  # noqa
+    norm = lambda name, h: make_norm(cfg.norm).apply({"params": p[name]}, h)  # noqa
+    return attn, ffn, norm
+
+
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+def test_norm_ordering(norm_position):
+    cfg = dataclasses.replace(CFG, norm_position=norm_position, norm="rmsnorm", ffn="swiglu")
+    x = np.random.default_rng(0).normal(size=(2, 5, 16)).astype(np.float32)
+    layer = TransformerLayer(cfg)
+    p = nn.unbox(layer.init(jax.random.key(0), x)["params"])
+    attn, ffn, norm = _parts(cfg, p)
+    if norm_position == "pre":
+        h = x + attn(norm("attn_norm", x))
+        want = h + ffn(norm("ffn_norm", h))
+    else:
+        h = norm("attn_norm", x + attn(x))
+        want = norm("ffn_norm", h + ffn(h))
+    np.testing.assert_allclose(layer.apply({"params": p}, x), want, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(layer.apply)({"params": p}, x), want, atol=1e-5)
+
+
+def test_cross_attention_layer():
+    cfg = CFG
+    x = np.random.default_rng(0).normal(size=(2, 5, 16)).astype(np.float32)
+    enc = np.random.default_rng(1).normal(size=(2, 7, 16)).astype(np.float32)
+    enc_seg = np.array([[1] * 7, [1] * 4 + [0] * 3], np.int32)
+    layer = TransformerLayer(cfg, causal=True, cross_attention=True)
+    p = nn.unbox(layer.init(jax.random.key(0), x, enc)["params"])
+    assert set(p) == {"attn", "attn_norm", "cross_attn", "cross_norm", "ffn", "ffn_norm"}
+    out = layer.apply({"params": p}, x, enc, encoded_segment_ids=enc_seg)
+    attn, ffn, norm = _parts(cfg, p)
+    h = x + attn(norm("attn_norm", x))
+    h = h + attn(norm("cross_norm", h), "cross_attn", kv_BxSxE=enc, kv_segment_ids=enc_seg)
+    want = h + ffn(norm("ffn_norm", h))
+    np.testing.assert_allclose(out, want, atol=1e-5)
+    with pytest.raises(ValueError, match="encoder output"):
+        layer.apply({"params": p}, x)
+
+
+def test_residual_dropout_only_when_not_deterministic():
+    cfg = dataclasses.replace(CFG, dropout=0.5)
+    x = np.random.default_rng(0).normal(size=(1, 4, 16)).astype(np.float32)
+    layer = TransformerLayer(cfg)
+    p = layer.init(jax.random.key(0), x)["params"]
+    a = layer.apply({"params": p}, x)
+    b = layer.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_allclose(a, layer.apply({"params": p}, x))
+    assert not np.allclose(a, b)

@@ -1,0 +1,146 @@
+"""Tokenizers: exact round trips on real stdlib source, byte accounting, save/load/reuse."""
+import os
+import string
+
+import numpy as np
+import pytest
+
+from llmjax.config import DataConfig
+from llmjax.data import tokenizers
+from llmjax.data.stdlib_corpus import iter_documents
+from llmjax.data.tokenizers import (ByteTokenizer, CharTokenizer, SentencePieceTokenizer,
+                                    load_tokenizer, train_or_load_tokenizer)
+
+TRICKY = ("def f(x):\n\tif x:\t# tab\n\t\treturn 'héllo ☃ 🎉 日本語'\n    \n\n\n   trailing   \n"
+          "a\u2581b \u2581\u2581 c\r\nnumbers 12345 007 3.14\x00\x7f\u200b end")
+
+
+@pytest.fixture(scope="module")
+def stdlib_texts():
+    """Real source: ~600k chars to train on, and held-out files to check round trips on."""
+    docs = [t for _, t in iter_documents() if t.strip()]
+    train, total = [], 0
+    for t in docs[::7]:
+        train.append(t)
+        total += len(t)
+        if total > 600_000:
+            break
+    held_out = [t for t in docs[3::50]][:30]
+    return train, held_out + [TRICKY]
+
+
+@pytest.fixture(scope="module")
+def spm_bpe(stdlib_texts):
+    return SentencePieceTokenizer.train(stdlib_texts[0], 512, "bpe", 300_000)
+
+
+def _check_round_trip_and_bytes(tok, texts):
+    ids = tok.encode_batch(texts)
+    lengths = tok.byte_lengths()
+    assert lengths.shape == (tok.vocab_size,) and lengths[tok.eos_id] == 0
+    for text, x in zip(texts, ids):
+        assert x.dtype == np.int32 and (x >= 0).all() and (x < tok.vocab_size).all()
+        assert tok.decode(x) == text
+        assert int(lengths[x].sum()) == len(text.encode("utf-8"))
+    assert tok.encode(texts[-1]) == ids[-1].tolist()
+    assert tok.decode([tok.eos_id]) == ""
+
+
+def test_byte(stdlib_texts):
+    tok = ByteTokenizer()
+    assert (tok.vocab_size, tok.eos_id) == (257, 256)
+    _check_round_trip_and_bytes(tok, stdlib_texts[1])
+    assert tok.encode("é") == [0xC3, 0xA9]
+    assert tok.decode(tok.encode("\ud800x")) == "\ud800x"  # lone surrogates survive too
+    assert tok.decode([0xC3, 256, 300]) == "\ufffd"  # invalid UTF-8 and padding ids
+
+
+def test_char():
+    text = string.ascii_letters + " \n!$&',-.3:;?"  # tinyshakespeare's 65 characters
+    tok = CharTokenizer.train([text[:30], text[30:]])
+    assert tok.vocab_size == 67 and tok.eos_id == 65 and tok.unk_id == 66
+    assert tok.chars == sorted(text)
+    _check_round_trip_and_bytes(tok, [text, "Hello, World!\n"])
+    ids = tok.encode("a€b")
+    assert ids == [tok.chars.index("a"), 66, tok.chars.index("b")]
+    assert tok.decode(ids) == "a\ufffdb"
+
+
+def test_char_unicode_byte_lengths():
+    tok = CharTokenizer.train(["héllo ☃ 🎉"])
+    _check_round_trip_and_bytes(tok, ["🎉 hé ☃ll", "h"])
+
+
+def test_sentencepiece_round_trips_real_code(spm_bpe, stdlib_texts):
+    tok = spm_bpe
+    assert tok.vocab_size == 512 and tok.eos_id == 1 and tok.name == "sentencepiece (bpe, 512)"
+    _check_round_trip_and_bytes(tok, stdlib_texts[1])
+    pieces = [tok.sp.id_to_piece(i) for i in range(tok.vocab_size) if not tok.sp.is_byte(i)]
+    assert "\n" in pieces and "\u2581\u2581\u2581\u2581" in pieces  # newline, indentation
+    assert all(len(p) == 1 for p in pieces if any(c.isdigit() for c in p))  # digits split
+    held_out = "".join(stdlib_texts[1][:-1])
+    chars_per_token = len(held_out) / len(tok.encode(held_out))
+    assert chars_per_token > 1.5  # it does compress real code (bytes would give ~1.0)
+
+
+def test_sentencepiece_unigram_and_small_corpus(stdlib_texts):
+    tok = SentencePieceTokenizer.train(stdlib_texts[0], 400, "unigram", 100_000)
+    assert tok.model_type == "unigram"
+    _check_round_trip_and_bytes(tok, stdlib_texts[1][:5] + [TRICKY])
+    tiny = SentencePieceTokenizer.train(["tiny corpus\n" * 3], 5000, "bpe", 1000)
+    assert tiny.vocab_size < 5000 and tiny.requested_vocab_size == 5000  # no hard limit
+    _check_round_trip_and_bytes(tiny, [TRICKY])
+
+
+def test_sentencepiece_is_deterministic(spm_bpe, stdlib_texts):
+    again = SentencePieceTokenizer.train(stdlib_texts[0], 512, "bpe", 300_000)
+    assert again.model_proto == spm_bpe.model_proto
+    assert again.fingerprint() == spm_bpe.fingerprint()
+
+
+def test_sentencepiece_chunked_encoding_matches_whole(spm_bpe, stdlib_texts):
+    long = "".join(stdlib_texts[0])[:300_000]  # cut into ~5 chunks for the threads
+    assert len(list(tokenizers._chunks(long, tokenizers._SPM_ENCODE_CHUNK))) > 3
+    whole = spm_bpe.sp.encode(long)
+    assert spm_bpe.encode_batch([long])[0].tolist() == whole
+
+
+@pytest.mark.parametrize("kind", ["byte", "char", "sentencepiece"])
+def test_save_load_reuse(kind, tmp_path, stdlib_texts, monkeypatch):
+    cfg = DataConfig(tokenizer=kind, vocab_size=320, spm_train_chars=50_000)
+    logs = []
+    tok = train_or_load_tokenizer(cfg, stdlib_texts[0][:20], str(tmp_path), log=logs.append)
+    assert os.path.exists(tmp_path / "tokenizer.json")
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+    monkeypatch.setattr(tokenizers, "train_tokenizer", lambda *a: pytest.fail("retrained"))
+    again = train_or_load_tokenizer(cfg, [], str(tmp_path), log=logs.append)
+    assert "reusing" in logs[-1]
+    loaded = load_tokenizer(str(tmp_path))
+    for other in (again, loaded):
+        assert type(other) is type(tok) and other.fingerprint() == tok.fingerprint()
+        assert (other.vocab_size, other.eos_id) == (tok.vocab_size, tok.eos_id)
+        assert np.array_equal(other.byte_lengths(), tok.byte_lengths())
+        for a, b in zip(other.encode_batch(stdlib_texts[1]), tok.encode_batch(stdlib_texts[1])):
+            assert np.array_equal(a, b)
+
+
+def test_reuse_refuses_a_different_tokenizer(tmp_path, stdlib_texts):
+    cfg = DataConfig(tokenizer="sentencepiece", vocab_size=320, spm_train_chars=30_000)
+    train_or_load_tokenizer(cfg, stdlib_texts[0][:10], str(tmp_path), log=lambda s: None)
+    for bad, match in ((dict(tokenizer="byte"), "is sentencepiece but config.data.tokenizer='byte'"),
+                       (dict(vocab_size=4096), "vocab_size 320 but config.data.vocab_size=4096"),
+                       (dict(spm_model_type="unigram"), "is bpe but")):
+        with pytest.raises(ValueError, match=match) as e:
+            train_or_load_tokenizer(DataConfig(**{**cfg.__dict__, **bad}), [], str(tmp_path))
+        assert "fresh workdir" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ValueError, match="no tokenizer in"):
+        load_tokenizer(str(tmp_path))
+    tok = SentencePieceTokenizer.train(["some text here\n" * 20], 300, "bpe", 10_000)
+    tok.save(str(tmp_path))
+    with open(tmp_path / "tokenizer.model", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ValueError, match="does not match"):
+        load_tokenizer(str(tmp_path))

@@ -1,0 +1,34 @@
+"""Shared test fixtures: a small real corpus and a tiny config."""
+import os
+import sysconfig
+
+from llmjax.config import base_config
+
+
+def write_corpus(directory, num_files: int = 12, max_chars: int = 20_000) -> str:
+    """Copy a few standard-library sources (real text, no download); returns a text: spec."""
+    src = sysconfig.get_paths()["stdlib"]
+    names = sorted(n for n in os.listdir(src) if n.endswith(".py"))[:num_files]
+    os.makedirs(directory, exist_ok=True)
+    for n in names:
+        with open(os.path.join(src, n), encoding="utf-8", errors="replace") as f:
+            text = f.read()[:max_chars]
+        with open(os.path.join(directory, n + ".txt"), "w", encoding="utf-8") as f:
+            f.write(text)
+    return f"text:{directory}/*.txt"
+
+
+def tiny_config(dataset: str, **overrides):
+    c = base_config()
+    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = 2, 32, 4, 64
+    c.data.dataset, c.data.tokenizer, c.data.seq_len = dataset, "byte", 32
+    c.data.val_fraction = 0.2
+    c.train.num_steps, c.train.batch_size = 12, 8
+    c.train.eval_every, c.train.eval_steps, c.train.log_every = 6, 2, 1
+    c.train.num_samples, c.train.progress = 0, False
+    c.optim.warmup_steps, c.optim.lr = 2, 3e-3
+    c.checkpoint.every_steps, c.checkpoint.keep = 6, 5
+    for key, value in overrides.items():
+        group, leaf = key.split("__")
+        c[group][leaf] = value
+    return c

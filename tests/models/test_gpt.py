@@ -1,0 +1,143 @@
+"""GPT: shapes, logical axis names, remat equivalence, dtypes, dropout, packing, size and cost."""
+import dataclasses
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from llmjax.config import ModelConfig
+from llmjax.models import GPT, build, flops_per_token, num_params
+from llmjax.models.registry import names, register
+
+CFG = ModelConfig(vocab_size=32, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
+                  max_len=16, init_std=0.1)
+TOKENS = np.random.default_rng(0).integers(0, 32, size=(2, 8)).astype(np.int32)
+
+
+def _init(cfg=CFG, tokens=TOKENS):
+    model = build(cfg)
+    return model, model.init(jax.random.key(0), tokens)
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("deterministic",))
+def _apply(model, *args, **kw):
+    """Jitted apply, cached per (hashable) model: eager dispatch makes small-model tests slow."""
+    return model.apply(*args, **kw)
+
+
+def _loss(params, model, tokens=TOKENS, **kw):
+    logits = model.apply({"params": params}, tokens[:, :-1], **kw)
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1).mean()
+
+
+def test_shapes_and_float32_logits():
+    # learned, rope and alibi run in the packing test below and in the decoding tests.
+    model, v = _init(dataclasses.replace(CFG, position="sinusoidal"))
+    logits = _apply(model, v, TOKENS)
+    assert logits.shape == (2, 8, 32) and logits.dtype == jnp.float32
+    assert "pos_embed" not in v["params"] and "pos_embed" in _init()[1]["params"]
+
+
+def test_logical_axis_names():
+    _, variables = _init(dataclasses.replace(CFG, tie_embeddings=False, ffn="swiglu"))
+    specs = nn.get_partition_spec(variables)["params"]
+    P = jax.sharding.PartitionSpec
+    assert specs["embed"]["embedding"] == P("vocab", "embed")
+    assert specs["pos_embed"]["embedding"] == P("length", "embed")
+    assert specs["head"]["kernel"] == P("embed", "vocab")
+    attn = specs["layer_0"]["attn"]
+    assert attn["query"]["kernel"] == P("embed", "heads", "head_dim")
+    assert attn["key"]["kernel"] == P("embed", "kv_heads", "head_dim")
+    assert attn["out"]["kernel"] == P("heads", "head_dim", "embed")
+    ffn = specs["layer_0"]["ffn"]
+    assert ffn["w1"]["kernel"] == ffn["w3"]["kernel"] == P("embed", "mlp")
+    assert ffn["w2"]["kernel"] == P("mlp", "embed")
+    assert specs["final_norm"]["scale"] == P("norm")
+
+
+def test_remat_policies_identical_loss_and_grads():
+    results = []
+    for remat in ("none", "full", "dots_saveable"):
+        model, v = _init(dataclasses.replace(CFG, remat=remat))
+        results.append(jax.jit(jax.value_and_grad(_loss), static_argnums=1)(v["params"], model))
+    flat = [jax.tree_util.tree_leaves(nn.unbox(r)) for r in results]
+    for other in flat[1:]:
+        for a, b in zip(flat[0], other):
+            np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_bfloat16_compute_float32_params():
+    model, v = _init(dataclasses.replace(CFG, dtype="bfloat16", position="rope"))
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(nn.unbox(v)))
+    logits = _apply(model, v, TOKENS)
+    assert logits.dtype == jnp.float32
+    ref = _apply(build(dataclasses.replace(model.cfg, dtype="float32")), v, TOKENS)
+    np.testing.assert_allclose(logits, ref, atol=0.05)
+
+
+def test_dropout_only_when_not_deterministic():
+    model, v = _init(dataclasses.replace(CFG, dropout=0.3, attention_dropout=0.3))
+    a = _apply(model, v, TOKENS)
+    np.testing.assert_array_equal(a, _apply(model, v, TOKENS, deterministic=True))
+    b = _apply(model, v, TOKENS, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    c = _apply(model, v, TOKENS, deterministic=False, rngs={"dropout": jax.random.key(2)})
+    assert not np.allclose(a, b) and not np.allclose(b, c)
+
+
+def test_tied_and_untied_heads():
+    model, v = _init()
+    assert "head" not in v["params"]
+    untied, vu = _init(dataclasses.replace(CFG, tie_embeddings=False))
+    assert vu["params"]["head"]["kernel"].value.shape == (16, 32)
+    assert num_params(vu) == num_params(v) + 16 * 32
+    assert _apply(untied, vu, TOKENS).shape == (2, 8, 32)
+    grads = jax.jit(jax.grad(lambda p: _loss(p, untied)))(vu["params"])
+    assert np.all(np.isfinite(grads["head"]["kernel"].value)) and np.any(grads["head"]["kernel"].value != 0)
+
+
+@pytest.mark.parametrize("position", ["learned", "rope", "alibi"])
+def test_packed_documents_match_separate(position):
+    """Two documents packed in one row (positions restart, segments mask) = each run alone."""
+    cfg = dataclasses.replace(CFG, position=position, norm_position="post", norm="rmsnorm")
+    model, v = _init(cfg)
+    doc_a, doc_b = TOKENS[0, :5], TOKENS[1, :3]
+    packed = np.concatenate([doc_a, doc_b])[None]
+    positions = np.array([[0, 1, 2, 3, 4, 0, 1, 2]])
+    segments = np.array([[1, 1, 1, 1, 1, 2, 2, 2]])
+    out = _apply(model, v, packed, positions=positions, segment_ids=segments)
+    np.testing.assert_allclose(out[0, :5], _apply(model, v, doc_a[None])[0], atol=1e-5)
+    np.testing.assert_allclose(out[0, 5:], _apply(model, v, doc_b[None])[0], atol=1e-5)
+
+
+def test_gpt2_124m_size_and_flops():
+    cfg = ModelConfig(vocab_size=50304, num_layers=12, d_model=768, num_heads=12, num_kv_heads=12,
+                      mlp_dim=3072, max_len=1024, tie_embeddings=True)
+    flops = flops_per_token(cfg, 1024)
+    assert 8.4e8 < flops < 8.6e8
+    shapes = jax.eval_shape(GPT(cfg).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+    assert 123e6 < num_params(shapes["params"]) < 125.5e6
+
+
+def test_registry():
+    assert "gpt" in names() and isinstance(build(CFG), GPT)
+    with pytest.raises(ValueError, match="unknown model 'bert'.*gpt"):
+        build(dataclasses.replace(CFG, name="bert"))
+    with pytest.raises(ValueError, match="already registered"):
+        register("gpt")(lambda cfg: None)
+
+
+def test_init_and_grads_under_mesh_and_rules():
+    """Logical names meet a real mesh: every constraint must match its array's rank."""
+    from llmjax import sharding as sh
+
+    mesh = sh.make_mesh((1, 1, 1), jax.devices()[:1])
+    model = build(dataclasses.replace(CFG, ffn="swiglu", tie_embeddings=False, remat="full"))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sh.RULES):
+        v = jax.jit(model.init)(jax.random.key(0), TOKENS)
+        loss, grads = jax.jit(jax.value_and_grad(_loss), static_argnums=1)(v["params"], model)
+    assert np.isfinite(float(loss))
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(v["params"])

@@ -1,0 +1,84 @@
+"""The command line, end to end: a tiny run through `python -m llmjax.main`, and bad input."""
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import write_corpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config.model.num_layers=2", "--config.model.d_model=32", "--config.model.num_heads=4",
+        "--config.model.mlp_dim=64", "--config.data.tokenizer=byte", "--config.data.seq_len=32",
+        "--config.data.val_fraction=0.2", "--config.train.batch_size=8", "--config.train.num_steps=30",
+        "--config.train.eval_every=15", "--config.train.eval_steps=2", "--config.train.log_every=5",
+        "--config.optim.warmup_steps=5", "--config.optim.lr=3e-3", "--config.checkpoint.every_steps=15",
+        "--config.train.num_samples=1", "--config.train.sample_tokens=16"]
+
+
+def _run(args, timeout=300):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    return subprocess.run([sys.executable, "-m", "llmjax.main", "--config=configs/gpt_small.py", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_tiny_run_writes_the_workdir_contract(tmp_path):
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    p = _run([*TINY, f"--config.data.dataset={spec}", f"--workdir={work}"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["split"] == "train"]
+    evals = [r for r in rows if r["split"] == "eval"]
+    assert [r["step"] for r in evals] == [15, 30]
+    assert train[-1]["loss"] < train[0]["loss"] - 0.5
+    for r in train:
+        assert {"step", "loss", "lr", "grad_norm", "tokens_per_sec"} <= set(r)
+    for r in evals:
+        assert math.isclose(r["perplexity"], math.exp(r["loss"]), rel_tol=1e-6)
+        # byte tokenizer: one byte per token, so bits/byte is loss / ln 2
+        assert math.isclose(r["bits_per_byte"], r["loss"] / math.log(2), rel_tol=1e-4)
+    cfg = json.loads((work / "config.json").read_text())
+    assert cfg["train"]["num_steps"] == 30 and cfg["data"]["dataset"] == spec
+    assert sorted(os.listdir(work / "checkpoints"))[:2] == ["15", "30"]
+    assert (work / "tokenizer").is_dir()
+    assert "unigram baseline" in p.stdout and "samples" in p.stdout
+
+    # Running again with more steps resumes at 30 and appends only newer rows.
+    p2 = _run([*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_steps=45",
+               "--config.train.num_samples=0"])
+    assert p2.returncode == 0, p2.stderr[-2000:]
+    assert "resumed from step 30" in p2.stdout
+    steps = [json.loads(l)["step"] for l in (work / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 45
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--config.model.num_layerz=3"], "unknown config key config.model.num_layerz"),
+    (["--config.model.num_layers=abc"], "config.model.num_layers"),
+    (["--config.model.d_model=100", "--config.model.num_heads=3"], "config.model.d_model=100"),
+    (["--config.data.seq_len=512", "--config.model.max_len=256"], "config.data.seq_len=512"),
+    (["--config.data.dataset=text:/no/such/*.txt"], "matches no files"),
+])
+def test_bad_flags_fail_fast_with_one_line(tmp_path, args, needle):
+    start = time.time()
+    p = _run([*args, f"--workdir={tmp_path / 'w'}"], timeout=120)
+    assert p.returncode == 2
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and needle in lines[0], p.stderr
+    assert not (tmp_path / "w").exists()  # nothing prepared, nothing written
+    assert time.time() - start < 60
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path):
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    base = [*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_steps=2",
+            "--config.train.eval_every=2", "--config.train.num_samples=0"]
+    assert _run(base).returncode == 0
+    p = _run([*base, "--config.model.d_model=64"])
+    assert p.returncode == 2 and "config.model.d_model=64 but the run in" in p.stderr
+    assert (work / "checkpoints" / "2").is_dir()  # nothing lost
