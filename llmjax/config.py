@@ -352,9 +352,6 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> 
     if t.batch_size % t.grad_accum_steps:
         _fail("train.batch_size", t.batch_size,
               f"must be divisible by config.train.grad_accum_steps={t.grad_accum_steps}")
-    if o.warmup_steps > t.num_steps and o.schedule != "constant":
-        _fail("optim.warmup_steps", o.warmup_steps,
-              f"exceeds config.train.num_steps={t.num_steps}: lower warmup_steps")
     if o.schedule == "wsd" and not 0.0 < o.decay_fraction <= 1.0:
         _fail("optim.decay_fraction", o.decay_fraction, "must be in (0, 1]")
     _check_dataset(d)

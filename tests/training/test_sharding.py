@@ -75,7 +75,7 @@ def test_grad_accumulation_equals_the_large_batch():
     acc, s4 = _train((8, 1, 1), steps=3, accum=2)
     np.testing.assert_allclose(acc, big, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s4.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)  # Adam rescales tiny grads
 
 
 @pytest.mark.parametrize("remat", ["full", "dots_saveable"])
