@@ -18,12 +18,12 @@ def get_config():
     c.data.tokenizer = "sentencepiece"
     c.data.vocab_size = 4096
     c.data.seq_len = 128
-    c.train.num_steps = 800
+    c.train.num_steps = 1400
     c.train.batch_size = 16
-    c.train.eval_every = 200
+    c.train.eval_every = 350
     c.train.eval_steps = 20
     c.train.log_every = 10
     c.optim.lr = 2e-3
     c.optim.warmup_steps = 50
-    c.checkpoint.every_steps = 200
+    c.checkpoint.every_steps = 350
     return c

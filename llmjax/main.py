@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from llmjax import config as config_lib
@@ -78,6 +78,8 @@ def _record_config(cfg, workdir: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _die(f"unexpected arguments {argv[1:]}: overrides look like --config.train.num_steps=50")
+    if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+        logging.set_verbosity(logging.WARNING)  # Orbax and tfds narrate every step at INFO
     from llmjax import sharding
 
     sharding.initialize_distributed()  # before anything touches the devices
