@@ -50,14 +50,9 @@ REFERENCE = {
 }
 
 
-def _vocab(run) -> tuple[int, int]:
-    """(vocab size, eos id) the tokenizer would give, without training one."""
-    tok = run.data.tokenizer
-    if tok == "byte":
-        return 257, 256
-    if tok == "char":
-        return 67, 65
-    return run.data.vocab_size, 0
+def _vocab(run) -> int:
+    """The vocabulary size the tokenizer would give, without training one."""
+    return {"byte": 257, "char": 67}.get(run.data.tokenizer, run.data.vocab_size)
 
 
 def _reference(model_cfg, seq_len: int, batch: int) -> str:
@@ -97,9 +92,9 @@ def _time(step, state, next_batch, steps: int, warmup: int):
 def main(argv):
     del argv
     run = resolve(_CONFIG.value, jax.device_count())
-    vocab, eos = _vocab(run)
+    vocab = _vocab(run)
     platform = jax.devices()[0].platform
-    model_cfg = run.model_config(vocab, eos, platform)
+    model_cfg = run.model_config(vocab, platform)
     seq = run.data.seq_len
     model = registry.build(model_cfg)
     tx, lr = optim.optimizer(run.optim, run.train.num_steps), optim.schedule(run.optim, run.train.num_steps)

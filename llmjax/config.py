@@ -152,7 +152,6 @@ class ModelConfig:
     remat: str = "none"
     init_std: float = 0.02
     dtype: str = "float32"  # compute dtype; parameters are always float32
-    eos_id: int = 0  # used by document masking to find boundaries
 
     @property
     def head_dim(self) -> int:
@@ -238,7 +237,7 @@ class RunConfig:
     checkpoint: CheckpointConfig
     mesh: MeshConfig
 
-    def model_config(self, vocab_size: int, eos_id: int, platform: str) -> ModelConfig:
+    def model_config(self, vocab_size: int, platform: str) -> ModelConfig:
         """The model's frozen config, with the vocabulary padded and the backend resolved."""
         m = self.model
         mult = max(1, m.vocab_multiple)
@@ -253,7 +252,7 @@ class RunConfig:
             rope_base=m.rope_base, ffn=m.ffn, norm=m.norm, norm_position=m.norm_position,
             dropout=m.dropout, attention_dropout=m.attention_dropout, use_bias=m.use_bias,
             tie_embeddings=m.tie_embeddings, attention_backend=backend, remat=m.remat,
-            init_std=m.init_std, dtype=self.train.dtype, eos_id=eos_id)
+            init_std=m.init_std, dtype=self.train.dtype)
 
 
 # ---------------------------------------------------------------- validation

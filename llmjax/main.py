@@ -99,10 +99,8 @@ def main(argv: list[str]) -> None:
     log(f"workdir: {workdir}")
     try:
         train_and_evaluate(run_cfg, workdir, log=log)
-    except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
-        if isinstance(e, config_lib.ConfigError) or getattr(e, "llmjax_user_error", False):
-            _die(str(e))
-        raise
+    except config_lib.ConfigError as e:
+        _die(str(e))
 
 
 def run() -> None:

@@ -61,9 +61,9 @@ def test_mesh_shape_fills_the_rest():
 
 def test_resolve_freezes_and_model_config_pads_vocab():
     run = C.resolve(_cfg(), num_devices=1)
-    m = run.model_config(vocab_size=257, eos_id=256, platform="cpu")
+    m = run.model_config(vocab_size=257, platform="cpu")
     assert m.vocab_size == 320 and m.attention_backend == "xla" and m.num_kv_heads == m.num_heads
-    assert run.model_config(257, 256, "gpu").attention_backend == "cudnn"
+    assert run.model_config(257, "gpu").attention_backend == "cudnn"
     with pytest.raises(Exception):
         run.train.num_steps = 3  # frozen
 

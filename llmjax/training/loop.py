@@ -70,14 +70,17 @@ def train_and_evaluate(cfg: RunConfig, workdir: str,
     mesh = sharding.make_mesh(mesh_shape(cfg.mesh, jax.device_count()))
 
     # Data first on process 0 (tokenizer training, token cache), then the others reuse it.
-    if primary:
-        data = prepare(d, workdir, log=log)
-    multihost_utils.sync_global_devices("llmjax:data")
-    if not primary:
-        data = prepare(d, workdir, log=lambda _: None)
+    try:
+        if primary:
+            data = prepare(d, workdir, log=log)
+        multihost_utils.sync_global_devices("llmjax:data")
+        if not primary:
+            data = prepare(d, workdir, log=lambda _: None)
+    except ValueError as e:  # the data modules raise one-line ValueErrors for bad input
+        raise ConfigError(str(e)) from e
     tok = data.tokenizer
     platform = jax.devices()[0].platform
-    model_cfg = cfg.model_config(tok.vocab_size, tok.eos_id, platform)
+    model_cfg = cfg.model_config(tok.vocab_size, platform)
     if model_cfg.vocab_size % mesh.shape["tensor"]:
         raise ConfigError(f"config.mesh.tensor={mesh.shape['tensor']} must divide the padded vocabulary "
                           f"{model_cfg.vocab_size}: set config.model.vocab_multiple to a multiple of it")
