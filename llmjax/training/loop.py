@@ -31,7 +31,7 @@ from llmjax.training.progress import Progress
 from llmjax.training.state import abstract_state, count_params, create, init_fn
 from llmjax.training.step import jit_train_step, make_eval_step, make_train_step
 
-PROMPTS = ("def ", "import ", "The ")
+PROMPTS = ("def ", "class ", "import ", "The ")
 
 
 class _Preempted:
