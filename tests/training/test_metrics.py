@@ -1,0 +1,33 @@
+"""metrics.jsonl rewinding on resume, bits per byte, and the device peak table."""
+import json
+import math
+
+from llmjax.training import metrics
+
+
+class _Device:
+    def __init__(self, kind):
+        self.device_kind = kind
+
+
+def test_rewind_moves_rows_after_the_checkpoint_aside(tmp_path):
+    rows = [{"step": s, "split": "train", "loss": 1.0 / s} for s in range(1, 6)]
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "spl'  # cut by a kill
+    (tmp_path / "metrics.jsonl").write_text(text)
+    w = metrics.MetricsWriter(str(tmp_path), resume_step=3, tensorboard=False)
+    w.write({"step": 4, "split": "train", "loss": 0.5})
+    kept = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in kept] == [1, 2, 3, 4] and kept[-1]["loss"] == 0.5
+    dropped = (tmp_path / "metrics.discarded.jsonl").read_text().splitlines()
+    assert len(dropped) == 3 and dropped[-1] == '{"step": 6, "spl'
+
+
+def test_bits_per_byte():
+    assert math.isclose(metrics.bits_per_byte(math.log(2) * 10, 5), 2.0)
+
+
+def test_peak_flops_by_device_kind():
+    assert metrics.peak_flops(_Device("NVIDIA H100 80GB HBM3")) == 989e12
+    assert metrics.peak_flops(_Device("TPU v4")) == 275e12
+    assert metrics.peak_flops(_Device("TPU v5 lite")) == 197e12
+    assert metrics.peak_flops(_Device("cpu")) is None
