@@ -46,19 +46,26 @@ class FeedForward(nn.Module):
     def __call__(self, x_BxLxE: jnp.ndarray, *, deterministic: bool = True) -> jnp.ndarray:
         if self.kind not in FFNS:
             raise ValueError(f"ffn {self.kind!r}: must be one of {', '.join(FFNS)}")
-        E = x_BxLxE.shape[-1]
-        h_BxLxM = _dense(self.mlp_dim, (sh.EMBED, sh.MLP), self.init_std, self.use_bias,
-                         self.dtype, "w1")(x_BxLxE)
+        *lead, E = x_BxLxE.shape
+        # The matmuls run on rows (B*L, E): XLA:CPU turns the weight gradient of a 3-D dot
+        # (contracting batch and length) into a slow transposing copy of the hidden activation;
+        # as 2-D dots the whole step is 1.25x faster (shakespeare_char, 2-core CPU). The
+        # reshapes are bitcasts, and rows stay batch-major.
+        x_TxE = x_BxLxE.reshape(-1, E)
+        h_TxM = _dense(self.mlp_dim, (sh.EMBED, sh.MLP), self.init_std, self.use_bias,
+                       self.dtype, "w1")(x_TxE)
         if self.kind == "relu":
-            h_BxLxM = jax.nn.relu(h_BxLxM)
+            h_TxM = jax.nn.relu(h_TxM)
         elif self.kind == "gelu":
-            h_BxLxM = jax.nn.gelu(h_BxLxM, approximate=True)
+            h_TxM = jax.nn.gelu(h_TxM, approximate=True)
         else:
-            gate_BxLxM = _dense(self.mlp_dim, (sh.EMBED, sh.MLP), self.init_std, self.use_bias,
-                                self.dtype, "w3")(x_BxLxE)
-            h_BxLxM = jax.nn.silu(h_BxLxM) * gate_BxLxM
-        h_BxLxM = nn.with_logical_constraint(h_BxLxM, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_MLP))
+            gate_TxM = _dense(self.mlp_dim, (sh.EMBED, sh.MLP), self.init_std, self.use_bias,
+                              self.dtype, "w3")(x_TxE)
+            h_TxM = jax.nn.silu(h_TxM) * gate_TxM
+        h_BxLxM = nn.with_logical_constraint(h_TxM.reshape(*lead, self.mlp_dim),
+                                             (sh.BATCH, sh.ACT_LENGTH, sh.ACT_MLP))
         h_BxLxM = nn.Dropout(self.dropout)(h_BxLxM, deterministic=deterministic)
         out_std = self.init_std / math.sqrt(2 * self.num_layers)
-        out = _dense(E, (sh.MLP, sh.EMBED), out_std, self.use_bias, self.dtype, "w2")(h_BxLxM)
-        return nn.with_logical_constraint(out, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_EMBED))
+        out_TxE = _dense(E, (sh.MLP, sh.EMBED), out_std, self.use_bias, self.dtype, "w2")(
+            h_BxLxM.reshape(-1, self.mlp_dim))
+        return nn.with_logical_constraint(out_TxE.reshape(*lead, E), (sh.BATCH, sh.ACT_LENGTH, sh.ACT_EMBED))
