@@ -22,8 +22,11 @@ steps (the first step after the other framework ran is slow: on this box up to 2
 kernel compacting memory the other side just freed) and then `--steps` timed steps, each a full
 forward, backward, clip and AdamW update, ending by fetching the real loss. The table shows the
 median block (ms/step, tokens/s), the spread of the blocks, the CPU cores each side kept busy
-(process CPU time / wall time: both should be near the core count) and the ratio llmjax /
-PyTorch tokens/s, beside the figures in ../shared/PERF-NOTES.md.
+(process CPU time / wall time) and the ratio llmjax / PyTorch tokens/s, beside the figures in
+../shared/PERF-NOTES.md. Interleaving shares out steady load, but not fairly: PyTorch's OpenMP
+threads wait for each other at every op, so another busy process slows PyTorch far more than XLA
+(seen here: PyTorch 3.5x slower, llmjax 2.4x). PyTorch's "cores" then falls well below its thread
+count and the script prints a warning; the header shows the load average at start.
 
   python experiments/bench_cpu_torch.py                                  # 6x384, batch 16 and 64
   python experiments/bench_cpu_torch.py --batch_sizes=12 --steps=20 --config.model.num_layers=4 \
@@ -346,7 +349,8 @@ def main(argv):
           f"{_cores()} cores; jax {jax.__version__}, torch {torch.__version__} "
           f"({threads} threads{', torch.compile' if _COMPILE.value else ', eager'}); "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; prng {jax.config.jax_default_prng_impl}; "
-          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, transparent huge pages: {_thp_mode()}")
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, transparent huge pages: {_thp_mode()}; "
+          f"load average {os.getloadavg()[0]:.2f} at start")
     rows = []
     with jax.set_mesh(mesh), fnn.logical_axis_rules(sharding.RULES):
         init = init_fn(model, tx, seq, run.train.seed)
@@ -413,7 +417,7 @@ def main(argv):
             rows.append(row)
             del state, jstep, tstep, tmodel, topt
 
-    _print_table(cfg, seq, rows, tokens is not None)
+    _print_table(cfg, seq, rows, tokens is not None, threads)
 
 
 def _torch_step_fn(torch, tmodel, topt, clip):
@@ -514,7 +518,7 @@ def _breakdown(torch, jax, model, tx, ce, state, tmodel, topt, clip, jbatch, tba
     return t, j
 
 
-def _print_table(cfg, seq, rows, real_text) -> None:
+def _print_table(cfg, seq, rows, real_text, threads) -> None:
     n_torch, n_jax = rows[0]["params"]
     print(f"\nmodel: {cfg.num_layers} layers, d_model {cfg.d_model}, {cfg.num_heads} heads, "
           f"mlp {cfg.mlp_dim}, "
@@ -539,6 +543,11 @@ def _print_table(cfg, seq, rows, real_text) -> None:
           + ", ".join(f"{r['losses'][0]:.3f}/{r['losses'][1]:.3f}" for r in rows)
           + "; warm-up s PyTorch/llmjax: "
           + ", ".join(f"{r['warm'][0]:.1f}/{r['warm'][1]:.1f}" for r in rows) + ")")
+    busy = min(r["torch"][3] for r in rows)
+    if busy < 0.75 * threads:
+        print(f"WARNING: PyTorch kept only {busy:.2f} of its {threads} threads' cores busy: other work is "
+              "running on this machine, and PyTorch's OpenMP threads suffer far more from it than XLA's "
+              "(they wait for each other at every op). Rerun on an idle machine.")
     if any("breakdown" in r for r in rows):
         print("\nwhere the time goes (ms, first batch of the run, dropout on):")
         print(f"{'batch':>5} | {'':>7} {'forward':>8} {'fwd+bwd':>8} {'update':>8}")
