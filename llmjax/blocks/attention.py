@@ -96,6 +96,20 @@ def dot_product_attention(q_BxLxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD:
                           None if backend == "jax" else "cudnn")
 
 
+def _masked_softmax(logits, mask, dropout_rate, dropout_rng):
+    """Float32 softmax over the last axis; masked keys get 0, fully masked rows are all zeros
+    (not a uniform average); then attention dropout."""
+    if mask is not None:
+        logits = jnp.where(mask, logits, _NEG)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if mask is not None:
+        probs = jnp.where(mask, probs, 0.0)
+    if dropout_rate > 0.0:
+        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    return probs
+
+
 def _xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, dropout_rate, dropout_rng):
     B, L, H, D = q_BxLxHxD.shape
     K = k_BxSxKxD.shape[2]
@@ -112,13 +126,7 @@ def _xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, dropout_rate, dr
         logits_BxKxGxLxS = logits_BxKxGxLxS + bias.reshape(bias.shape[0], K, G, *bias.shape[2:])
     if mask is not None:
         mask = mask[:, :, None]  # (B|1, 1, 1, L, S)
-        logits_BxKxGxLxS = jnp.where(mask, logits_BxKxGxLxS, _NEG)
-    probs = jax.nn.softmax(logits_BxKxGxLxS, axis=-1)
-    if mask is not None:
-        probs = jnp.where(mask, probs, 0.0)  # fully masked rows: zeros, not a uniform average
-    if dropout_rate > 0.0:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
-        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    probs = _masked_softmax(logits_BxKxGxLxS, mask, dropout_rate, dropout_rng)
     out_BxLxKxGxD = jnp.einsum("bkgls,bskd->blkgd", probs.astype(v_BxSxKxD.dtype), v_BxSxKxD)
     return out_BxLxKxGxD.reshape(B, L, H, D).astype(q_BxLxHxD.dtype)
 
@@ -131,14 +139,7 @@ def _mha_attention(q_BxLxHxD, k_BxSxHxD, v_BxSxHxD, mask, bias, dropout_rate, dr
     logits_BxHxLxS = logits_BxHxLxS * jnp.float32(1.0 / math.sqrt(D))
     if bias is not None:
         logits_BxHxLxS = logits_BxHxLxS + jnp.asarray(bias, jnp.float32)
-    if mask is not None:  # (B|1, 1, L, S)
-        logits_BxHxLxS = jnp.where(mask, logits_BxHxLxS, _NEG)
-    probs = jax.nn.softmax(logits_BxHxLxS, axis=-1)
-    if mask is not None:
-        probs = jnp.where(mask, probs, 0.0)  # fully masked rows: zeros, not a uniform average
-    if dropout_rate > 0.0:
-        keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
-        probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    probs = _masked_softmax(logits_BxHxLxS, mask, dropout_rate, dropout_rng)  # mask (B|1, 1, L, S)
     out_BxLxHxD = jnp.einsum("bhls,bshd->blhd", probs.astype(v_BxSxHxD.dtype), v_BxSxHxD)
     return out_BxLxHxD.astype(q_BxLxHxD.dtype)
 
