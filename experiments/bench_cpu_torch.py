@@ -25,7 +25,7 @@ median block (ms/step, tokens/s), the spread of the blocks, the CPU cores each s
 (process CPU time / wall time) and the ratio llmjax / PyTorch tokens/s, beside the figures in
 ../shared/PERF-NOTES.md. Interleaving shares out steady load, but not fairly: PyTorch's OpenMP
 threads wait for each other at every op, so another busy process slows PyTorch far more than XLA
-(seen here: PyTorch 3.5x slower, llmjax 2.4x). PyTorch's "cores" then falls well below its thread
+(seen here: PyTorch 3.6x slower, llmjax 1.7x). PyTorch's "cores" then falls well below its thread
 count and the script prints a warning; the header shows the load average at start.
 
   python experiments/bench_cpu_torch.py                                  # 6x384, batch 16 and 64
