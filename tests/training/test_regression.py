@@ -1,0 +1,49 @@
+"""Pinned regression: the train loss after 1 and 10 steps on fixed data and seed.
+
+The corpus is generated here (not read from the running Python, whose stdlib changes between
+versions), tokenized as bytes, and trained through the whole loop. The pinned values may change
+only when the training math changes on purpose (initialisation, optimizer, schedule, batch
+order, loss): then re-pin them in the same commit and say why in its message. A refactor must
+leave them bitwise unchanged.
+"""
+import json
+
+import numpy as np
+import pytest
+
+from llmjax.config import resolve
+from llmjax.training.loop import train_and_evaluate
+from tests.helpers import tiny_config
+
+# Pinned on CPU (float32), 2026-11-23.
+PINNED = {1: 5.756839275360107, 10: 4.9068145751953125}
+
+_WORDS = ("the model reads every token and predicts the next one while the optimizer moves "
+          "weights along the gradient of a loss that falls slowly").split()
+
+
+def synthetic_corpus(directory, num_files: int = 12, words_per_file: int = 1500) -> str:
+    """Deterministic word salad: the same bytes on every machine and Python version."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1234)
+    for i in range(num_files):
+        words = rng.choice(len(_WORDS), size=words_per_file)
+        lines = [" ".join(_WORDS[w] for w in words[j:j + 12]) for j in range(0, words_per_file, 12)]
+        (directory / f"doc{i:02d}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return f"text:{directory}/*.txt"
+
+
+def _train_losses(tmp_path) -> dict[int, float]:
+    cfg = tiny_config(synthetic_corpus(tmp_path / "corpus"), train__num_steps=10,
+                      train__eval_every=10, checkpoint__every_steps=10)
+    train_and_evaluate(resolve(cfg, num_devices=1), str(tmp_path / "run"), log=lambda _: None)
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+def test_pinned_losses_after_one_and_ten_steps(tmp_path):
+    losses = _train_losses(tmp_path)
+    for step, want in PINNED.items():
+        assert losses[step] == pytest.approx(want, rel=1e-6, abs=1e-6), (
+            f"train loss at step {step} is {losses[step]!r}, pinned {want!r}: if the training "
+            "math changed on purpose, re-pin PINNED and say why in the commit")
