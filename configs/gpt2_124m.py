@@ -3,7 +3,7 @@ tied embeddings, bf16 compute. Train on any tfds or text dataset:
 
 python -m llmjax.main --config=configs/gpt2_124m.py --config.data.dataset=text:'/data/owt/*.txt'
 """
-from llmjax.config import base_config
+from llmjax.experiment import base_config
 
 
 def get_config():

@@ -2,7 +2,7 @@
 
 python -m llmjax.main --config=configs/gpt_small.py
 """
-from llmjax.config import base_config
+from llmjax.experiment import base_config
 
 
 def get_config():

@@ -4,7 +4,7 @@ seq 256, char vocabulary, dropout 0.2, first 90% of the text for training, last 
 python -m llmjax.main --config=configs/shakespeare_char.py \
     --config.data.dataset=text:/path/to/tinyshakespeare.txt
 """
-from llmjax.config import base_config
+from llmjax.experiment import base_config
 
 
 def get_config():

@@ -59,6 +59,7 @@ PyTorch is not a dependency of llmjax: without it the script says how to install
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -308,8 +309,10 @@ def main(argv):
     import numpy as np
 
     from llmjax import sharding
-    from llmjax.config import mesh_shape, resolve
+    from llmjax.config import mesh_shape
+    from llmjax.experiment import resolve
     from llmjax.models import registry
+    from llmjax.tasks.lm import LMTask
     from llmjax.training import optim
     from llmjax.training.objectives import cross_entropy_sums
     from llmjax.training.state import abstract_state, count_params, create, init_fn
@@ -334,13 +337,14 @@ def main(argv):
     else:
         vocab = run.data.vocab_size
     platform = jax.devices()[0].platform
-    cfg = run.model_config(vocab, platform)
     seq = run.data.seq_len
+    cfg = run.model.finalize(vocab_size=vocab, max_len=seq, platform=platform, dtype=run.train.dtype)
     model = registry.build(cfg)
+    task = LMTask(run)  # its objective and example input; batches are made here
     num_steps = run.train.num_steps
     tx, lr_fn = optim.optimizer(run.optim, num_steps), optim.schedule(run.optim, num_steps)
     mesh = sharding.make_mesh(mesh_shape(run.mesh, jax.device_count()))
-    bsh = sharding.batch_sharding(mesh)
+    bsh = sharding.leaf_sharding(mesh, 2)
     total = _WARMUP.value + _REPEATS.value * (_REWARM.value + _STEPS.value)
     # The lr each side uses at step i: llmjax's own schedule, evaluated once on the host.
     lrs = np.asarray(jax.vmap(lr_fn)(jnp.arange(total + 8)), np.float64)
@@ -353,7 +357,7 @@ def main(argv):
           f"load average {os.getloadavg()[0]:.2f} at start")
     rows = []
     with jax.set_mesh(mesh), fnn.logical_axis_rules(sharding.RULES):
-        init = init_fn(model, tx, seq, run.train.seed)
+        init = init_fn(functools.partial(task.init_params, model), tx, run.train.seed)
         _, state_sh = abstract_state(init, mesh)
         for b in (int(x) for x in _BATCHES.value):
             host = _batches(total, b, seq, cfg.vocab_size, tokens)
@@ -372,9 +376,9 @@ def main(argv):
                        t_batches[0], n_jax, n_torch)
             topt = _torch_optimizer(torch, tmodel, run.optim)
             tstep = _torch_step_fn(torch, tmodel, topt, run.optim.grad_clip)
-            jstep = jit_train_step(make_train_step(model, tx, lr_fn, seed=run.train.seed,
-                                                   grad_accum_steps=run.train.grad_accum_steps,
-                                                   z_loss=run.train.z_loss), state_sh, bsh)
+            jstep = jit_train_step(make_train_step(task, model, tx, lr_fn, seed=run.train.seed,
+                                                   grad_accum_steps=run.train.grad_accum_steps),
+                                   state_sh, bsh)
 
             def t_run(steps):  # PyTorch steps on batches `steps`; returns the last loss, fetched
                 for i in steps:

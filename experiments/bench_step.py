@@ -10,6 +10,7 @@ measured on the same kind of device. With --real_data it also runs the real inpu
 """
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import sys
@@ -26,9 +27,10 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from llmjax import sharding  # noqa: E402
-from llmjax.config import mesh_shape, resolve  # noqa: E402
+from llmjax.config import mesh_shape  # noqa: E402
+from llmjax.experiment import resolve  # noqa: E402
 from llmjax.models import registry  # noqa: E402
-from llmjax.models.gpt import flops_per_token  # noqa: E402
+from llmjax.tasks.lm import LMTask  # noqa: E402
 from llmjax.training import optim  # noqa: E402
 from llmjax.training.metrics import peak_flops  # noqa: E402
 from llmjax.training.state import abstract_state, count_params, create, init_fn  # noqa: E402
@@ -94,13 +96,14 @@ def main(argv):
     run = resolve(_CONFIG.value, jax.device_count())
     vocab = _vocab(run)
     platform = jax.devices()[0].platform
-    model_cfg = run.model_config(vocab, platform)
     seq = run.data.seq_len
+    model_cfg = run.model.finalize(vocab_size=vocab, max_len=seq, platform=platform, dtype=run.train.dtype)
     model = registry.build(model_cfg)
+    task = LMTask(run)  # its objective and example input; batches are made here
     tx, lr = optim.optimizer(run.optim, run.train.num_steps), optim.schedule(run.optim, run.train.num_steps)
     mesh = sharding.make_mesh(mesh_shape(run.mesh, jax.device_count()))
-    bsh = sharding.batch_sharding(mesh)
-    fpt = flops_per_token(model_cfg, seq)
+    bsh = sharding.leaf_sharding(mesh, 2)
+    fpt = model_cfg.flops_per_token(seq)
     peak = peak_flops()
     real = None
     if _REAL.value:
@@ -114,14 +117,14 @@ def main(argv):
           f"device: {jax.device_count()} x {jax.devices()[0].device_kind} ({platform}); peak unknown")
     rows = []
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-        init = init_fn(model, tx, seq, run.train.seed)
+        init = init_fn(functools.partial(task.init_params, model), tx, run.train.seed)
         _, state_sh = abstract_state(init, mesh)
         for b in (int(x) for x in _BATCHES.value):
             state = create(init, state_sh)
             n_params = count_params(state.params)
-            step = jit_train_step(make_train_step(model, tx, lr, seed=0,
-                                                  grad_accum_steps=run.train.grad_accum_steps,
-                                                  z_loss=run.train.z_loss), state_sh, bsh)
+            step = jit_train_step(make_train_step(task, model, tx, lr, seed=0,
+                                                  grad_accum_steps=run.train.grad_accum_steps),
+                                  state_sh, bsh)
             batch = _synthetic(b, seq, model_cfg.vocab_size, bsh)
             dt, state, loss = _time(step, state, lambda i: batch, _STEPS.value, _WARMUP.value)
             row = {"batch": b, "ms": 1e3 * dt, "tok_s": b * seq / dt, "loss": loss,
@@ -129,8 +132,8 @@ def main(argv):
             if real is not None:
                 prepared, packed_cls = real
                 batches = packed_cls(prepared.train_tokens, seq, b, 0, shuffle=True)
-                rows_slice = sharding.process_rows(bsh, b)
-                put = lambda i: sharding.global_batch(batches.batch(i, rows_slice), bsh, b)  # noqa: E731
+                rows_slice = sharding.process_rows(mesh, b)
+                put = lambda i: sharding.global_batch(batches.batch(i, rows_slice), mesh, b)  # noqa: E731
                 dt_real, state, _ = _time(step, state, put, _STEPS.value, 1)
                 row["real_slowdown"] = dt_real / dt - 1.0
             rows.append(row)

@@ -13,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from llmjax import config as config_lib
+from llmjax import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config name>).")
@@ -26,7 +27,7 @@ def _die(msg: str) -> None:
 def _precheck(argv: list[str]) -> None:
     """What absl would report as a traceback, reported as one line instead."""
     path = None
-    base = config_lib.base_config()
+    base = experiment.base_config()
     for arg in argv[1:]:
         if arg.startswith("--config="):
             path = arg.split("=", 1)[1].split(":", 1)[0]
@@ -64,7 +65,7 @@ def _record_config(cfg, workdir: str) -> None:
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
-        config_lib.check_resumable(saved, resolved, workdir)
+        experiment.check_resumable(saved, resolved, workdir)
     import jax
 
     if jax.process_index() == 0:
@@ -89,16 +90,14 @@ def main(argv: list[str]) -> None:
     config_path = flags.FLAGS["config"].config_filename
     workdir = _workdir(config_path)
     try:
-        run_cfg = config_lib.resolve(cfg, jax.device_count())
+        run_cfg = experiment.resolve(cfg, jax.device_count())
         _record_config(cfg, workdir)
     except config_lib.ConfigError as e:
         _die(str(e))
-    from llmjax.training.loop import train_and_evaluate
-
     log = (lambda msg: print(msg, flush=True)) if jax.process_index() == 0 else (lambda msg: None)
     log(f"workdir: {workdir}")
     try:
-        train_and_evaluate(run_cfg, workdir, log=log)
+        experiment.train_and_evaluate(run_cfg, workdir, log=log)
     except config_lib.ConfigError as e:
         _die(str(e))
 

@@ -22,6 +22,7 @@ KV_HEADS = "kv_heads"
 HEAD_DIM = "head_dim"
 LENGTH = "length"  # learned position table
 NORM = "norm"  # norm scales and biases: tiny, replicated
+LAYERS = "layers"  # the stacking axis of scanned layers' parameters
 # Activation axes.
 BATCH = "act_batch"
 ACT_LENGTH = "act_length"
@@ -49,6 +50,7 @@ RULES: tuple[tuple[str, Any], ...] = (
     (HEAD_DIM, None),
     (LENGTH, None),
     (NORM, None),
+    (LAYERS, None),
 )
 
 
@@ -64,37 +66,28 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
     return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=(AxisType.Auto,) * 3)
 
 
-def batch_spec() -> P:
-    """Sharding of (batch, length) token arrays: rows split over data and fsdp."""
-    return P(("data", "fsdp"), None)
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, batch_spec())
-
-
-def logical_to_sharding(logical_specs: Any, mesh: Mesh) -> Any:
-    """Map a pytree of logical PartitionSpecs (from nn.get_partition_spec) to NamedShardings."""
-    import flax.linen as nn
-
-    return nn.logical_to_mesh_sharding(logical_specs, mesh, RULES)
-
-
-def process_rows(batch_sharding: NamedSharding, global_batch: int) -> slice:
+def process_rows(mesh: Mesh, global_batch: int) -> slice:
     """The contiguous rows of the global batch that this host's devices hold: each host
     reads only its slice (its own shard of the data), then the global array is assembled."""
-    shape = (global_batch, 1)
-    index_map = batch_sharding.addressable_devices_indices_map(shape)
+    index_map = leaf_sharding(mesh, 2).addressable_devices_indices_map((global_batch, 1))
     starts = [idx[0].start or 0 for idx in index_map.values()]
     stops = [idx[0].stop if idx[0].stop is not None else global_batch for idx in index_map.values()]
-    lo, hi = min(starts), max(stops)
-    return slice(lo, hi)
+    return slice(min(starts), max(stops))
 
 
-def global_batch(local: dict[str, np.ndarray], batch_sharding: NamedSharding,
-                 global_rows: int) -> dict[str, jax.Array]:
+def leaf_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+    """Sharding of a batch leaf: rows (axis 0) split over data and fsdp, the rest replicated."""
+    return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
+
+
+def batch_shardings(mesh: Mesh, batch: dict[str, Any]) -> dict[str, NamedSharding]:
+    return {k: leaf_sharding(mesh, np.ndim(v)) for k, v in batch.items()}
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh, global_rows: int) -> dict[str, jax.Array]:
     """Host-local rows -> global jax.Arrays sharded over the mesh (single- or multi-host)."""
-    return {k: jax.make_array_from_process_local_data(batch_sharding, v, (global_rows, *v.shape[1:]))
+    return {k: jax.make_array_from_process_local_data(leaf_sharding(mesh, v.ndim), v,
+                                                      (global_rows, *v.shape[1:]))
             for k, v in local.items()}
 
 

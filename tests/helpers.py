@@ -2,7 +2,7 @@
 import os
 import sysconfig
 
-from llmjax.config import base_config
+from llmjax.experiment import base_config
 
 
 def write_corpus(directory, num_files: int = 12, max_chars: int = 20_000) -> str:

@@ -1,11 +1,17 @@
-"""config.resolve: every bad value fails with one line naming the key and the fix."""
+"""experiment.resolve: every bad value fails with one line naming the key and the fix; each
+family's and task's keys come from its registered dataclass."""
+import dataclasses
+
 import pytest
 
 from llmjax import config as C
+from llmjax import experiment as E
+from llmjax.blocks import attention, transformer
+from llmjax.models.gpt import GPTConfig
 
 
 def _cfg(**overrides):
-    c = C.base_config()
+    c = E.base_config()
     c.data.tokenizer = "byte"
     for key, value in overrides.items():
         group, leaf = key.split("__")
@@ -28,7 +34,7 @@ def _cfg(**overrides):
 ])
 def test_bad_values_fail_with_one_line(overrides, needle):
     with pytest.raises(C.ConfigError) as e:
-        C.resolve(_cfg(**overrides), num_devices=1)
+        E.resolve(_cfg(**overrides), num_devices=1)
     msg = str(e.value)
     assert needle in msg and "\n" not in msg
 
@@ -36,21 +42,21 @@ def test_bad_values_fail_with_one_line(overrides, needle):
 def test_empty_corpus(tmp_path):
     (tmp_path / "a.txt").write_text("")
     with pytest.raises(C.ConfigError, match="empty"):
-        C.resolve(_cfg(data__dataset=f"text:{tmp_path}/*.txt"), num_devices=1)
+        E.resolve(_cfg(data__dataset=f"text:{tmp_path}/*.txt"), num_devices=1)
 
 
 def test_batch_must_divide_devices():
     with pytest.raises(C.ConfigError, match="divisible by mesh data\\*fsdp=8"):
-        C.resolve(_cfg(train__batch_size=12), num_devices=8)
+        E.resolve(_cfg(train__batch_size=12), num_devices=8)
     with pytest.raises(C.ConfigError, match="config.mesh"):
-        C.resolve(_cfg(mesh__data=3, mesh__fsdp=1, mesh__tensor=1), num_devices=8)
+        E.resolve(_cfg(mesh__data=3, mesh__fsdp=1, mesh__tensor=1), num_devices=8)
 
 
 def test_unknown_key_in_config_file():
     c = _cfg()
     c.model.num_layer = 3  # a typo a config file could make
     with pytest.raises(C.ConfigError, match="unknown key"):
-        C.resolve(c, num_devices=1)
+        E.resolve(c, num_devices=1)
 
 
 def test_mesh_shape_fills_the_rest():
@@ -59,20 +65,51 @@ def test_mesh_shape_fills_the_rest():
     assert C.mesh_shape(C.MeshConfig(data=1, fsdp=-1, tensor=1), 8) == (1, 8, 1)
 
 
-def test_resolve_freezes_and_model_config_pads_vocab():
-    run = C.resolve(_cfg(), num_devices=1)
-    m = run.model_config(vocab_size=257, platform="cpu")
+def test_resolve_freezes_and_finalize_pads_vocab():
+    run = E.resolve(_cfg(), num_devices=1)
+    assert isinstance(run.model, GPTConfig) and run.model.num_kv_heads == 0
+    m = run.model.finalize(vocab_size=257, max_len=128, platform="cpu", dtype="bfloat16")
     assert m.vocab_size == 320 and m.attention_backend == "xla" and m.num_kv_heads == m.num_heads
-    assert run.model_config(257, "gpu").attention_backend == "cudnn"
+    assert m.max_len == 128 and m.dtype == "bfloat16"
+    assert run.model.finalize(257, 128, "gpu", "float32").attention_backend == "cudnn"
     with pytest.raises(Exception):
         run.train.num_steps = 3  # frozen
 
 
 def test_check_resumable():
-    saved = C.base_config().to_dict()
-    current = C.base_config().to_dict()
+    saved = E.base_config().to_dict()
+    current = E.base_config().to_dict()
     current["train"]["num_steps"] = 5000  # extending a run is fine
-    C.check_resumable(saved, current, "w")
+    E.check_resumable(saved, current, "w")
     current["model"]["d_model"] = 512
     with pytest.raises(C.ConfigError, match="config.model.d_model=512 but the run in w used 384"):
-        C.check_resumable(saved, current, "w")
+        E.check_resumable(saved, current, "w")
+
+
+def test_keys_and_defaults_come_from_the_registered_dataclasses():
+    c = E.base_config()
+    keys = {f.name for f in dataclasses.fields(GPTConfig) if not f.metadata.get("runtime")}
+    assert set(c.model.keys()) == keys and "vocab_size" not in c.model and "dtype" not in c.model
+    assert c.model.d_model == GPTConfig.d_model and c.task.name == "lm"
+    with pytest.raises(C.ConfigError, match="config.model.name='nope': unknown model family"):
+        E.base_config("nope")
+
+
+def test_choice_lists_have_one_source():
+    """Every choice a block accepts is accepted by the config, and nothing else (attention
+    backends: the config used to reject 'jax', which the attention accepts)."""
+    for backend in attention.BACKENDS:
+        E.resolve(_cfg(model__attention_backend=backend), num_devices=1)
+    for remat in transformer.REMATS:
+        E.resolve(_cfg(model__remat=remat), num_devices=1)
+    with pytest.raises(C.ConfigError, match="must be one of auto, xla, jax, cudnn"):
+        E.resolve(_cfg(model__attention_backend="flash"), num_devices=1)
+
+
+def test_wrong_type_is_one_line():
+    import ml_collections
+
+    c = _cfg()
+    c.train = ml_collections.ConfigDict(dict(c.train.to_dict(), num_steps="ten"))  # a whole group replaced
+    with pytest.raises(C.ConfigError, match="config.train.num_steps='ten': must be of type int"):
+        E.resolve(c, num_devices=1)

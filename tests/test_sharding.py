@@ -1,5 +1,8 @@
 """Sharded training equals one device: data, FSDP and tensor parallel, alone and combined;
 parameters are really sharded as the rules say; gradient accumulation and remat are exact."""
+import functools
+from types import SimpleNamespace
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -7,13 +10,15 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from llmjax import sharding
-from llmjax.config import ModelConfig, OptimConfig
+from llmjax.config import DataConfig, OptimConfig, TrainConfig
 from llmjax.models import registry
+from llmjax.models.gpt import GPTConfig
+from llmjax.tasks.lm import LMTask
 from llmjax.training import optim
 from llmjax.training.state import abstract_state, create, init_fn
 from llmjax.training.step import jit_train_step, make_train_step
 
-CFG = ModelConfig(vocab_size=128, num_layers=2, d_model=32, num_heads=8, num_kv_heads=8, mlp_dim=64,
+CFG = GPTConfig(vocab_size=128, num_layers=2, d_model=32, num_heads=8, num_kv_heads=8, mlp_dim=64,
                   max_len=16, dropout=0.0)
 OPT = OptimConfig(lr=3e-3, warmup_steps=2)
 
@@ -32,13 +37,15 @@ def _batches(n, batch=16, length=16, seed=0):
 def _train(shape, devices=None, steps=10, cfg=CFG, accum=1, batch=16):
     mesh = sharding.make_mesh(shape, devices)
     model = registry.build(cfg)
+    task = LMTask(SimpleNamespace(train=TrainConfig(), data=DataConfig(seq_len=cfg.max_len)))
     tx, lr = optim.optimizer(OPT, 100), optim.schedule(OPT, 100)
-    bsh = sharding.batch_sharding(mesh)
+    bsh = sharding.batch_shardings(mesh, _batches(1, batch)[0])
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-        init = init_fn(model, tx, cfg.max_len, seed=0)
+        init = init_fn(functools.partial(task.init_params, model), tx, seed=0)
         _, state_sh = abstract_state(init, mesh)
         state = create(init, state_sh)
-        step = jit_train_step(make_train_step(model, tx, lr, seed=0, grad_accum_steps=accum), state_sh, bsh)
+        step = jit_train_step(make_train_step(task, model, tx, lr, seed=0, grad_accum_steps=accum),
+                              state_sh, bsh)
         losses = []
         for b in _batches(steps, batch):
             state, m = step(state, jax.device_put(b, bsh))

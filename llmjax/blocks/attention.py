@@ -12,6 +12,7 @@ G = H // K query heads per K/V head, D head dim, E embed width.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -23,9 +24,24 @@ from jax import lax
 
 from llmjax import sharding as sh
 from llmjax.blocks.positions import alibi_bias, apply_rope
-from llmjax.config import AttentionConfig
 
 BACKENDS = ("auto", "xla", "jax", "cudnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig:
+    """What one attention layer needs; a model config narrows itself to this."""
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    position: str = "learned"  # rope / alibi are applied inside attention
+    rope_base: float = 10000.0
+    dropout: float = 0.0
+    use_bias: bool = True
+    backend: str = "xla"  # one of BACKENDS
+    dtype: str = "float32"
+    init_std: float = 0.02
+    num_layers: int = 1  # scales the output-projection init (GPT-2)
 _NEG = -0.7 * float(np.finfo(np.float32).max)  # finite: masked logits never make inf - inf = NaN
 
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from llmjax import sharding as sh
 
+POSITIONS = ("sinusoidal", "learned", "rope", "alibi")  # absolute (added by the model) or in attention
+
 
 # ---------------------------------------------------------------- sinusoidal (Vaswani et al.)
 

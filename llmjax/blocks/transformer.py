@@ -1,42 +1,126 @@
-"""One Transformer layer: self-attention, optional cross-attention, feed-forward, each a residual
-sublayer with dropout, normalised before ("pre", GPT-2) or after ("post", Vaswani et al.).
+"""The Transformer layer and its stack: self-attention, optional cross-attention, feed-forward,
+each a residual sublayer with dropout, normalised before ("pre", GPT-2) or after ("post",
+Vaswani et al.).
 
 The same layer serves a decoder-only LM (causal, no cross), an encoder (not causal) and an
-encoder-decoder's decoder (causal + cross-attention onto the encoder output).
+encoder-decoder's decoder (causal + cross-attention onto the encoder output). `TransformerConfig`
+holds every key of the stack; a model family's config extends it with its own keys.
 
-Call arguments are positional-or-keyword so `nn.remat` can mark deterministic/decode static
-(positions 6 and 7 counting self as 0): see `REMAT_STATIC_ARGNUMS`.
+`deterministic` and `decode` are module attributes, not call arguments: `nn.remat` then needs
+no static argument positions, and the call takes only arrays, by keyword, so adding an argument
+cannot shift anything. `run_layers` applies the stack unrolled (parameters `layer_0`,
+`layer_1`, ...) or scanned (`nn.scan`: one compiled layer, parameters stacked under `layers`
+with a leading `layers` axis). The two forms have different parameter trees, so `scan_layers`
+is part of the model config a checkpoint depends on.
 
 Shape key: B batch, L length, S source (encoder) length, E embed width.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from llmjax import sharding as sh
-from llmjax.blocks.attention import Attention
-from llmjax.blocks.ffn import FeedForward
-from llmjax.blocks.norms import make_norm
-from llmjax.config import ModelConfig
+from llmjax.blocks.attention import BACKENDS, Attention, AttentionConfig
+from llmjax.blocks.ffn import FFNS, FeedForward
+from llmjax.blocks.norms import NORMS, make_norm
+from llmjax.blocks.positions import POSITIONS
+from llmjax.config import RUNTIME, check_choice, check_fraction, check_positive, fail
 
-REMAT_STATIC_ARGNUMS = (6, 7)  # deterministic, decode
+NORM_POSITIONS = ("pre", "post")
+REMATS = ("none", "full", "dots_saveable")
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Every key of a Transformer stack, with its default; the model group's keys."""
+    num_layers: int = 6  # transformer layers
+    d_model: int = 384  # residual width
+    num_heads: int = 6  # query heads; d_model must be divisible by it
+    num_kv_heads: int = 0  # key/value heads for grouped-query attention (0 = num_heads)
+    mlp_dim: int = 1536  # hidden width of the feed-forward block
+    position: str = "learned"  # sinusoidal | learned | rope | alibi
+    rope_base: float = 10000.0  # RoPE frequency base
+    ffn: str = "gelu"  # relu | gelu | swiglu
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_position: str = "pre"  # pre (GPT-2) | post (original Transformer)
+    dropout: float = 0.0  # residual and embedding dropout
+    attention_dropout: float = 0.0  # dropout on attention probabilities
+    use_bias: bool = True  # biases in dense layers
+    attention_backend: str = "auto"  # auto (cudnn on GPU, else xla) | xla | jax | cudnn
+    remat: str = "none"  # activation rematerialisation per layer: none | full | dots_saveable
+    scan_layers: bool = False  # one scanned layer with stacked parameters (faster compiles)
+    init_std: float = 0.02  # std of the normal initialiser
+    dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    def attention(self) -> AttentionConfig:
+        return AttentionConfig(
+            num_heads=self.num_heads, num_kv_heads=self.kv_heads, head_dim=self.head_dim,
+            position=self.position, rope_base=self.rope_base, dropout=self.attention_dropout,
+            use_bias=self.use_bias, backend=self.attention_backend, dtype=self.dtype,
+            init_std=self.init_std, num_layers=self.num_layers)
+
+    def validate(self) -> None:
+        """One-line ConfigError for the first bad key; cheap, before any data or compile."""
+        for key, choices in (("position", POSITIONS), ("ffn", FFNS), ("norm", NORMS),
+                             ("norm_position", NORM_POSITIONS), ("attention_backend", BACKENDS),
+                             ("remat", REMATS)):
+            check_choice(f"model.{key}", getattr(self, key), choices)
+        for key in ("num_layers", "d_model", "num_heads", "mlp_dim"):
+            check_positive(f"model.{key}", getattr(self, key))
+        check_positive("model.num_kv_heads", self.num_kv_heads, allow_zero=True)
+        for key in ("dropout", "attention_dropout"):
+            check_fraction(f"model.{key}", getattr(self, key))
+        if self.d_model % self.num_heads:
+            fail("model.d_model", self.d_model,
+                 f"must be divisible by config.model.num_heads={self.num_heads}: change either")
+        if self.num_heads % self.kv_heads:
+            fail("model.num_kv_heads", self.num_kv_heads,
+                 f"must divide config.model.num_heads={self.num_heads} (grouped-query attention)")
+        if self.position == "rope" and self.head_dim % 2:
+            fail("model.d_model", self.d_model, "rope needs an even head dim (d_model / num_heads)")
+
+    def validate_mesh(self, data: int, fsdp: int, tensor: int) -> None:
+        if self.kv_heads % tensor or self.num_heads % tensor:
+            fail("mesh.tensor", tensor,
+                 f"must divide num_heads={self.num_heads} and num_kv_heads={self.kv_heads}")
+        if self.mlp_dim % tensor:
+            fail("mesh.tensor", tensor, f"must divide config.model.mlp_dim={self.mlp_dim}")
+        if self.d_model % fsdp:
+            fail("mesh.fsdp", fsdp, f"must divide config.model.d_model={self.d_model}")
+
+    def with_backend(self, platform: str) -> TransformerConfig:
+        """'auto' attention resolved for the platform the run is on."""
+        if self.attention_backend != "auto":
+            return self
+        return dataclasses.replace(self, attention_backend="cudnn" if platform == "gpu" else "xla")
 
 
 class TransformerLayer(nn.Module):
     """pre:  x + drop(f(norm(x)))   post: norm(x + drop(f(x)))   for f in attn, [cross], ffn."""
 
-    cfg: ModelConfig
+    cfg: TransformerConfig
     causal: bool = True
     cross_attention: bool = False
+    deterministic: bool = True
+    decode: bool = False
 
     @nn.compact
-    def __call__(self, x_BxLxE, encoded_BxSxE=None, positions=None, segment_ids=None,
-                 encoded_segment_ids=None, deterministic: bool = True,
-                 decode: bool = False) -> jnp.ndarray:
-        cfg = self.cfg
-        if cfg.norm_position not in ("pre", "post"):
-            raise ValueError(f"norm_position {cfg.norm_position!r}: must be pre or post")
+    def __call__(self, x_BxLxE: jnp.ndarray, *, encoded_BxSxE: jnp.ndarray | None = None,
+                 positions: jnp.ndarray | None = None, segment_ids: jnp.ndarray | None = None,
+                 encoded_segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
+        cfg, deterministic = self.cfg, self.deterministic
         pre = cfg.norm_position == "pre"
         drop = lambda y: nn.Dropout(cfg.dropout)(y, deterministic=deterministic)  # noqa: E731
 
@@ -50,7 +134,7 @@ class TransformerLayer(nn.Module):
         attn = Attention(cfg.attention(), causal=self.causal, name="attn")
         x_BxLxE = sublayer(x_BxLxE, lambda h: attn(
             h, positions=positions, segment_ids=segment_ids, deterministic=deterministic,
-            decode=decode), "attn_norm")
+            decode=self.decode), "attn_norm")
 
         if self.cross_attention:
             if encoded_BxSxE is None:
@@ -66,3 +150,47 @@ class TransformerLayer(nn.Module):
                           name="ffn")
         x_BxLxE = sublayer(x_BxLxE, lambda h: ffn(h, deterministic=deterministic), "ffn_norm")
         return nn.with_logical_constraint(x_BxLxE, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_EMBED))
+
+
+class _ScannedLayer(TransformerLayer):
+    """The layer in nn.scan's (carry, broadcast inputs) -> (carry, output) form."""
+
+    @nn.compact
+    def __call__(self, x_BxLxE, encoded_BxSxE, positions, segment_ids, encoded_segment_ids):
+        y = TransformerLayer.__call__(self, x_BxLxE, encoded_BxSxE=encoded_BxSxE, positions=positions,
+                                      segment_ids=segment_ids, encoded_segment_ids=encoded_segment_ids)
+        return y, None
+
+
+def _remat(layer_cls: type[nn.Module], remat: str, decode: bool) -> type[nn.Module]:
+    """The layer rematerialised per `remat` (never while decoding: there is no backward)."""
+    if remat == "none" or decode:
+        return layer_cls
+    policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if remat == "dots_saveable" else None
+    return nn.remat(layer_cls, policy=policy, prevent_cse=layer_cls is not _ScannedLayer)
+
+
+def run_layers(cfg: TransformerConfig, x_BxLxE: jnp.ndarray, *, causal: bool,
+               cross_attention: bool = False, deterministic: bool = True, decode: bool = False,
+               encoded_BxSxE: jnp.ndarray | None = None, positions: jnp.ndarray | None = None,
+               segment_ids: jnp.ndarray | None = None,
+               encoded_segment_ids: jnp.ndarray | None = None) -> jnp.ndarray:
+    """cfg.num_layers layers applied to x; call inside a model's compact method (the layers
+    become the caller's submodules)."""
+    flags = dict(causal=causal, cross_attention=cross_attention, deterministic=deterministic,
+                 decode=decode)
+    if cfg.scan_layers:
+        scanned = nn.scan(_remat(_ScannedLayer, cfg.remat, decode),
+                          variable_axes={"params": 0, "cache": 0},
+                          split_rngs={"params": True, "dropout": True},
+                          in_axes=(nn.broadcast,) * 4, length=cfg.num_layers,
+                          metadata_params={nn.PARTITION_NAME: sh.LAYERS})
+        x_BxLxE, _ = scanned(cfg, **flags, name="layers")(
+            x_BxLxE, encoded_BxSxE, positions, segment_ids, encoded_segment_ids)
+        return x_BxLxE
+    layer_cls = _remat(TransformerLayer, cfg.remat, decode)
+    for i in range(cfg.num_layers):
+        x_BxLxE = layer_cls(cfg, **flags, name=f"layer_{i}")(
+            x_BxLxE, encoded_BxSxE=encoded_BxSxE, positions=positions, segment_ids=segment_ids,
+            encoded_segment_ids=encoded_segment_ids)
+    return x_BxLxE

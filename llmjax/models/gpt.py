@@ -1,37 +1,73 @@
 """GPT: a decoder-only causal language model (Radford et al. 2019), configurable toward LLaMA-style
 variants (RoPE/ALiBi, RMSNorm, SwiGLU, grouped-query attention, untied head).
 
-Also the model's size and cost arithmetic: `num_params` and `flops_per_token`.
+`GPTConfig` (the family's keys, validation and runtime finalisation) also holds the model's cost
+arithmetic: `matmul_params` and `flops_per_token`.
 
 Shape key: B batch, L length, E embed width (d_model), V padded vocabulary.
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from llmjax import sharding as sh
 from llmjax.blocks.embed import Embed, Unembed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
-from llmjax.blocks.transformer import REMAT_STATIC_ARGNUMS, TransformerLayer
-from llmjax.config import ModelConfig
+from llmjax.blocks.transformer import TransformerConfig, run_layers
+from llmjax.config import RUNTIME, DataConfig, check_positive, fail
 from llmjax.models.registry import register
 
-REMATS = ("none", "full", "dots_saveable")
 
+@dataclasses.dataclass(frozen=True)
+class GPTConfig(TransformerConfig):
+    """config.model for name="gpt": the Transformer stack's keys plus these."""
+    name: str = "gpt"  # model family, looked up in llmjax.models.registry
+    max_len: int = 0  # positional table / KV-cache length (0 = data.seq_len)
+    tie_embeddings: bool = True  # output projection shares the token embedding
+    vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
+    vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
 
-def _layer_class(remat: str, decode: bool) -> type[nn.Module]:
-    """The layer, rematerialised per cfg.remat (never while decoding: there is no backward)."""
-    if remat not in REMATS:
-        raise ValueError(f"remat {remat!r}: must be one of {', '.join(REMATS)}")
-    if remat == "none" or decode:
-        return TransformerLayer
-    policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if remat == "dots_saveable" else None
-    return nn.remat(TransformerLayer, policy=policy, static_argnums=REMAT_STATIC_ARGNUMS)
+    def validate(self) -> None:
+        super().validate()
+        check_positive("model.vocab_multiple", self.vocab_multiple)
+        check_positive("model.max_len", self.max_len, allow_zero=True)
+
+    def check_run(self, data: DataConfig, mesh_sizes: tuple[int, int, int] | None) -> None:
+        if self.max_len and data.seq_len > self.max_len:
+            fail("data.seq_len", data.seq_len, f"exceeds config.model.max_len={self.max_len} "
+                 "(the positional table): raise max_len or lower seq_len")
+        if mesh_sizes is not None:
+            self.validate_mesh(*mesh_sizes)
+
+    def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str) -> GPTConfig:
+        """The runtime config: vocabulary padded to vocab_multiple, max_len 0 -> max_len,
+        num_kv_heads 0 -> num_heads, 'auto' attention resolved for the platform."""
+        padded = -(-vocab_size // self.vocab_multiple) * self.vocab_multiple
+        return dataclasses.replace(self.with_backend(platform), vocab_size=padded,
+                                   max_len=self.max_len or max_len, num_kv_heads=self.kv_heads,
+                                   dtype=dtype)
+
+    def summary(self) -> str:
+        return (f"vocab {self.vocab_size}, {self.position} positions, "
+                f"{self.attention_backend} attention")
+
+    def matmul_params(self) -> int:
+        """Parameters that take part in matmuls: attention and FFN kernels and the output head
+        (the token table once when tied). Excluded: lookups (untied input table, learned
+        positions), biases, norms."""
+        d, h, kv, hd = self.d_model, self.num_heads, self.kv_heads, self.head_dim
+        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
+        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.mlp_dim
+        return self.num_layers * (attn + ffn) + d * self.vocab_size
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token, forward + backward: 6 N_matmul + 12 n_layers d_model T
+        (the PaLM appendix B / nanoGPT estimate; the attention term ignores the causal half)."""
+        return 6.0 * self.matmul_params() + 12.0 * self.num_layers * self.d_model * seq_len
 
 
 class GPT(nn.Module):
@@ -42,7 +78,7 @@ class GPT(nn.Module):
     confine attention to each document. decode=True runs on the KV cache (collection "cache",
     initialised by `init(..., decode=True)` on a (B, cache_len) input)."""
 
-    cfg: ModelConfig
+    cfg: GPTConfig
 
     @nn.compact
     def __call__(self, tokens_BxL: jnp.ndarray, *, positions: jnp.ndarray | None = None,
@@ -64,11 +100,8 @@ class GPT(nn.Module):
         x_BxLxE = nn.Dropout(cfg.dropout)(x_BxLxE, deterministic=deterministic)
         x_BxLxE = nn.with_logical_constraint(x_BxLxE, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_EMBED))
 
-        layer_cls = _layer_class(cfg.remat, decode)
-        for i in range(cfg.num_layers):
-            # Positional call: nn.remat needs deterministic/decode at fixed (static) positions.
-            x_BxLxE = layer_cls(cfg, causal=True, name=f"layer_{i}")(
-                x_BxLxE, None, positions_BxL, segment_ids, None, deterministic, decode)
+        x_BxLxE = run_layers(cfg, x_BxLxE, causal=True, deterministic=deterministic, decode=decode,
+                             positions=positions_BxL, segment_ids=segment_ids)
 
         if cfg.norm_position == "pre":  # post-norm layers already end normalised
             x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm")(x_BxLxE)
@@ -93,31 +126,6 @@ class GPT(nn.Module):
         return positions + start
 
 
-@register("gpt")
-def build_gpt(cfg: ModelConfig) -> GPT:
+@register("gpt", GPTConfig)
+def build_gpt(cfg: GPTConfig) -> GPT:
     return GPT(cfg)
-
-
-# ---------------------------------------------------------------- size and cost
-
-
-def num_params(params: Any) -> int:
-    """Total parameter count of a (possibly logically boxed) parameter tree."""
-    params = nn.unbox(params)
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
-
-
-def matmul_params(cfg: ModelConfig) -> int:
-    """Parameters that take part in matmuls: attention and FFN kernels and the output head
-    (the token table once when tied). Excluded: lookups (untied input table, learned positions),
-    biases, norms."""
-    d, h, kv, hd = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    attn = d * h * hd + 2 * d * kv * hd + h * hd * d
-    ffn = (3 if cfg.ffn == "swiglu" else 2) * d * cfg.mlp_dim
-    return cfg.num_layers * (attn + ffn) + d * cfg.vocab_size
-
-
-def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Training FLOPs per token, forward + backward: 6 N_matmul + 12 n_layers d_model T
-    (the PaLM appendix B / nanoGPT estimate; the attention term ignores the causal half)."""
-    return 6.0 * matmul_params(cfg) + 12.0 * cfg.num_layers * cfg.d_model * seq_len

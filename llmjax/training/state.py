@@ -26,14 +26,13 @@ class TrainState:
     opt_state: Any
 
 
-def init_fn(model: nn.Module, tx: optax.GradientTransformation, seq_len: int,
+def init_fn(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation,
             seed: int) -> Callable[[], TrainState]:
-    """A function of no arguments that builds the initial state (to jit with out_shardings)."""
+    """A function of no arguments that builds the initial state (to jit with out_shardings);
+    init_params(rng) gives the model's parameters (the task knows the example input)."""
 
     def init() -> TrainState:
-        tokens = jnp.zeros((1, seq_len), jnp.int32)
-        variables = model.init(jax.random.key(seed), tokens, deterministic=True)
-        params = variables["params"]
+        params = init_params(jax.random.key(seed))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     return init

@@ -12,7 +12,7 @@ import pytest
 
 from llmjax.blocks.attention import Attention, dot_product_attention, make_attention_mask
 from llmjax.blocks.positions import alibi_bias
-from llmjax.config import AttentionConfig
+from llmjax.blocks.attention import AttentionConfig
 
 
 def ref_attention(q, k, v, mask_BxLxS=None, bias_BxHxLxS=None):

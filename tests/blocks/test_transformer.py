@@ -10,9 +10,9 @@ from llmjax.blocks.attention import Attention
 from llmjax.blocks.ffn import FeedForward
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.transformer import TransformerLayer
-from llmjax.config import ModelConfig
+from llmjax.models.gpt import GPTConfig
 
-CFG = ModelConfig(vocab_size=16, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
+CFG = GPTConfig(vocab_size=16, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
                   max_len=8, init_std=0.3)
 
 
@@ -47,9 +47,9 @@ def test_cross_attention_layer():
     enc = np.random.default_rng(1).normal(size=(2, 7, 16)).astype(np.float32)
     enc_seg = np.array([[1] * 7, [1] * 4 + [0] * 3], np.int32)
     layer = TransformerLayer(cfg, causal=True, cross_attention=True)
-    p = nn.unbox(layer.init(jax.random.key(0), x, enc)["params"])
+    p = nn.unbox(layer.init(jax.random.key(0), x, encoded_BxSxE=enc)["params"])
     assert set(p) == {"attn", "attn_norm", "cross_attn", "cross_norm", "ffn", "ffn_norm"}
-    out = layer.apply({"params": p}, x, enc, encoded_segment_ids=enc_seg)
+    out = layer.apply({"params": p}, x, encoded_BxSxE=enc, encoded_segment_ids=enc_seg)
     attn, ffn, norm = _parts(cfg, p)
     h = x + attn(norm("attn_norm", x))
     h = h + attn(norm("cross_norm", h), "cross_attn", kv_BxSxE=enc, kv_segment_ids=enc_seg)
@@ -65,6 +65,6 @@ def test_residual_dropout_only_when_not_deterministic():
     layer = TransformerLayer(cfg)
     p = layer.init(jax.random.key(0), x)["params"]
     a = layer.apply({"params": p}, x)
-    b = layer.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    b = TransformerLayer(cfg, deterministic=False).apply({"params": p}, x, rngs={"dropout": jax.random.key(1)})
     np.testing.assert_allclose(a, layer.apply({"params": p}, x))
     assert not np.allclose(a, b)

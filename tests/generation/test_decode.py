@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llmjax.config import ModelConfig
+from llmjax.models.gpt import GPTConfig
 from llmjax.generation.decode import decode_step, filter_logits, generate, init_cache, sample_token
-from llmjax.models import build
+from llmjax.models.registry import build
 
-CFG = ModelConfig(vocab_size=32, num_layers=2, d_model=16, num_heads=4, num_kv_heads=4, mlp_dim=32,
+CFG = GPTConfig(vocab_size=32, num_layers=2, d_model=16, num_heads=4, num_kv_heads=4, mlp_dim=32,
                   max_len=16, init_std=0.3)
 TOKENS = np.random.default_rng(0).integers(1, 32, size=(2, 12)).astype(np.int32)
 

@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llmjax.config import ModelConfig
-from llmjax.models import GPT, build, flops_per_token, num_params
-from llmjax.models.registry import names, register
+from llmjax.config import ConfigError
+from llmjax.models.gpt import GPT, GPTConfig
+from llmjax.models.registry import build, names, register
+from llmjax.training.state import count_params as num_params
 
-CFG = ModelConfig(vocab_size=32, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
+CFG = GPTConfig(vocab_size=32, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
                   max_len=16, init_std=0.1)
 TOKENS = np.random.default_rng(0).integers(0, 32, size=(2, 8)).astype(np.int32)
 
@@ -114,9 +115,9 @@ def test_packed_documents_match_separate(position):
 
 
 def test_gpt2_124m_size_and_flops():
-    cfg = ModelConfig(vocab_size=50304, num_layers=12, d_model=768, num_heads=12, num_kv_heads=12,
+    cfg = GPTConfig(vocab_size=50304, num_layers=12, d_model=768, num_heads=12, num_kv_heads=12,
                       mlp_dim=3072, max_len=1024, tie_embeddings=True)
-    flops = flops_per_token(cfg, 1024)
+    flops = cfg.flops_per_token(1024)
     assert 8.4e8 < flops < 8.6e8
     shapes = jax.eval_shape(GPT(cfg).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
     assert 123e6 < num_params(shapes["params"]) < 125.5e6
@@ -124,10 +125,10 @@ def test_gpt2_124m_size_and_flops():
 
 def test_registry():
     assert "gpt" in names() and isinstance(build(CFG), GPT)
-    with pytest.raises(ValueError, match="unknown model 'bert'.*gpt"):
-        build(dataclasses.replace(CFG, name="bert"))
+    with pytest.raises(ConfigError, match="config.model.name='nope': unknown model family; registered: .*gpt"):
+        build(dataclasses.replace(CFG, name="nope"))
     with pytest.raises(ValueError, match="already registered"):
-        register("gpt")(lambda cfg: None)
+        register("gpt", GPTConfig)(lambda cfg: None)
 
 
 def test_init_and_grads_under_mesh_and_rules():
@@ -141,3 +142,35 @@ def test_init_and_grads_under_mesh_and_rules():
         loss, grads = jax.jit(jax.value_and_grad(_loss), static_argnums=1)(v["params"], model)
     assert np.isfinite(float(loss))
     assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(v["params"])
+
+
+def _stack_layers(params, num_layers):
+    """Unrolled parameters (layer_0, layer_1, ...) -> the scanned form (layers, leading axis)."""
+    params = dict(params)
+    layers = [params.pop(f"layer_{i}") for i in range(num_layers)]
+    params["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
+    return params
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_scanned_layers_equal_unrolled(remat):
+    """scan_layers=True runs the same function on the stacked parameters, with and without
+    remat, and decodes on its stacked KV cache like the unrolled model."""
+    from llmjax.generation.decode import generate
+
+    cfg = dataclasses.replace(CFG, position="rope", remat=remat)
+    model, v = _init(cfg)
+    params = nn.unbox(v["params"])
+    scanned = build(dataclasses.replace(cfg, scan_layers=True))
+    sv = nn.unbox(scanned.init(jax.random.key(0), TOKENS)["params"])
+    assert jax.tree.map(jnp.shape, _stack_layers(params, cfg.num_layers)) == jax.tree.map(jnp.shape, sv)
+    stacked = _stack_layers(params, cfg.num_layers)
+    np.testing.assert_allclose(_apply(scanned, {"params": stacked}, TOKENS),
+                               _apply(model, {"params": params}, TOKENS), atol=1e-5)
+    g_unrolled = jax.grad(_loss)(params, model)
+    g_scanned = jax.grad(_loss)(stacked, scanned)
+    for a, b in zip(jax.tree.leaves(_stack_layers(g_unrolled, cfg.num_layers)), jax.tree.leaves(g_scanned)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    prompt = TOKENS[:, :3]
+    kw = dict(max_new_tokens=5, rng=jax.random.key(0), temperature=0.0)
+    np.testing.assert_array_equal(generate(scanned, stacked, prompt, **kw), generate(model, params, prompt, **kw))

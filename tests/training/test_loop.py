@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 
-from llmjax.config import resolve
-from llmjax.training.loop import train_and_evaluate
+from llmjax.experiment import resolve
+from llmjax.experiment import train_and_evaluate
 from tests.helpers import tiny_config, write_corpus
 
 

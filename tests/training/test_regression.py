@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from llmjax.config import resolve
-from llmjax.training.loop import train_and_evaluate
+from llmjax.experiment import resolve
+from llmjax.experiment import train_and_evaluate
 from tests.helpers import tiny_config
 
 # Pinned on CPU (float32), 2026-11-23.

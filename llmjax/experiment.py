@@ -1,0 +1,93 @@
+"""An experiment's whole config, read once at the top.
+
+`base_config(model, task)` lists every key with its default: the shared groups of
+llmjax.config, the model family's group and the task's group, each from its registered
+dataclass. `resolve()` checks it all (one-line ConfigError naming the key and the fix) before
+any data or compile work and freezes it into a `RunConfig` of small dataclasses; nothing
+below this module ever sees the ConfigDict. `train_and_evaluate` runs the task it names
+through the one training loop.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import ml_collections
+
+from llmjax import config as C
+from llmjax.models import registry as models
+from llmjax.tasks import registry as tasks
+
+GROUPS = ("model", "task", *C.SHARED_GROUPS)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    model: Any  # the family's config dataclass (finalized later, once the vocabulary is known)
+    task: Any  # the task's config dataclass
+    data: C.DataConfig
+    train: C.TrainConfig
+    optim: C.OptimConfig
+    checkpoint: C.CheckpointConfig
+    mesh: C.MeshConfig
+
+
+def base_config(model: str = "gpt", task: str = "lm") -> ml_collections.ConfigDict:
+    """Every key llmjax reads for this model family and task, with its default."""
+    c = ml_collections.ConfigDict()
+    c.model = models.default_group(model)
+    c.task = tasks.default_group(task)
+    for name, cls in C.SHARED_GROUPS.items():
+        c[name] = C.to_group(cls)
+    return c
+
+
+def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> RunConfig:
+    """Validate, then freeze. Cheap: no data, no compile. With num_devices, the mesh and the
+    batch are checked against it too."""
+    for group in cfg.keys():
+        if group not in GROUPS:
+            C.fail(group, "...", f"unknown group; known groups: {', '.join(GROUPS)}")
+    for group in GROUPS:
+        if group not in cfg:
+            C.fail(group, None, f"the config lacks the group '{group}': start from "
+                                "llmjax.experiment.base_config()")
+    shared = {name: C.from_group(cls, cfg[name], name) for name, cls in C.SHARED_GROUPS.items()}
+    run = RunConfig(model=models.resolve(cfg.model), task=tasks.resolve(cfg.task), **shared)
+    sizes = None if num_devices is None else C.mesh_shape(run.mesh, num_devices)
+    run.model.check_run(run.data, sizes)
+    if sizes is not None:
+        shards = sizes[0] * sizes[1]
+        micro = run.train.batch_size // run.train.grad_accum_steps
+        if micro % shards:
+            C.fail("train.batch_size", run.train.batch_size,
+                   f"the per-update micro-batch {micro} must be divisible by mesh data*fsdp={shards} devices")
+    return run
+
+
+# What a checkpoint and its token cache depend on: changing these under an existing workdir
+# would silently continue a different experiment. Steps, eval cadence, mesh and dtype may change.
+RESUME_KEYS = ("model", "task", "data", "train.seed", "train.batch_size")
+
+
+def check_resumable(saved: dict, current: dict, workdir: str) -> None:
+    """Raise ConfigError when `current` cannot continue the run recorded in `saved`."""
+    for key in RESUME_KEYS:
+        group, _, leaf = key.partition(".")
+        old, new = saved.get(group, {}), current.get(group, {})
+        pairs = [(leaf, old.get(leaf), new.get(leaf))] if leaf else [
+            (k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new))]
+        for name, a, b in pairs:
+            if a != b:
+                raise C.ConfigError(
+                    f"config.{group}.{name}={b!r} but the run in {workdir} used {a!r}: "
+                    "pass the same value to resume, or a new --workdir to start afresh")
+
+
+def train_and_evaluate(run: RunConfig, workdir: str,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train run's model on run's task in workdir (resuming from its newest good checkpoint);
+    the final eval metrics with the task's baselines."""
+    from llmjax.training import loop
+
+    return loop.train(tasks.build(run), run, workdir, log)

@@ -1,0 +1,120 @@
+"""The seam between the one training loop and what is trained: a Task.
+
+A task owns
+  data        batches as a pure function of (seed, step) (so resume is exact on any mesh), and
+              its evaluation batches;
+  objective   loss and metric *sums*, with denominators computed from the whole batch, so
+              gradient accumulation, data parallelism and evaluation reduce to exact weighted
+              means whatever the micro-batch split;
+  metrics     what a train row and an eval row report (eval may decode on the host);
+  accounting  FLOPs and tokens per step, baselines printed at the start.
+The loop (state, step, checkpoints, metrics, progress, faults) calls only this interface and
+never names a model family or a task.
+
+Batches are dicts of numpy arrays with the global batch on axis 0.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+
+Batch = dict[str, Any]
+Log = Callable[[str], None]
+
+
+class Task(abc.ABC):
+    """One kind of training (LM pretraining, MLM+NSP, classification, seq2seq, ...)."""
+
+    def __init__(self, run: Any):
+        self.run = run  # llmjax.experiment.RunConfig
+
+    # ------------------------------------------------------------ data (host)
+
+    @abc.abstractmethod
+    def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
+        """Read, tokenize and cache the data (process 0 first, then the others reuse it)."""
+
+    @abc.abstractmethod
+    def model_config(self, platform: str) -> Any:
+        """The finalized model config (vocabulary and lengths known once the data is prepared)."""
+
+    @abc.abstractmethod
+    def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
+        """The model's (logically boxed) parameters, from an example input of the task's shapes."""
+
+    @abc.abstractmethod
+    def train_batch(self, step: int, rows: slice | None = None) -> Batch:
+        """The global batch of an update (or its `rows`): a pure function of (seed, step)."""
+
+    @property
+    @abc.abstractmethod
+    def num_eval_batches(self) -> int:
+        """Batches in one evaluation."""
+
+    @abc.abstractmethod
+    def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
+        """Evaluation batch `index`; padding rows carry zero weight."""
+
+    @property
+    @abc.abstractmethod
+    def batch_size(self) -> int:
+        """Rows of a train batch (all hosts together)."""
+
+    @property
+    @abc.abstractmethod
+    def eval_batch_size(self) -> int:
+        """Rows of an eval batch (all hosts together)."""
+
+    # ------------------------------------------------------------ objective (device, jitted)
+
+    @abc.abstractmethod
+    def denominators(self, batch: Batch) -> dict[str, jax.Array]:
+        """Normalisers that depend on the data only (token counts, example counts), summed over
+        the whole update batch. `loss_denominator` names the one the gradient is divided by."""
+
+    loss_denominator: str = "tokens"
+
+    @abc.abstractmethod
+    def objective(self, model: nn.Module, params: Any, batch: Batch, denoms: dict[str, jax.Array],
+                  rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(loss sum, metric sums) of a (micro-)batch in training mode. The gradient of the loss
+        sum, summed over micro-batches and divided by denoms[loss_denominator], is the update's."""
+
+    @abc.abstractmethod
+    def train_metrics(self, sums: dict[str, jax.Array], denoms: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """A train row's metrics (at least "loss") from the summed metric sums."""
+
+    @abc.abstractmethod
+    def eval_sums(self, model: nn.Module, params: Any, batch: Batch) -> dict[str, jax.Array]:
+        """Sums of one eval batch in inference mode; added over batches on the host."""
+
+    @abc.abstractmethod
+    def eval_metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        """An eval row's metrics (at least "loss") from the totals of eval_sums."""
+
+    # ------------------------------------------------------------ accounting and reporting
+
+    @abc.abstractmethod
+    def flops_per_step(self, model_cfg: Any) -> float:
+        """Training FLOPs of one update (forward + backward)."""
+
+    @abc.abstractmethod
+    def tokens_per_step(self) -> int:
+        """Tokens one update trains on (for tokens/s)."""
+
+    def describe(self, log: Log) -> None:
+        """Print the task's baselines (the numbers a model must beat)."""
+
+    def baselines(self) -> dict[str, float]:
+        """Baseline figures returned with the final metrics."""
+        return {}
+
+    def eval_line(self, metrics: dict[str, float]) -> str:
+        """The eval row as one log line."""
+        return "eval " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+    def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
+        """Whatever the task shows at the end (samples, decoded examples)."""

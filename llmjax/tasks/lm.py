@@ -1,0 +1,151 @@
+"""Language-model pretraining: next-token cross-entropy on packed rows of a token stream.
+
+Serves every causal LM family (GPT today; the LSTM next). Data: the run's token streams
+(llmjax.data.pipeline), cut into rows of seq_len + 1 tokens; the batch of a step is a pure
+function of (seed, step). Objective: float32 cross-entropy (plus z-loss) summed over target
+tokens, normalised by the update's token count. Eval: token-weighted loss, perplexity and bits
+per byte over the validation stream. Baseline: the unigram loss of the train token frequencies.
+
+Shape key: B batch, L length (seq_len), V padded vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from llmjax.config import check_choice
+from llmjax.data.pipeline import PackedBatches, Prepared, prepare
+from llmjax.generation.decode import generate
+from llmjax.tasks.base import Batch, Log, Task
+from llmjax.tasks.registry import register
+from llmjax.training.metrics import bits_per_byte
+from llmjax.training.objectives import cross_entropy_sums
+
+PROMPTS = ("def ", "class ", "import ", "The ")
+_MODEL_KEYS = ("positions", "segment_ids")  # batch keys the model takes besides the inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class LMTaskConfig:
+    name: str = "lm"  # the task, looked up in llmjax.tasks.registry
+
+    def validate(self) -> None:
+        check_choice("task.name", self.name, ("lm",))
+
+
+def _model_kwargs(batch: Batch) -> dict[str, Any]:
+    return {k: batch[k] for k in _MODEL_KEYS if k in batch}
+
+
+@register("lm", LMTaskConfig)
+class LMTask(Task):
+    data: Prepared
+
+    def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
+        d, t = self.run.data, self.run.train
+        self.data = prepare(d, workdir, log=log)
+        tok = self.data.tokenizer
+        self._train = PackedBatches(self.data.train_tokens, d.seq_len, t.batch_size, t.seed,
+                                    shuffle=True, document_mask=d.document_mask, eos_id=tok.eos_id)
+        self._eval = PackedBatches(self.data.val_tokens, d.seq_len, self.eval_batch_size, t.seed,
+                                   shuffle=False, document_mask=d.document_mask, eos_id=tok.eos_id)
+        self._byte_lengths = jnp.asarray(tok.byte_lengths(), jnp.float32)
+
+    def model_config(self, platform: str) -> Any:
+        return self.run.model.finalize(vocab_size=self.data.tokenizer.vocab_size,
+                                       max_len=self.run.data.seq_len, platform=platform,
+                                       dtype=self.run.train.dtype)
+
+    def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
+        tokens = jnp.zeros((1, self.run.data.seq_len), jnp.int32)
+        return model.init(rng, tokens, deterministic=True)["params"]
+
+    # ------------------------------------------------------------ batches
+
+    @property
+    def batch_size(self) -> int:
+        return self.run.train.batch_size
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.run.train.batch_size // self.run.train.grad_accum_steps
+
+    def train_batch(self, step: int, rows: slice | None = None) -> Batch:
+        return self._train.batch(step, rows)
+
+    @property
+    def num_eval_batches(self) -> int:
+        return self.run.train.eval_steps
+
+    def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
+        return self._eval.batch(index, rows)
+
+    # ------------------------------------------------------------ objective
+
+    def denominators(self, batch: Batch) -> dict[str, jax.Array]:
+        return {"tokens": jnp.sum(batch["weights"].astype(jnp.float32))}
+
+    def objective(self, model, params, batch, denoms, rng):
+        logits_BxLxV = model.apply({"params": params}, batch["inputs"], deterministic=False,
+                                   rngs={"dropout": rng}, **_model_kwargs(batch))
+        sums = cross_entropy_sums(logits_BxLxV, batch["targets"], batch["weights"], self.run.train.z_loss)
+        return sums["loss_sum"], {"nll_sum": sums["nll_sum"], "loss_sum": sums["loss_sum"]}
+
+    def train_metrics(self, sums, denoms):
+        count = jnp.maximum(denoms["tokens"], 1.0)
+        metrics = {"loss": sums["nll_sum"] / count, "tokens": denoms["tokens"]}
+        if self.run.train.z_loss:
+            metrics["z_loss"] = (sums["loss_sum"] - sums["nll_sum"]) / count
+        return metrics
+
+    def eval_sums(self, model, params, batch):
+        logits_BxLxV = model.apply({"params": params}, batch["inputs"], deterministic=True,
+                                   **_model_kwargs(batch))
+        sums = cross_entropy_sums(logits_BxLxV, batch["targets"], batch["weights"])
+        n_bytes = jnp.sum(self._byte_lengths[batch["targets"]] * batch["weights"])
+        return {"nll_sum": sums["nll_sum"], "weight_sum": sums["weight_sum"], "byte_sum": n_bytes}
+
+    def eval_metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        loss = totals["nll_sum"] / max(totals["weight_sum"], 1.0)
+        return {"loss": loss, "perplexity": float(np.exp(min(loss, 50.0))),
+                "bits_per_byte": bits_per_byte(totals["nll_sum"], totals["byte_sum"]),
+                "tokens": totals["weight_sum"]}
+
+    # ------------------------------------------------------------ accounting and reporting
+
+    def tokens_per_step(self) -> int:
+        return self.run.train.batch_size * self.run.data.seq_len
+
+    def flops_per_step(self, model_cfg: Any) -> float:
+        return model_cfg.flops_per_token(self.run.data.seq_len) * self.tokens_per_step()
+
+    def describe(self, log: Log) -> None:
+        log(f"unigram baseline (val loss of the train token frequencies): {self.data.unigram_loss:.4f}")
+
+    def baselines(self) -> dict[str, float]:
+        return {"unigram_loss": self.data.unigram_loss}
+
+    def eval_line(self, metrics: dict[str, float]) -> str:
+        return (f"eval loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f}, "
+                f"bits/byte {metrics['bits_per_byte']:.4f} (unigram baseline {self.data.unigram_loss:.4f})")
+
+    def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
+        """Continuations of fixed prompts (every process: parameters may be sharded)."""
+        t, tok = self.run.train, self.data.tokenizer
+        if not t.num_samples:
+            return
+        log("samples (temperature 0.8, top-k 50):")
+        for i, prompt in enumerate(PROMPTS[: t.num_samples]):
+            ids = np.asarray([tok.encode(prompt)], np.int32)
+            room = model.cfg.max_len - ids.shape[1]
+            if room <= 0:
+                continue
+            new = generate(model, params, ids, max_new_tokens=min(t.sample_tokens, room),
+                           rng=jax.random.key(t.seed + i), temperature=0.8, top_k=50, eos_id=tok.eos_id)
+            text = tok.decode([x for x in np.asarray(new)[0].tolist() if x != tok.eos_id])
+            log(f"--- {prompt!r}\n{prompt}{text}")
