@@ -26,7 +26,12 @@ G = TypeVar("G")
 RUNTIME = {"runtime": True}  # dataclass field metadata: set by the run (e.g. vocabulary), not a key
 
 
-class ConfigError(ValueError):
+class UserError(ValueError):
+    """A problem the user can fix (bad input, a fault, divergence): the message is one line
+    naming it and the fix; entry points print it without a traceback."""
+
+
+class ConfigError(UserError):
     """A bad config value; the message is one line naming the key and the fix."""
 
 
@@ -136,7 +141,7 @@ class TrainConfig:
     batch_size: int = 32  # global batch in sequences (all devices and hosts together)
     grad_accum_steps: int = 1  # micro-batches per update; batch_size must be divisible by it
     eval_every: int = 250  # evaluate every this many steps (and at the end)
-    eval_steps: int = 20  # eval batches per evaluation
+    eval_steps: int = 0  # eval batches per evaluation (0 = the whole validation split)
     log_every: int = 10  # write a train metrics row every this many steps
     seed: int = 0  # parameters, dropout and data order
     dtype: str = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
@@ -147,10 +152,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_choice("train.dtype", self.dtype, DTYPES)
-        for key in ("num_steps", "batch_size", "grad_accum_steps", "eval_every", "eval_steps",
-                    "log_every"):
+        for key in ("num_steps", "batch_size", "grad_accum_steps", "eval_every", "log_every"):
             check_positive(f"train.{key}", getattr(self, key))
-        for key in ("z_loss", "num_samples", "sample_tokens"):
+        for key in ("eval_steps", "z_loss", "num_samples", "sample_tokens"):
             check_positive(f"train.{key}", getattr(self, key), allow_zero=True)
         if self.batch_size % self.grad_accum_steps:
             fail("train.batch_size", self.batch_size,

@@ -98,7 +98,7 @@ def main(argv: list[str]) -> None:
     log(f"workdir: {workdir}")
     try:
         experiment.train_and_evaluate(run_cfg, workdir, log=log)
-    except config_lib.ConfigError as e:
+    except config_lib.UserError as e:  # bad input found late, a fault, divergence: one line
         _die(str(e))
 
 

@@ -56,10 +56,15 @@ def tokenize_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> np.ndarray:
     return out
 
 
+def unigram_log_probs(train_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """log p(id) of train's unigram distribution, add-one smoothed: float64 (vocab_size,)."""
+    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
+    return np.log(counts / counts.sum())
+
+
 def unigram_loss(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int) -> float:
     """Cross-entropy (nats/token) of val under train's unigram distribution, add-one smoothed."""
-    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
-    log_p = np.log(counts / counts.sum())
+    log_p = unigram_log_probs(train_tokens, vocab_size)
     val_counts = np.bincount(val_tokens, minlength=vocab_size)
     return float(-(val_counts * log_p).sum() / len(val_tokens))
 

@@ -11,6 +11,7 @@ Shape key: B batch, L length (seq_len), V padded vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llmjax.config import check_choice
-from llmjax.data.pipeline import PackedBatches, Prepared, prepare
+from llmjax.data.pipeline import PackedBatches, Prepared, prepare, unigram_log_probs
 from llmjax.generation.decode import generate
 from llmjax.tasks.base import Batch, Log, Task
 from llmjax.tasks.registry import register
@@ -55,6 +56,17 @@ class LMTask(Task):
         self._eval = PackedBatches(self.data.val_tokens, d.seq_len, self.eval_batch_size, t.seed,
                                    shuffle=False, document_mask=d.document_mask, eos_id=tok.eos_id)
         self._byte_lengths = jnp.asarray(tok.byte_lengths(), jnp.float32)
+        self._unigram = self._unigram_baseline()
+
+    def _unigram_baseline(self) -> float:
+        """The unigram loss over exactly the target tokens one evaluation scores."""
+        log_p = unigram_log_probs(self.data.train_tokens, self.data.tokenizer.vocab_size)
+        nll = weight = 0.0
+        for i in range(self.num_eval_batches):
+            b = self.eval_batch(i)
+            nll -= float(np.sum(log_p[b["targets"]] * b["weights"]))
+            weight += float(np.sum(b["weights"]))
+        return nll / max(weight, 1.0)
 
     def model_config(self, platform: str) -> Any:
         return self.run.model.finalize(vocab_size=self.data.tokenizer.vocab_size,
@@ -80,7 +92,9 @@ class LMTask(Task):
 
     @property
     def num_eval_batches(self) -> int:
-        return self.run.train.eval_steps
+        """train.eval_steps batches from the start of the validation split, or all of it (0)."""
+        whole = math.ceil(self._eval.num_rows / self.eval_batch_size)
+        return min(self.run.train.eval_steps or whole, whole)
 
     def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
         return self._eval.batch(index, rows)
@@ -125,14 +139,16 @@ class LMTask(Task):
         return model_cfg.flops_per_token(self.run.data.seq_len) * self.tokens_per_step()
 
     def describe(self, log: Log) -> None:
-        log(f"unigram baseline (val loss of the train token frequencies): {self.data.unigram_loss:.4f}")
+        rows = min(self._eval.num_rows, self.num_eval_batches * self.eval_batch_size)
+        log(f"eval: {rows:,} of {self._eval.num_rows:,} validation rows ({self.num_eval_batches} "
+            f"batches); unigram baseline over them (train token frequencies): {self._unigram:.4f}")
 
     def baselines(self) -> dict[str, float]:
-        return {"unigram_loss": self.data.unigram_loss}
+        return {"unigram_loss": self._unigram}
 
     def eval_line(self, metrics: dict[str, float]) -> str:
         return (f"eval loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f}, "
-                f"bits/byte {metrics['bits_per_byte']:.4f} (unigram baseline {self.data.unigram_loss:.4f})")
+                f"bits/byte {metrics['bits_per_byte']:.4f} (unigram baseline {self._unigram:.4f})")
 
     def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
         """Continuations of fixed prompts (every process: parameters may be sharded)."""

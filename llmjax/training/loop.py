@@ -18,7 +18,7 @@ import jax
 from jax.experimental import multihost_utils
 
 from llmjax import sharding
-from llmjax.config import ConfigError, mesh_shape
+from llmjax.config import ConfigError, UserError, mesh_shape
 from llmjax.models import registry
 from llmjax.tasks.base import Task
 from llmjax.training import optim
@@ -29,6 +29,28 @@ from llmjax.training.state import abstract_state, count_params, create, init_fn
 from llmjax.training.step import jit_train_step, make_eval_step, make_train_step
 
 Log = Callable[[str], None]
+
+
+class DivergedError(UserError):
+    """A non-finite loss or gradient: the run stops, nothing after it is saved."""
+
+
+def _check_finite(step: int, metrics: dict, ckpt: Checkpointer, lr: float) -> None:
+    """Stop with one line at the first non-finite update (its flag is read one step late, and
+    always before a save, so no non-finite state is ever written or rotates a good one out)."""
+    if bool(jax.device_get(metrics["finite"])):
+        return
+    m = {k: float(jax.device_get(metrics[k])) for k in ("loss", "grad_norm")}
+    saved = ckpt.all_steps()
+    where = (f"the newest checkpoint, step {saved[-1]} in {ckpt.directory}, is finite and kept"
+             if saved else "no checkpoint was saved")
+    raise DivergedError(
+        f"step {step}: training diverged (loss {m['loss']}, gradient norm {m['grad_norm']}, lr {lr:.3g}); "
+        f"{where}: lower config.optim.lr, lengthen optim.warmup_steps or set optim.grad_clip, "
+        "then run again to resume from it")
+
+
+_DECAYING = ("cosine", "linear", "wsd")
 
 
 class _Preempted:
@@ -84,8 +106,9 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print) -> dict[str, Any
         raise ConfigError(f"config.mesh.tensor={mesh.shape['tensor']} must divide the padded vocabulary "
                           f"{model_cfg.vocab_size}: set config.model.vocab_multiple to a multiple of it")
     model = registry.build(model_cfg)
-    tx = optim.optimizer(cfg.optim, t.num_steps)
-    lr_fn = optim.schedule(cfg.optim, t.num_steps)
+    horizon = t.num_steps  # the schedule's length; a resumed run keeps the one it started with
+    tx = optim.optimizer(cfg.optim, horizon)
+    lr_fn = optim.schedule(cfg.optim, horizon)
     put_train = functools.partial(_put, mesh, task.train_batch, rows=task.batch_size)
     put_eval = functools.partial(_put, mesh, task.eval_batch, rows=task.eval_batch_size)
 
@@ -103,6 +126,12 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print) -> dict[str, Any
             if meta.get("data_step", start) != start:
                 raise ValueError(f"checkpoint {start} is inconsistent: data_step={meta.get('data_step')}")
             log(f"resumed from step {start} (checkpoint in {ckpt.directory})")
+            horizon = int(meta.get("schedule_steps", horizon))
+            if horizon != t.num_steps and cfg.optim.schedule in _DECAYING:
+                log(f"train.num_steps={t.num_steps}, but this run's {cfg.optim.schedule} schedule was "
+                    f"built for {horizon} steps: it keeps that horizon (the lr stays at its final value "
+                    "past it); for a new decay, start a new --workdir")
+                tx, lr_fn = optim.optimizer(cfg.optim, horizon), optim.schedule(cfg.optim, horizon)
 
         batch = put_train(start) if start < t.num_steps else put_eval(0)
         train_step = jit_train_step(
@@ -126,9 +155,11 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print) -> dict[str, Any
         progress = Progress(t.num_steps, start, tokens_per_step, fpt, peak_flops(), jax.device_count(),
                             enabled=t.progress and jax.process_index() == 0)
         last_eval: dict[str, float] = {}
+        eval_step_at = 0  # the step last_eval was measured at
 
         def save(step: int) -> None:
-            ckpt.save(step, state, {"data_step": step, "seed": t.seed, "tokens_seen": step * tokens_per_step})
+            ckpt.save(step, state, {"data_step": step, "seed": t.seed, "schedule_steps": horizon,
+                                    "tokens_seen": step * tokens_per_step})
 
         def evaluate(step: int) -> dict[str, float]:
             out = _evaluate(task, eval_step, state.params, put_eval)
@@ -136,38 +167,48 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print) -> dict[str, Any
             progress.write(f"step {step}: {task.eval_line(out)}")
             return out
 
-        pending = None  # (step, metrics on device) of the previous update
-        for step in range(start + 1, t.num_steps + 1):
-            state, metrics = train_step(state, batch)
-            if step < t.num_steps:  # host builds the next batch while the device computes
-                batch = put_train(step)
-            if pending is not None:
-                progress.update(*pending, writer=writer, log_every=t.log_every)
-            pending = (step, metrics)
-            do_save = step % cfg.checkpoint.every_steps == 0 or step == t.num_steps or preempt.requested
-            do_eval = step % t.eval_every == 0 or step == t.num_steps
-            if do_save or do_eval:
-                progress.update(*pending, writer=writer, log_every=t.log_every)
-                pending = None
-                if do_save:
-                    save(step)  # before eval: an eval failure never loses the step (nanochat #446)
-                if do_eval:
-                    last_eval = evaluate(step)
-                progress.reset_clock()  # tokens/s counts training time only
-            if preempt.requested:
-                log(f"SIGTERM: saved step {step}; run the same command to resume")
-                break
-        if pending is not None:
+        def flush(pending) -> None:
+            """A step's metrics, once a later step is dispatched (or before a save)."""
+            _check_finite(*pending, ckpt, float(lr_fn(pending[0] - 1)))
             progress.update(*pending, writer=writer, log_every=t.log_every)
-        progress.close()
-        ckpt.close()
+
+        try:
+            pending = None  # (step, metrics on device) of the previous update
+            for step in range(start + 1, t.num_steps + 1):
+                state, metrics = train_step(state, batch)
+                if step < t.num_steps:  # host builds the next batch while the device computes
+                    batch = put_train(step)
+                if pending is not None:
+                    flush(pending)
+                pending = (step, metrics)
+                do_save = step % cfg.checkpoint.every_steps == 0 or step == t.num_steps or preempt.requested
+                do_eval = step % t.eval_every == 0 or step == t.num_steps
+                if do_save or do_eval:
+                    flush(pending)
+                    pending = None
+                    if do_save:
+                        save(step)  # before eval: an eval failure never loses the step (nanochat #446)
+                    if do_eval:
+                        last_eval, eval_step_at = evaluate(step), step
+                    progress.reset_clock()  # tokens/s counts training time only
+                if preempt.requested:
+                    log(f"SIGTERM: saved step {step}; run the same command to resume")
+                    break
+            if pending is not None:
+                flush(pending)
+        finally:  # a pending save finishes (or raises) even when the run stops on an error
+            progress.close()
+            ckpt.close()
         end = int(jax.device_get(state.step))
         if not last_eval and start == end:
-            last_eval = evaluate(end)
+            last_eval, eval_step_at = evaluate(end), end
         writer.close()
         if not preempt.requested:
             task.after_training(model, state.params, log)
 
-    if last_eval:
+    if preempt.requested:
+        seen = f"; last eval (step {eval_step_at}): {task.eval_line(last_eval)}" if last_eval else ""
+        log(f"stopped at step {end} on request after {time.time() - t0:.0f}s{seen}")
+    elif last_eval:
         log(f"done in {time.time() - t0:.0f}s: step {end}, {task.eval_line(last_eval)}")
     return {**last_eval, **task.baselines(), "step": end}

@@ -65,6 +65,8 @@ def make_train_step(task: Task, model: nn.Module, tx: optax.GradientTransformati
         params = optax.apply_updates(state.params, updates)
         metrics = {**task.train_metrics(sums, denoms), "grad_norm": optax.global_norm(grads),
                    "lr": lr_fn(state.step)}
+        # One flag for the host: a non-finite loss or gradient stops the run before any save.
+        metrics["finite"] = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return train_step

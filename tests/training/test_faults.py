@@ -1,0 +1,80 @@
+"""Faults the loop must handle: divergence stops the run and never saves or rotates out a
+finite checkpoint; a raised train.num_steps keeps the schedule's horizon; evaluation covers the
+whole validation split with the baseline over exactly the rows evaluated."""
+import json
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from llmjax.experiment import resolve, train_and_evaluate
+from llmjax.training.loop import DivergedError
+from tests.helpers import tiny_config, write_corpus
+
+
+def _rows(workdir):
+    return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _steps(workdir):
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def _all_finite(path):
+    tree = ocp.StandardCheckpointer().restore(path / "state")
+    return all(np.all(np.isfinite(np.asarray(x))) for x in
+               __import__("jax").tree.leaves(tree) if np.asarray(x).dtype.kind == "f")
+
+
+def test_divergence_stops_and_keeps_the_finite_checkpoints(tmp_path):
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    healthy = tiny_config(spec, checkpoint__keep=2, checkpoint__async_save=False)
+    train_and_evaluate(resolve(healthy, num_devices=8), str(work), log=lambda _: None)
+    assert _steps(work) == [6, 12]
+    # Resume with an absurd learning rate and a long horizon: before the fix this trained NaN to
+    # the end, saved NaN checkpoints every 6 steps and rotated 6 and 12 out (keep=2).
+    bad = tiny_config(spec, checkpoint__keep=2, checkpoint__async_save=False, optim__lr=1e6,
+                      train__num_steps=60)
+    with pytest.raises(DivergedError) as e:
+        train_and_evaluate(resolve(bad, num_devices=8), str(work), log=lambda _: None)
+    msg = str(e.value)
+    assert "\n" not in msg and "training diverged" in msg and "config.optim.lr" in msg
+    steps = _steps(work)
+    assert 12 in steps or steps[-1] > 12
+    for s in steps:
+        assert _all_finite(work / "checkpoints" / str(s)), f"checkpoint {s} holds NaN/Inf"
+    diverged_at = int(msg.split(":")[0].split()[1])
+    assert all(s < diverged_at for s in steps)
+
+
+def test_raising_num_steps_keeps_the_schedule_horizon(tmp_path):
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    cfg = tiny_config(spec, optim__schedule="cosine", optim__min_lr_ratio=0.1)
+    train_and_evaluate(resolve(cfg, num_devices=8), str(work), log=lambda _: None)
+    msgs = []
+    longer = tiny_config(spec, optim__schedule="cosine", optim__min_lr_ratio=0.1, train__num_steps=18)
+    train_and_evaluate(resolve(longer, num_devices=8), str(work), log=msgs.append)
+    assert any("keeps that horizon" in m for m in msgs)
+    lrs = {r["step"]: r["lr"] for r in _rows(work) if r["split"] == "train"}
+    floor = 0.1 * cfg.optim.lr
+    # Before the fix the 18-step cosine jumped back up at step 13.
+    assert all(lrs[s] == pytest.approx(floor, rel=1e-5) for s in range(13, 19)), lrs
+
+
+def test_eval_covers_the_whole_split_and_the_baseline_the_same_rows(tmp_path):
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    cfg = tiny_config(spec, train__eval_steps=0, train__num_steps=6)
+    run = resolve(cfg, num_devices=8)
+    out = train_and_evaluate(run, str(work), log=lambda _: None)
+    val = np.load(work / "data" / "val.npy")
+    rows = (len(val) - 1) // run.data.seq_len
+    assert out["tokens"] == rows * run.data.seq_len  # every validation row, padding excluded
+    # The baseline over exactly those targets.
+    train = np.load(work / "data" / "train.npy")
+    counts = np.bincount(train, minlength=257).astype(np.float64) + 1.0
+    log_p = np.log(counts / counts.sum())
+    targets = val[1:rows * run.data.seq_len + 1]
+    assert out["unigram_loss"] == pytest.approx(-log_p[targets].mean(), rel=1e-9)
