@@ -21,7 +21,7 @@ def get_config():
     c.train.num_steps = 1400
     c.train.batch_size = 16
     c.train.eval_every = 350
-    c.train.eval_steps = 20
+    c.train.eval_steps = 0  # the whole validation split
     c.train.log_every = 10
     c.optim.lr = 2e-3
     c.optim.warmup_steps = 50
