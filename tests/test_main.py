@@ -35,7 +35,8 @@ def test_tiny_run_writes_the_workdir_contract(tmp_path):
     evals = [r for r in rows if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [15, 30]
     assert train[-1]["loss"] < train[0]["loss"] - 0.5
-    for r in train:
+    assert train[0]["startup_sec"] > 0 and "tokens_per_sec" not in train[0]  # compile: no rate
+    for r in train[1:]:
         assert {"step", "loss", "lr", "grad_norm", "tokens_per_sec"} <= set(r)
     for r in evals:
         assert math.isclose(r["perplexity"], math.exp(r["loss"]), rel_tol=1e-6)
