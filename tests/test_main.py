@@ -19,10 +19,20 @@ TINY = ["--config.model.num_layers=2", "--config.model.d_model=32", "--config.mo
         "--config.train.num_samples=1", "--config.train.sample_tokens=16"]
 
 
-def _run(args, timeout=300):
+def _cli(args, timeout=300):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    return subprocess.run([sys.executable, "-m", "llmjax.main", "--config=configs/gpt_small.py", *args],
+    return subprocess.run([sys.executable, "-m", "llmjax.main", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _run(args, timeout=300):
+    return _cli(["--config=configs/gpt_small.py", *args], timeout=timeout)
+
+
+def _one_line_error(p, needle):
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("llmjax: error: "), p.stderr
+    assert needle in lines[0], lines[0]
 
 
 def test_tiny_run_writes_the_workdir_contract(tmp_path):
@@ -83,3 +93,43 @@ def test_resume_with_a_different_model_is_refused(tmp_path):
     p = _run([*base, "--config.model.d_model=64"])
     assert p.returncode == 2 and "config.model.d_model=64 but the run in" in p.stderr
     assert (work / "checkpoints" / "2").is_dir()  # nothing lost
+
+
+def test_space_separated_config_is_parsed(tmp_path):
+    # absl accepts `--config PATH`; the run reaches the config checks (so the file was read).
+    p = _cli(["--config", "configs/gpt_small.py", "--config.data.seq_len", "512",
+              "--config.model.max_len=256", f"--workdir={tmp_path / 'w'}"], timeout=120)
+    _one_line_error(p, "config.data.seq_len=512")
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "no config given: pass --config=configs/gpt_small.py"),
+    (["--config=configs/no_such.py"], "config file 'configs/no_such.py' does not exist"),
+    (["--config=configs/no_such.py", "--config.model.num_layers=3"],
+     "No such file or directory: 'configs/no_such.py'"),
+    (["--config=configs/gpt_small.py", "--config.modl.x=1"], "unknown config key config.modl.x: known"),
+    (["--config=configs/gpt_small.py", "--config.model.num_layers.x=1"], "config.model.num_layers.x"),
+    (["--config.model.num_layers=3", "--config=configs/gpt_small.py"], "before a value for --config"),
+    (["--config=configs/gpt_small.py", "--config.model=3"], "--config.model=3: Failed to parse '3'"),
+    (["--config=configs/gpt_small.py", "--config.model.num_layers"], "--config.model.num_layers"),
+    (["--config=configs/gpt_small.py:extra"], "get_config()"),
+    (["--config=configs/gpt_small.py", "--workdirr=x"], "unknown flag --workdirr"),
+    (["--config=configs/gpt_small.py", "stray"], "unexpected arguments ['stray']"),
+])
+def test_bad_command_lines_are_one_line_errors(args, needle):
+    _one_line_error(_cli(args, timeout=120), needle)
+
+
+@pytest.mark.parametrize("flag", ["--help", "--helpfull"])
+def test_help_without_a_config_prints_help(flag):
+    p = _cli([flag], timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "--config" in p.stdout and "--workdir" in p.stdout and "error" not in p.stderr
+
+
+def test_garbage_config_json_is_a_one_line_error(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "config.json").write_text("{not json")
+    _one_line_error(_run([f"--workdir={work}"], timeout=120), "config.json is not valid JSON")
+    assert (work / "config.json").read_text() == "{not json"  # left as it was
