@@ -15,6 +15,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from llmjax import allocator
 from llmjax import config as config_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().")
@@ -151,6 +152,8 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+    """The console entry point: malloc on huge pages first (a re-exec), then absl."""
+    allocator.reexec_with_huge_pages()
     app.run(main, flags_parser=_parse)
 
 
