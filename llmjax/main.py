@@ -130,7 +130,10 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # Orbax and tfds narrate every step at INFO
     from llmjax import sharding
 
-    sharding.initialize_distributed()  # before anything touches the devices
+    try:
+        sharding.initialize_distributed()  # before anything touches the devices
+    except sharding.DistributedSetupError as e:
+        _die(str(e))
     import jax
 
     cfg = _CONFIG.value

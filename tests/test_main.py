@@ -19,14 +19,14 @@ TINY = ["--config.model.num_layers=2", "--config.model.d_model=32", "--config.mo
         "--config.train.num_samples=1", "--config.train.sample_tokens=16"]
 
 
-def _cli(args, timeout=300):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+def _cli(args, timeout=300, **env_vars):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **env_vars}
     return subprocess.run([sys.executable, "-m", "llmjax.main", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _run(args, timeout=300):
-    return _cli(["--config=configs/gpt_small.py", *args], timeout=timeout)
+def _run(args, timeout=300, **env_vars):
+    return _cli(["--config=configs/gpt_small.py", *args], timeout=timeout, **env_vars)
 
 
 def _one_line_error(p, needle):
@@ -133,3 +133,19 @@ def test_garbage_config_json_is_a_one_line_error(tmp_path):
     (work / "config.json").write_text("{not json")
     _one_line_error(_run([f"--workdir={work}"], timeout=120), "config.json is not valid JSON")
     assert (work / "config.json").read_text() == "{not json"  # left as it was
+
+
+SLURM_OUTSIDE_SRUN = dict(SLURM_NTASKS="2", SLURM_JOB_ID="4242", SLURM_STEP_NODELIST="localhost",
+                          SLURM_PROCID="0", SLURM_LOCALID="0")
+
+
+@pytest.mark.parametrize("env, needle", [
+    (dict(SLURM_NTASKS="2"), "SLURM_NTASKS=2 is set but"),  # a plain shell: jax cannot even start
+    (SLURM_OUTSIDE_SRUN, "no other process joined within 3 s"),  # jax would wait for process 1
+])
+def test_slurm_variables_without_srun_are_one_line_errors(tmp_path, env, needle):
+    start = time.time()
+    p = _run([f"--workdir={tmp_path / 'w'}"], timeout=120, LLMJAX_DISTRIBUTED_TIMEOUT="3", **env)
+    _one_line_error(p, needle)
+    assert "srun" in p.stderr and "unset SLURM_NTASKS" in p.stderr
+    assert time.time() - start < 60
