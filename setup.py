@@ -10,8 +10,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["llmjax", "llmjax.*"]),
     install_requires=[
-        "jax>=0.6",
-        "flax>=0.10",
+        # jax.set_mesh first appears in jax 0.7.1 (AxisType and make_mesh(axis_types=) in 0.7.0);
+        # flax 0.12.0 is the first flax that itself requires jax>=0.7.1.
+        "jax>=0.7.1",
+        "flax>=0.12.0",
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
         "tensorflow-datasets>=4.9.8",

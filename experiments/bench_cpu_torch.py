@@ -37,8 +37,9 @@ count and the script prints a warning; the header shows the load average at star
   python experiments/bench_cpu_torch.py --torch_compile  # inductor: no faster here, +20 s compile
 
 Environment the script sets for itself:
-  GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (unless --nohugetlb or already set; the script re-executes
-      itself, since glibc reads it at start). malloc then asks for transparent huge pages, and
+  GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (unless --nohugetlb, LLMJAX_NO_REEXEC=1 or already set;
+      the script re-executes itself with llmjax.allocator, as llmjax.main does, since glibc reads
+      it at start). malloc then asks for transparent huge pages, and
       XLA:CPU, which mallocs and frees its temporaries every step, takes ~400x fewer page faults
       (406K -> 1.2K a step at batch 16). It is process-wide, so PyTorch gets it too. Measured,
       same sitting, each side alone: llmjax 1,842 -> 1,504 ms/step (1.22x), PyTorch 1,862 ->
@@ -61,7 +62,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -70,6 +70,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from llmjax import allocator  # noqa: E402
 
 TORCH_INSTALL = ("pip install torch==2.13.0   "
                  "(CPU-only build: add --index-url https://download.pytorch.org/whl/cpu)")
@@ -107,16 +109,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-def _reexec_with_huge_pages() -> None:
-    """glibc reads GLIBC_TUNABLES only at process start: re-run this script with it set."""
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if not _HUGETLB.value or "glibc.malloc.hugetlb" in tunables or platform.libc_ver()[0] != "glibc":
-        return
-    os.environ["GLIBC_TUNABLES"] = (tunables + ":" if tunables else "") + "glibc.malloc.hugetlb=1"
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
 def _thp_mode() -> str:
@@ -294,7 +286,8 @@ def _median_block(blocks):
 
 def main(argv):
     del argv
-    _reexec_with_huge_pages()
+    if _HUGETLB.value:
+        allocator.reexec_with_huge_pages()  # glibc reads GLIBC_TUNABLES only at start
     try:
         import torch
     except ImportError:

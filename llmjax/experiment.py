@@ -84,10 +84,10 @@ def check_resumable(saved: dict, current: dict, workdir: str) -> None:
                     "pass the same value to resume, or a new --workdir to start afresh")
 
 
-def train_and_evaluate(run: RunConfig, workdir: str,
-                       log: Callable[[str], None] = print) -> dict[str, Any]:
+def train_and_evaluate(run: RunConfig, workdir: str, log: Callable[[str], None] = print,
+                       on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train run's model on run's task in workdir (resuming from its newest good checkpoint);
-    the final eval metrics with the task's baselines."""
+    the final eval metrics with the task's baselines. on_start: see training.loop.train."""
     from llmjax.training import loop
 
-    return loop.train(tasks.build(run), run, workdir, log)
+    return loop.train(tasks.build(run), run, workdir, log, on_start)

@@ -1,22 +1,28 @@
 """Entry point: `python -m llmjax.main --config=configs/gpt_small.py [--config.KEY=VALUE ...]`.
 
-Reads the config once, checks it (a bad value is one line on stderr, exit code 2, before any
-data preparation or compile), records it in the workdir, and calls the training loop.
+absl and config_flags read the command line (`--config PATH` and `--config=PATH` both work);
+a bad flag, override, config file or value is one line on stderr, exit code 2, before any data
+preparation or compile. The config is recorded in the workdir, then the training loop runs.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from llmjax import allocator
 from llmjax import config as config_lib
 from llmjax import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config name>).")
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+_OVERRIDE = re.compile(r"-{1,2}(?:no)?config\.([^=]+)")  # as config_flags finds overrides
 
 
 def _die(msg: str) -> None:
@@ -24,33 +30,70 @@ def _die(msg: str) -> None:
     sys.exit(2)
 
 
-def _precheck(argv: list[str]) -> None:
-    """What absl would report as a traceback, reported as one line instead."""
-    path = None
+def _config_problem() -> str | None:
+    """Why the parsed --config cannot be used (absent, missing file, failed to load), if so."""
+    flag = flags.FLAGS["config"]
+    if flag.value is None:
+        return "no config given: pass --config=configs/gpt_small.py (or another file in configs/)"
+    path = flag.config_filename.split(":", 1)[0]
+    if not os.path.isfile(path):
+        return f"config file {path!r} does not exist: pass a path like configs/gpt_small.py"
+    try:
+        flag.value.keys()  # a config that failed to load raises on any access
+    except OSError as e:
+        return _load_error(e)
+    return None
+
+
+def _load_error(e: OSError) -> str:
+    cause = [l.strip() for l in str(e).splitlines() if l.strip()][-1]
+    return f"config file could not be loaded ({cause}): pass a path like configs/gpt_small.py"
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+    """The first --config.KEY=... whose KEY the base config lacks, with the keys that exist there."""
     base = experiment.base_config()
     for arg in argv[1:]:
-        if arg.startswith("--config="):
-            path = arg.split("=", 1)[1].split(":", 1)[0]
-        elif arg.startswith("--config."):
-            key = arg[len("--config."):].split("=", 1)[0]
-            group, _, leaf = key.partition(".")
-            if group not in base or (leaf and leaf not in base[group]) or not leaf or "." in leaf:
-                known = (", ".join(base[group].keys()) if group in base
-                         else ", ".join(base.keys()))
-                _die(f"unknown config key config.{key}: known keys here: {known}")
-    if path is None:
-        _die("no config given: pass --config=configs/gpt_small.py (or another file in configs/)")
-    if not os.path.isfile(path):
-        _die(f"config file {path!r} does not exist: pass a path like configs/gpt_small.py")
+        match = _OVERRIDE.match(arg)
+        parts = match.group(1).split(".") if match else []
+        node = base
+        for i, part in enumerate(parts):
+            key = f"unknown config key config.{match.group(1)}"
+            if not isinstance(node, ml_collections.ConfigDict):
+                return f"{key}: config.{'.'.join(parts[:i])} is a value, not a group"
+            if part not in node:
+                return f"{key}: known keys here: {', '.join(node.keys())}"
+            node = node[part]
+    return None
+
+
+def _one_line(msg: str) -> str:
+    """First and last line of a message that carries a traceback (config_flags adds one)."""
+    lines = [l.strip() for l in msg.splitlines() if l.strip()]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
 
 
 def _parse(argv: list[str]) -> list[str]:
-    _precheck(argv)
+    """absl/config_flags parse the command line; their errors become one line and exit code 2."""
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
+    except SystemExit as e:  # a help flag printed the usage; absl exits 1 after it
+        asked = any(a.lstrip("-").split("=")[0] in _HELP_FLAGS for a in argv[1:] if a.startswith("-"))
+        sys.exit(0 if asked else e.code)
+    except flags.UnrecognizedFlagError as e:
+        if not e.flagname.startswith("config."):
+            _die(f"unknown flag --{e.flagname}: see --helpfull")
+        _die(_config_problem() or _unknown_override(argv) or f"unknown config key {e.flagname}")
     except flags.Error as e:
-        _die(f"{e} (see --helpfull)")
-    return []
+        _die(f"{_one_line(str(e))} (see --helpfull)")
+    except OSError as e:  # config_flags applying overrides to a config file that failed to load
+        _die(_load_error(e))
+    except (KeyError, AttributeError) as e:  # config_flags: an override names no field
+        _die(_unknown_override(argv) or f"{_one_line(str(e))} (see --helpfull)")
+    problem = _config_problem()
+    if problem:
+        _die(problem)
+    return rest
 
 
 def _workdir(config_path: str) -> str:
@@ -58,22 +101,33 @@ def _workdir(config_path: str) -> str:
     return os.path.abspath(_WORKDIR.value or os.path.join("runs", name))
 
 
-def _record_config(cfg, workdir: str) -> None:
-    """Write config.json, or check that a resumed run keeps what the checkpoint depends on."""
+def _check_recorded(cfg, workdir: str) -> None:
+    """A workdir's config.json must be readable and compatible with cfg (before any work)."""
     path = os.path.join(workdir, "config.json")
-    resolved = cfg.to_dict()
-    if os.path.exists(path):
+    if not os.path.exists(path):
+        return
+    try:
         with open(path) as f:
             saved = json.load(f)
-        experiment.check_resumable(saved, resolved, workdir)
+    except json.JSONDecodeError as e:
+        raise config_lib.ConfigError(
+            f"{path} is not valid JSON ({e}): it records the run's config; delete it to "
+            "record this command's config instead, or pass another --workdir") from e
+    experiment.check_resumable(saved, cfg.to_dict(), workdir)
+
+
+def _write_config(cfg, workdir: str) -> None:
+    """Record the run's config: only once the run is known to start (data ready, model built,
+    state created or restored), so a command that fails earlier leaves no record behind that
+    would refuse its corrected version."""
     import jax
 
     if jax.process_index() == 0:
+        path = os.path.join(workdir, "config.json")
         os.makedirs(workdir, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(resolved, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        with open(path + ".tmp", "w") as f:
+            json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
+        os.replace(path + ".tmp", path)
 
 
 def main(argv: list[str]) -> None:
@@ -83,7 +137,10 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # Orbax and tfds narrate every step at INFO
     from llmjax import sharding
 
-    sharding.initialize_distributed()  # before anything touches the devices
+    try:
+        sharding.initialize_distributed()  # before anything touches the devices
+    except sharding.DistributedSetupError as e:
+        _die(str(e))
     import jax
 
     cfg = _CONFIG.value
@@ -91,18 +148,21 @@ def main(argv: list[str]) -> None:
     workdir = _workdir(config_path)
     try:
         run_cfg = experiment.resolve(cfg, jax.device_count())
-        _record_config(cfg, workdir)
+        _check_recorded(cfg, workdir)
     except config_lib.ConfigError as e:
         _die(str(e))
     log = (lambda msg: print(msg, flush=True)) if jax.process_index() == 0 else (lambda msg: None)
     log(f"workdir: {workdir}")
     try:
-        experiment.train_and_evaluate(run_cfg, workdir, log=log)
+        experiment.train_and_evaluate(run_cfg, workdir, log=log,
+                                      on_start=lambda: _write_config(cfg, workdir))
     except config_lib.UserError as e:  # bad input found late, a fault, divergence: one line
         _die(str(e))
 
 
 def run() -> None:
+    """The console entry point: malloc on huge pages first (a re-exec), then absl."""
+    allocator.reexec_with_huge_pages()
     app.run(main, flags_parser=_parse)
 
 

@@ -5,7 +5,10 @@ this file alone decides how those names land on the mesh axes `data`, `fsdp` and
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import os
+import sys
+import threading
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -91,18 +94,77 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh, global_rows: int) -> 
             for k, v in local.items()}
 
 
+class DistributedSetupError(ValueError):
+    """The environment asks for several processes but cannot start them."""
+
+
+# Launchers whose process count makes a run multi-process, and the variables jax then reads
+# (jax/_src/clusters): the count alone, left over in a plain shell, cannot start anything.
+_LAUNCHERS = (
+    ("SLURM_NTASKS", "srun", ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")),
+    ("OMPI_COMM_WORLD_SIZE", "mpirun",
+     ("OMPI_MCA_orte_hnp_uri", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK")),
+)
+TIMEOUT_VAR = "LLMJAX_DISTRIBUTED_TIMEOUT"  # seconds to wait for every process to join
+
+
+def _multi_process_cause(env: Mapping[str, str]) -> str | None:
+    """The variable (as NAME=value) that says this run has several processes, if any."""
+    if "JAX_COORDINATOR_ADDRESS" in env:
+        return f"JAX_COORDINATOR_ADDRESS={env['JAX_COORDINATOR_ADDRESS']}"
+    for count_var, _, _ in _LAUNCHERS:
+        if env.get(count_var, "1").strip() not in ("", "0", "1"):
+            return f"{count_var}={env[count_var]}"
+    if len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1:
+        return "TPU_WORKER_HOSTNAMES=" + env["TPU_WORKER_HOSTNAMES"]
+    return None
+
+
+def _fix(cause: str) -> str:
+    var = cause.split("=", 1)[0]
+    launcher = next((name for count_var, name, _ in _LAUNCHERS if count_var == var), None)
+    run_under = f"run it under {launcher} (`{launcher} python -m llmjax.main ...`)" if launcher else \
+        "start every process with the same coordinator"
+    return f"{run_under}, or unset {var} for a single-process run"
+
+
+def _give_up(cause: str, timeout_s: float) -> None:
+    """Watchdog: jax's own timeout aborts the process with a C++ stack trace instead."""
+    print(f"llmjax: error: {cause} asks for several processes, but no other process joined within "
+          f"{timeout_s:g} s ({TIMEOUT_VAR} sets the wait): {_fix(cause)}", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
 def initialize_distributed() -> None:
     """Start JAX's distributed runtime when the environment describes several processes
     (TPU pod slice, SLURM or Open MPI GPU cluster, or explicit JAX_COORDINATOR_ADDRESS).
-    JAX reads the coordinator, process count and index from that environment itself."""
-    import os
+    JAX reads the coordinator, process count and index from that environment itself.
 
+    A launcher's count without the rest of its variables (SLURM_NTASKS=2 left in a plain shell)
+    raises DistributedSetupError at once; processes that never all join end the run after
+    LLMJAX_DISTRIBUTED_TIMEOUT seconds (default 120) with one line, not a hang."""
     env = os.environ
-    multi = (
-        "JAX_COORDINATOR_ADDRESS" in env
-        or int(env.get("SLURM_NTASKS", "1")) > 1
-        or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
-        or len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1
-    )
-    if multi and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+    cause = _multi_process_cause(env)
+    if cause is None or jax.distributed.is_initialized():
+        return
+    var = cause.split("=", 1)[0]
+    for count_var, launcher, needed in _LAUNCHERS:
+        missing = [v for v in needed if v not in env]
+        if count_var == var and missing:
+            raise DistributedSetupError(
+                f"{cause} is set but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: "
+                f"this process was not started by {launcher}; {_fix(cause)}")
+    try:
+        timeout_s = float(env.get(TIMEOUT_VAR, "120"))
+    except ValueError:
+        raise DistributedSetupError(f"{TIMEOUT_VAR}={env[TIMEOUT_VAR]!r} is not a number of seconds") from None
+    watchdog = threading.Timer(timeout_s, _give_up, args=(cause, timeout_s))
+    watchdog.daemon = True
+    watchdog.start()  # initialize blocks in C++ with the GIL released, so the timer still fires
+    try:
+        jax.distributed.initialize(initialization_timeout=int(timeout_s) + 60)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise DistributedSetupError(f"jax.distributed.initialize failed with {cause}: "
+                                    f"{str(e).splitlines()[0]}; {_fix(cause)}") from e
+    finally:
+        watchdog.cancel()

@@ -19,10 +19,20 @@ TINY = ["--config.model.num_layers=2", "--config.model.d_model=32", "--config.mo
         "--config.train.num_samples=1", "--config.train.sample_tokens=16"]
 
 
-def _run(args, timeout=300):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
-    return subprocess.run([sys.executable, "-m", "llmjax.main", "--config=configs/gpt_small.py", *args],
+def _cli(args, timeout=300, **env_vars):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **env_vars}
+    return subprocess.run([sys.executable, "-m", "llmjax.main", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _run(args, timeout=300, **env_vars):
+    return _cli(["--config=configs/gpt_small.py", *args], timeout=timeout, **env_vars)
+
+
+def _one_line_error(p, needle):
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("llmjax: error: "), p.stderr
+    assert needle in lines[0], lines[0]
 
 
 def test_tiny_run_writes_the_workdir_contract(tmp_path):
@@ -35,7 +45,8 @@ def test_tiny_run_writes_the_workdir_contract(tmp_path):
     evals = [r for r in rows if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [15, 30]
     assert train[-1]["loss"] < train[0]["loss"] - 0.5
-    for r in train:
+    assert train[0]["startup_sec"] > 0 and "tokens_per_sec" not in train[0]  # compile: no rate
+    for r in train[1:]:
         assert {"step", "loss", "lr", "grad_norm", "tokens_per_sec"} <= set(r)
     for r in evals:
         assert math.isclose(r["perplexity"], math.exp(r["loss"]), rel_tol=1e-6)
@@ -82,3 +93,76 @@ def test_resume_with_a_different_model_is_refused(tmp_path):
     p = _run([*base, "--config.model.d_model=64"])
     assert p.returncode == 2 and "config.model.d_model=64 but the run in" in p.stderr
     assert (work / "checkpoints" / "2").is_dir()  # nothing lost
+
+
+def test_space_separated_config_is_parsed(tmp_path):
+    # absl accepts `--config PATH`; the run reaches the config checks (so the file was read).
+    p = _cli(["--config", "configs/gpt_small.py", "--config.data.seq_len", "512",
+              "--config.model.max_len=256", f"--workdir={tmp_path / 'w'}"], timeout=120)
+    _one_line_error(p, "config.data.seq_len=512")
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "no config given: pass --config=configs/gpt_small.py"),
+    (["--config=configs/no_such.py"], "config file 'configs/no_such.py' does not exist"),
+    (["--config=configs/no_such.py", "--config.model.num_layers=3"],
+     "No such file or directory: 'configs/no_such.py'"),
+    (["--config=configs/gpt_small.py", "--config.modl.x=1"], "unknown config key config.modl.x: known"),
+    (["--config=configs/gpt_small.py", "--config.model.num_layers.x=1"], "config.model.num_layers.x"),
+    (["--config.model.num_layers=3", "--config=configs/gpt_small.py"], "before a value for --config"),
+    (["--config=configs/gpt_small.py", "--config.model=3"], "--config.model=3: Failed to parse '3'"),
+    (["--config=configs/gpt_small.py", "--config.model.num_layers"], "--config.model.num_layers"),
+    (["--config=configs/gpt_small.py:extra"], "get_config()"),
+    (["--config=configs/gpt_small.py", "--workdirr=x"], "unknown flag --workdirr"),
+    (["--config=configs/gpt_small.py", "stray"], "unexpected arguments ['stray']"),
+])
+def test_bad_command_lines_are_one_line_errors(args, needle):
+    _one_line_error(_cli(args, timeout=120), needle)
+
+
+@pytest.mark.parametrize("flag", ["--help", "--helpfull"])
+def test_help_without_a_config_prints_help(flag):
+    p = _cli([flag], timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "--config" in p.stdout and "--workdir" in p.stdout and "error" not in p.stderr
+
+
+def test_garbage_config_json_is_a_one_line_error(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "config.json").write_text("{not json")
+    _one_line_error(_run([f"--workdir={work}"], timeout=120), "config.json is not valid JSON")
+    assert (work / "config.json").read_text() == "{not json"  # left as it was
+
+
+SLURM_OUTSIDE_SRUN = dict(SLURM_NTASKS="2", SLURM_JOB_ID="4242", SLURM_STEP_NODELIST="localhost",
+                          SLURM_PROCID="0", SLURM_LOCALID="0")
+
+
+@pytest.mark.parametrize("env, needle", [
+    (dict(SLURM_NTASKS="2"), "SLURM_NTASKS=2 is set but"),  # a plain shell: jax cannot even start
+    (SLURM_OUTSIDE_SRUN, "no other process joined within 3 s"),  # jax would wait for process 1
+])
+def test_slurm_variables_without_srun_are_one_line_errors(tmp_path, env, needle):
+    start = time.time()
+    p = _run([f"--workdir={tmp_path / 'w'}"], timeout=120, LLMJAX_DISTRIBUTED_TIMEOUT="3", **env)
+    _one_line_error(p, needle)
+    assert "srun" in p.stderr and "unset SLURM_NTASKS" in p.stderr
+    assert time.time() - start < 60
+
+
+def test_too_little_data_leaves_no_record_and_the_fix_runs(tmp_path):
+    """A text shorter than one row fails with one line before training; config.json is not
+    written, so the corrected command is not refused as a changed config."""
+    (tmp_path / "tiny.txt").write_text("print('hello')\n" * 3)
+    work = tmp_path / "run"
+    base = [*TINY, f"--config.data.dataset=text:{tmp_path}/tiny.txt", f"--workdir={work}",
+            "--config.train.num_steps=2", "--config.train.num_samples=0", "--config.data.val_fraction=0.5"]
+    p = _run([*base, "--config.data.seq_len=64"])
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "seq_len" in lines[0], p.stderr
+    assert not (work / "config.json").exists()
+    p2 = _run([*base, "--config.data.seq_len=8", "--config.train.eval_every=2"])
+    assert p2.returncode == 0, p2.stderr[-2000:]
+    assert (work / "config.json").exists()

@@ -91,3 +91,15 @@ def test_remat_is_exact(reference, remat):
 
     losses, _ = _train((1, 1, 1), devices=jax.devices()[:1], cfg=dataclasses.replace(CFG, remat=remat))
     np.testing.assert_allclose(losses, reference[0], rtol=1e-6)
+
+
+def test_stray_slurm_variable_is_a_one_line_error_not_an_init(monkeypatch):
+    for var in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID",
+                "JAX_COORDINATOR_ADDRESS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    with pytest.raises(sharding.DistributedSetupError,
+                       match=r"SLURM_NTASKS=2 .*not started by srun.*unset SLURM_NTASKS") as e:
+        sharding.initialize_distributed()
+    assert "\n" not in str(e.value)
+    assert not jax.distributed.is_initialized()

@@ -94,8 +94,11 @@ def _evaluate(task: Task, eval_step, params, put_eval) -> dict[str, float]:
     return task.eval_metrics(totals)
 
 
-def train(task: Task, cfg: Any, workdir: str, log: Log = print) -> dict[str, Any]:
+def train(task: Task, cfg: Any, workdir: str, log: Log = print,
+          on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train cfg's model on `task` in workdir, resuming from its newest good checkpoint.
+    on_start runs once the run is known to be able to start (data prepared, model built, state
+    created or restored), before the first step: the entry point records the run's config there.
     Returns the final eval metrics with the task's baselines and the step reached."""
     t0 = time.time()
     t = cfg.train
@@ -150,6 +153,8 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print) -> dict[str, Any
             f"{jax.process_count()} process(es)")
         task.describe(log)
 
+        if on_start is not None:
+            on_start()
         writer = MetricsWriter(workdir, resume_step=start)
         preempt = _Preempted()
         progress = Progress(t.num_steps, start, tokens_per_step, fpt, peak_flops(), jax.device_count(),

@@ -9,33 +9,57 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Any
 
 import jax
 
-# Dense bf16 peak FLOP/s per device, by a substring of jax's device_kind.
-PEAK_FLOPS = (
-    ("H200", 989e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("L4", 121e12),
-    ("A10", 125e12),
-    ("V100", 125e12),
-    ("TPU v6", 918e12),
-    ("TPU v5p", 459e12),
-    ("TPU v5 lite", 197e12),
-    ("TPU v5e", 197e12),
-    ("TPU v4", 275e12),
-    ("TPU v3", 123e12),
-    ("TPU v2", 45e12),
-)
+# Dense (not 2:4 sparse) bf16 peak FLOP/s per device, keyed by jax's device_kind. A key matches
+# when its words appear in order and whole in the kind's words ("NVIDIA L40S" is no "L4"); the
+# key with the most words wins ("TPU v5 lite" is v5e, plain "TPU v5" is v5p).
+PEAK_FLOPS = {
+    "B200": 2250e12,
+    "GB200": 2500e12,
+    "H200": 989e12,
+    "GH200": 989e12,
+    "H100": 989e12,  # SXM
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H800": 989e12,
+    "H800 PCIe": 756e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L40": 181e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "A10G": 70e12,
+    "V100": 125e12,  # fp16: no bf16 on Volta
+    "T4": 65e12,  # fp16
+    "TPU7x": 2307e12,
+    "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12,
+    "TPU v5": 459e12,
+    "TPU v5p": 459e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v4": 275e12,
+    "TPU v3": 123e12,
+    "TPU v2": 45e12,
+}
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+_PEAK_BY_WORDS = sorted(((_words(k), v) for k, v in PEAK_FLOPS.items()), key=lambda kv: -len(kv[0]))
 
 
 def peak_flops(device: jax.Device | None = None) -> float | None:
     """The device's dense bf16 peak, or None when unknown (then FLOP/s is shown, not MFU)."""
-    kind = (device or jax.devices()[0]).device_kind
-    for key, flops in PEAK_FLOPS:
-        if key.lower() in kind.lower():
+    kind = _words((device or jax.devices()[0]).device_kind)
+    for key, flops in _PEAK_BY_WORDS:
+        if any(kind[i:i + len(key)] == key for i in range(len(kind) - len(key) + 1)):
             return flops
     return None
 

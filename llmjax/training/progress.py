@@ -1,8 +1,8 @@
 """Progress bar and train-row logging: step, loss, tokens/s, MFU (or FLOP/s), ETA.
 
 Throughput is measured over the steps between two log points, from the host clock when
-the metrics of a step arrive; the first window after (re)start includes compilation and is
-reported but marked as such by tqdm's rate column only.
+the metrics of a step arrive. The first row after a (re)start has no rate (its window includes
+compilation): it logs `startup_sec`, the seconds from the loop's start to that row instead.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class Progress:
         self._fpt = flops_per_token
         self._peak = peak_flops * num_devices if peak_flops else None
         self._last_step, self._last_time = start, None
+        self._start_time = time.perf_counter()
         self._bar = None
         if enabled:
             from tqdm import tqdm
@@ -50,20 +51,16 @@ class Progress:
             row["flops_per_sec"] = tps * self._fpt
             if self._peak:
                 row["mfu"] = row["flops_per_sec"] / self._peak
-        else:  # the first logged step of a (re)start includes compilation
-            row["tokens_per_sec"] = 0.0
+        else:  # the first logged step of a (re)start: compilation included, so no rate
+            row["startup_sec"] = now - self._start_time
         self._last_step, self._last_time = step, now
         writer.write(row)
         if self._bar is not None:
-            post = {"loss": f"{m['loss']:.4f}", "tok/s": f"{row['tokens_per_sec']:,.0f}"}
-            if "mfu" in row:
-                post["mfu"] = f"{100 * row['mfu']:.1f}%"
-            elif row["tokens_per_sec"]:
-                post["flop/s"] = f"{row['flops_per_sec']:.3g}"
-            self._bar.set_postfix(post, refresh=False)
+            self._bar.set_postfix({"loss": f"{m['loss']:.4f}", **_speed(row)}, refresh=False)
         else:
+            speed = ", ".join(f"{k} {v}" for k, v in _speed(row).items())
             self.write(f"step {step}: loss {m['loss']:.4f}, lr {m['lr']:.3g}, "
-                       f"grad_norm {m['grad_norm']:.3f}, {row['tokens_per_sec']:,.0f} tokens/s")
+                       f"grad_norm {m['grad_norm']:.3f}, {speed}")
 
     def reset_clock(self) -> None:
         """Start the next throughput window now (after eval or checkpointing)."""
@@ -73,3 +70,15 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _speed(row: dict[str, float]) -> dict[str, str]:
+    """The row's throughput for display: tokens/s and MFU (or FLOP/s), or the startup time."""
+    if "startup_sec" in row:
+        return {"startup (incl. compile)": f"{row['startup_sec']:.1f}s"}
+    speed = {"tok/s": f"{row['tokens_per_sec']:,.0f}"}
+    if "mfu" in row:
+        speed["mfu"] = f"{100 * row['mfu']:.1f}%"
+    else:
+        speed["flop/s"] = f"{row['flops_per_sec']:.3g}"
+    return speed

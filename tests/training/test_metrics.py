@@ -2,6 +2,8 @@
 import json
 import math
 
+import pytest
+
 from llmjax.training import metrics
 
 
@@ -26,8 +28,27 @@ def test_bits_per_byte():
     assert math.isclose(metrics.bits_per_byte(math.log(2) * 10, 5), 2.0)
 
 
-def test_peak_flops_by_device_kind():
-    assert metrics.peak_flops(_Device("NVIDIA H100 80GB HBM3")) == 989e12
-    assert metrics.peak_flops(_Device("TPU v4")) == 275e12
-    assert metrics.peak_flops(_Device("TPU v5 lite")) == 197e12
-    assert metrics.peak_flops(_Device("cpu")) is None
+@pytest.mark.parametrize("kind, peak", [
+    ("NVIDIA H100 80GB HBM3", 989e12),
+    ("NVIDIA H100 PCIe", 756e12),
+    ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H800", 989e12),
+    ("NVIDIA H200", 989e12),
+    ("NVIDIA GH200 480GB", 989e12),
+    ("NVIDIA B200", 2250e12),
+    ("NVIDIA A100-SXM4-80GB", 312e12),
+    ("NVIDIA L40S", 362e12),  # not an L4
+    ("NVIDIA L4", 121e12),
+    ("NVIDIA A10G", 70e12),  # not an A10
+    ("NVIDIA A10", 125e12),
+    ("Tesla V100-SXM2-16GB", 125e12),
+    ("TPU v4", 275e12),
+    ("TPU v5 lite", 197e12),
+    ("TPU v5", 459e12),
+    ("TPU v5p", 459e12),
+    ("TPU v6 lite", 918e12),
+    ("cpu", None),
+    ("NVIDIA RTX A1000", None),  # neither an A100 nor an A10
+])
+def test_peak_flops_by_device_kind(kind, peak):
+    assert metrics.peak_flops(_Device(kind)) == peak
