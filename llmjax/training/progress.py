@@ -41,10 +41,9 @@ class Progress:
             return
         m = {k: float(v) for k, v in jax.device_get(metrics).items()}
         now = time.perf_counter()
-        row = {"step": step, "split": "train", "loss": m["loss"], "lr": m["lr"],
-               "grad_norm": m["grad_norm"]}
-        if "z_loss" in m:
-            row["z_loss"] = m["z_loss"]
+        # Every metric the task reports (loss, z_loss, mlm_accuracy, ...) plus lr and grad_norm;
+        # "finite" is the loop's divergence flag, not a metric.
+        row = {"step": step, "split": "train", **{k: v for k, v in m.items() if k != "finite"}}
         if self._last_time is not None and step > self._last_step:
             tps = (step - self._last_step) * self._tokens_per_step / (now - self._last_time)
             row["tokens_per_sec"] = tps

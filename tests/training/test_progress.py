@@ -34,3 +34,14 @@ def test_first_row_has_startup_seconds_and_no_fake_rate():
     assert 0.1 <= elapsed < 1.0
     want_mfu = second["tokens_per_sec"] * 6e6 / 2e12
     assert np.isclose(second["mfu"], want_mfu)
+
+
+def test_rows_carry_every_task_metric_but_not_the_divergence_flag():
+    progress = Progress(num_steps=2, start=0, tokens_per_step=8, flops_per_token=1.0,
+                        peak_flops=None, num_devices=1, enabled=False)
+    rows = _Rows()
+    m = {**_metrics(3.0), "mlm_accuracy": np.float32(0.25), "nsp_loss": np.float32(0.7),
+         "finite": np.bool_(True)}
+    progress.update(1, m, rows, log_every=1)
+    row = rows.rows[0]
+    assert row["mlm_accuracy"] == 0.25 and np.isclose(row["nsp_loss"], 0.7) and "finite" not in row
