@@ -23,7 +23,7 @@ kernel compacting memory the other side just freed) and then `--steps` timed ste
 forward, backward, clip and AdamW update, ending by fetching the real loss. The table shows the
 median block (ms/step, tokens/s), the spread of the blocks, the CPU cores each side kept busy
 (process CPU time / wall time) and the ratio llmjax / PyTorch tokens/s, beside the figures in
-../shared/PERF-NOTES.md. Interleaving shares out steady load, but not fairly: PyTorch's OpenMP
+the README's reference table. Interleaving shares out steady load, but not fairly: PyTorch's OpenMP
 threads wait for each other at every op, so another busy process slows PyTorch far more than XLA
 (seen here: PyTorch 3.6x slower, llmjax 1.7x). PyTorch's "cores" then falls well below its thread
 count and the script prints a warning; the header shows the load average at start.
@@ -32,7 +32,7 @@ count and the script prints a warning; the header shows the load average at star
   python experiments/bench_cpu_torch.py --batch_sizes=12 --steps=20 --config.model.num_layers=4 \
       --config.model.d_model=128 --config.model.num_heads=4 --config.model.mlp_dim=512 \
       --config.data.seq_len=64 --config.model.dropout=0                   # nanoGPT's CPU recipe
-  python experiments/bench_cpu_torch.py --text=/work/shared/data/tinyshakespeare.txt   # real text
+  python experiments/bench_cpu_torch.py --text=data/tinyshakespeare.txt   # real text
   python experiments/bench_cpu_torch.py --breakdown    # + forward / forward+backward / update
   python experiments/bench_cpu_torch.py --torch_compile  # inductor: no faster here, +20 s compile
 
@@ -86,7 +86,7 @@ _REWARM = flags.DEFINE_integer("rewarm", 1, "Untimed steps at the start of every
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 0, "PyTorch intra-op threads (0 = every core).")
 _COMPILE = flags.DEFINE_bool("torch_compile", False, "torch.compile the PyTorch model (inductor).")
 _TEXT = flags.DEFINE_string("text", "", "Train on random windows of this text file (char tokens) "
-                            "instead of synthetic tokens, e.g. /work/shared/data/tinyshakespeare.txt.")
+                            "instead of synthetic tokens, e.g. data/tinyshakespeare.txt.")
 _XLA_FLAGS = flags.DEFINE_string("xla_flags", "", "Extra XLA_FLAGS for llmjax's side.")
 _PRNG = flags.DEFINE_string("prng", "", "jax_default_prng_impl for llmjax's dropout masks "
                             "('' = JAX's default, threefry2x32; rbg / unsafe_rbg are cheaper).")
@@ -96,7 +96,7 @@ _HUGETLB = flags.DEFINE_bool("hugetlb", True, "Re-run under GLIBC_TUNABLES=glibc
                               "(transparent huge pages for malloc: see the docstring).")
 _CHECK = flags.DEFINE_bool("check", True, "Check the two models compute the same loss and gradient.")
 
-# (layers, d_model, seq, batch) -> figures measured earlier on this machine (../shared/PERF-NOTES.md).
+# (layers, d_model, seq, batch) -> figures measured earlier on this project's 2-core CPU (README).
 REFERENCE = {
     (6, 384, 256, 16): "PyTorch 2,567; plain Flax 2,200 (0.86x)",
     (6, 384, 256, 64): "PyTorch 2,232; plain Flax 1,707 (0.77x)",
@@ -526,7 +526,7 @@ def _print_table(cfg, seq, rows, real_text, threads) -> None:
     print(f"{'':>5} | {'PyTorch':^34} | {'llmjax':^34} |")
     print(f"{'batch':>5} | {'ms/step':>8} {'(min-max)':>11} {'tokens/s':>8} {'cores':>5} | "
           f"{'ms/step':>8} {'(min-max)':>11} {'tokens/s':>8} {'cores':>5} | {'ratio':>6} | "
-          "reference tokens/s (PERF-NOTES)")
+          "reference tokens/s (README)")
     for r in rows:
         b = r["batch"]
         cells = []
