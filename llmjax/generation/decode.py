@@ -83,7 +83,8 @@ def left_pad(prompts: Sequence[Sequence[int]] | np.ndarray, lengths: Sequence[in
     (B, P) array whose row i holds its prompt in its first lengths[i] entries."""
     if lengths is not None:
         rows = np.asarray(prompts)
-        if rows.ndim != 2 or len(lengths) != rows.shape[0] or not all(0 <= n <= rows.shape[1] for n in lengths):
+        fits = rows.ndim == 2 and len(lengths) == rows.shape[0]
+        if not fits or not all(0 <= n <= rows.shape[1] for n in lengths):
             raise ValueError(f"lengths {list(lengths)} do not fit prompts of shape {rows.shape}: give one "
                              "length per row, each at most the row's width")
         prompts = [row[:n] for row, n in zip(rows, lengths)]
