@@ -157,7 +157,8 @@ def initialize_distributed() -> None:
     try:
         timeout_s = float(env.get(TIMEOUT_VAR, "120"))
     except ValueError:
-        raise DistributedSetupError(f"{TIMEOUT_VAR}={env[TIMEOUT_VAR]!r} is not a number of seconds") from None
+        raise DistributedSetupError(
+            f"{TIMEOUT_VAR}={env[TIMEOUT_VAR]!r} is not a number of seconds") from None
     watchdog = threading.Timer(timeout_s, _give_up, args=(cause, timeout_s))
     watchdog.daemon = True
     watchdog.start()  # initialize blocks in C++ with the GIL released, so the timer still fires

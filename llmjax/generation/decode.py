@@ -1,6 +1,10 @@
 """Autoregressive sampling on the KV cache: prefill the prompt in one call, then one jitted
 `lax.while_loop` emits token after token with no host round trip.
 
+Prompts of different lengths are left-padded; every call into the model carries per-row
+positions (0 at each row's first real token) and segment ids (0 = padding), so padding is never
+attended to and each row continues exactly as it would alone.
+
 Small pieces (cache init, prefill, step, logit filtering, sampling) so beam search and
 streaming can reuse them.
 
@@ -9,7 +13,7 @@ Shape key: B batch, P prompt length, N new tokens, V vocabulary.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -61,34 +65,64 @@ def init_cache(model: nn.Module, batch: int, length: int) -> Any:
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
 
 
-def decode_step(model: nn.Module, params: Any, cache: Any, tokens_BxL: jnp.ndarray):
-    """Feed L tokens (prompt prefill or one new token); return last-position logits and cache."""
+def decode_step(model: nn.Module, params: Any, cache: Any, tokens_BxL: jnp.ndarray,
+                positions_BxL: jnp.ndarray | None = None, segment_ids_BxL: jnp.ndarray | None = None):
+    """Feed L tokens (prompt prefill or one new token); return last-position logits and cache.
+    Without positions the model continues from what is cached; segment id 0 marks padding."""
     logits_BxLxV, mutated = model.apply({"params": params, "cache": cache}, tokens_BxL,
+                                        positions=positions_BxL, segment_ids=segment_ids_BxL,
                                         decode=True, mutable=["cache"])
     return logits_BxLxV[:, -1], mutated["cache"]
+
+
+def left_pad(prompts: Sequence[Sequence[int]] | np.ndarray, lengths: Sequence[int] | None = None,
+             pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Prompts -> (tokens (B, P) int32 left-padded with pad_id, lengths (B,)).
+
+    prompts: a list of token-id lists of any lengths, a (B, P) array of whole prompts, or a
+    (B, P) array whose row i holds its prompt in its first lengths[i] entries."""
+    if lengths is not None:
+        rows = np.asarray(prompts)
+        fits = rows.ndim == 2 and len(lengths) == rows.shape[0]
+        if not fits or not all(0 <= n <= rows.shape[1] for n in lengths):
+            raise ValueError(f"lengths {list(lengths)} do not fit prompts of shape {rows.shape}: give one "
+                             "length per row, each at most the row's width")
+        prompts = [row[:n] for row, n in zip(rows, lengths)]
+    elif isinstance(prompts, (np.ndarray, jax.Array)) and np.ndim(prompts) != 2:
+        raise ValueError(f"prompt must be (batch, length), got shape {np.shape(prompts)}")
+    prompts = [np.asarray(p, np.int32).reshape(-1) for p in prompts]
+    for i, p in enumerate(prompts):
+        if not len(p):
+            raise ValueError(f"prompt {i} is empty: every row needs at least one token")
+    lengths_B = np.asarray([len(p) for p in prompts], np.int32)
+    tokens_BxP = np.full((len(prompts), int(lengths_B.max())), pad_id, np.int32)
+    for row, p in zip(tokens_BxP, prompts):
+        row[len(row) - len(p):] = p
+    return tokens_BxP, lengths_B
 
 
 # ---------------------------------------------------------------- generation
 
 
-def generate(model: nn.Module, params: Any, prompt_BxP: np.ndarray | jax.Array, *,
-             max_new_tokens: int, rng: jax.Array, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, eos_id: int | None = None) -> np.ndarray:
-    """Continue each prompt row by max_new_tokens tokens: int32 (B, max_new_tokens).
+def generate(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]] | np.ndarray | jax.Array,
+             *, max_new_tokens: int, rng: jax.Array, lengths: Sequence[int] | None = None,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             eos_id: int | None = None) -> np.ndarray:
+    """Continue each prompt by max_new_tokens tokens: int32 (B, max_new_tokens).
 
-    temperature 0 is greedy. After a row emits eos_id it emits only eos_id (and the loop stops
-    early once every row has). All rows share the prompt length (left-pad upstream if needed)."""
-    prompt_BxP = jnp.asarray(prompt_BxP, jnp.int32)
-    if prompt_BxP.ndim != 2:
-        raise ValueError(f"prompt must be (batch, length), got shape {prompt_BxP.shape}")
-    total, max_len = prompt_BxP.shape[1] + max_new_tokens, model.cfg.max_len
+    prompts: a list of token-id lists (any lengths), a (B, P) array of whole prompts, or a
+    (B, P) array plus `lengths` (row i's prompt is its first lengths[i] entries). Each row
+    generates what it would alone. temperature 0 is greedy. After a row emits eos_id it emits
+    only eos_id (and the loop stops early once every row has)."""
+    tokens_BxP, lengths_B = left_pad(prompts, lengths)
+    total, max_len = tokens_BxP.shape[1] + max_new_tokens, model.cfg.max_len
     if total > max_len:
-        raise ValueError(f"prompt length {prompt_BxP.shape[1]} + max_new_tokens {max_new_tokens} = "
+        raise ValueError(f"prompt length {tokens_BxP.shape[1]} + max_new_tokens {max_new_tokens} = "
                          f"{total} exceeds the model's max_len {max_len}: shorten one of them")
     if max_new_tokens <= 0:
-        return np.zeros((prompt_BxP.shape[0], 0), np.int32)
+        return np.zeros((tokens_BxP.shape[0], 0), np.int32)
     params = nn.unbox(params)
-    out = _generate_jit(model, params, prompt_BxP, rng, max_new_tokens=max_new_tokens,
+    out = _generate_jit(model, params, tokens_BxP, lengths_B, rng, max_new_tokens=max_new_tokens,
                         temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
                         eos_id=eos_id)
     return np.asarray(out)
@@ -96,17 +130,22 @@ def generate(model: nn.Module, params: Any, prompt_BxP: np.ndarray | jax.Array, 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "temperature", "top_k",
                                              "top_p", "eos_id"))
-def _generate_jit(model, params, prompt_BxP, rng, *, max_new_tokens, temperature, top_k, top_p,
-                  eos_id):
-    B, P = prompt_BxP.shape
+def _generate_jit(model, params, tokens_BxP, lengths_B, rng, *, max_new_tokens, temperature, top_k,
+                  top_p, eos_id):
+    B, P = tokens_BxP.shape
     sample = functools.partial(sample_token, temperature=temperature, top_k=top_k, top_p=top_p)
     cache = init_cache(model, B, P + max_new_tokens)
-    logits_BxV, cache = decode_step(model, params, cache, prompt_BxP)
+    pad_B = P - lengths_B
+    column_BxP = jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (B, P))
+    segment_ids_BxP = (column_BxP >= pad_B[:, None]).astype(jnp.int32)
+    positions_BxP = jnp.maximum(column_BxP - pad_B[:, None], 0)
+    logits_BxV, cache = decode_step(model, params, cache, tokens_BxP, positions_BxP, segment_ids_BxP)
     rng, first_rng = jax.random.split(rng)
     token_B = sample(logits_BxV, first_rng)
     fill = 0 if eos_id is None else eos_id
     out_BxN = jnp.full((B, max_new_tokens), fill, jnp.int32).at[:, 0].set(token_B)
     done_B = jnp.zeros((B,), bool) if eos_id is None else token_B == eos_id
+    real_Bx1 = jnp.ones((B, 1), jnp.int32)
 
     def cond(state):
         i, _, _, _, done_B, _ = state
@@ -114,7 +153,9 @@ def _generate_jit(model, params, prompt_BxP, rng, *, max_new_tokens, temperature
 
     def body(state):
         i, token_B, cache, out_BxN, done_B, rng = state
-        logits_BxV, cache = decode_step(model, params, cache, token_B[:, None])
+        # New token i-1 sits at position length + i - 1 of its row.
+        position_Bx1 = (lengths_B + i - 1)[:, None]
+        logits_BxV, cache = decode_step(model, params, cache, token_B[:, None], position_Bx1, real_Bx1)
         rng, step_rng = jax.random.split(rng)
         token_B = sample(logits_BxV, step_rng)
         if eos_id is not None:

@@ -121,3 +121,35 @@ def test_top_p_keeps_exactly_the_nucleus():
     draws = jax.jit(jax.vmap(lambda r: sample_token(logits, r, top_p=0.75)))(
         jax.random.split(jax.random.key(0), 2000))
     assert set(np.asarray(draws[:, 0]).tolist()) == {1, 3}
+
+
+RAGGED = ModelConfig(vocab_size=64, num_layers=2, d_model=128, num_heads=4, num_kv_heads=4, mlp_dim=256,
+                     max_len=32, init_std=0.5, tie_embeddings=False)
+RAGGED_PROMPTS = [[5, 9, 2], [7, 1, 3, 3, 8, 12, 40], [33], [4, 4, 17, 60, 2]]
+
+
+@pytest.mark.parametrize("changes", [dict(position="learned"), dict(position="rope", num_kv_heads=2)])
+def test_ragged_batch_equals_each_prompt_alone(changes):
+    model = build(dataclasses.replace(RAGGED, **changes))
+    params = model.init(jax.random.key(1), TOKENS[:, :4])["params"]
+    greedy = functools.partial(generate, model, params, max_new_tokens=8, rng=jax.random.key(0),
+                               temperature=0.0)
+    alone = np.concatenate([greedy([p]) for p in RAGGED_PROMPTS])
+    assert len(np.unique(alone)) > 4  # non-degenerate continuations
+    np.testing.assert_array_equal(greedy(RAGGED_PROMPTS), alone)
+    # The same prompts as a right-padded array with their lengths.
+    padded = np.full((4, 7), 63, np.int32)
+    for row, p in zip(padded, RAGGED_PROMPTS):
+        row[:len(p)] = p
+    np.testing.assert_array_equal(greedy(padded, lengths=[len(p) for p in RAGGED_PROMPTS]), alone)
+    # Each alone is the plain (unpadded) greedy continuation.
+    for p, row in zip(RAGGED_PROMPTS, alone):
+        np.testing.assert_array_equal(row, _naive_greedy(model, params, np.asarray([p], np.int32), 8)[0])
+
+
+def test_bad_ragged_prompts_are_refused():
+    model, params = _model()
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        generate(model, params, [[1, 2], []], max_new_tokens=2, rng=jax.random.key(0))
+    with pytest.raises(ValueError, match="lengths"):
+        generate(model, params, TOKENS[:, :4], lengths=[5, 2], max_new_tokens=2, rng=jax.random.key(0))
