@@ -166,3 +166,30 @@ def test_too_little_data_leaves_no_record_and_the_fix_runs(tmp_path):
     p2 = _run([*base, "--config.data.seq_len=8", "--config.train.eval_every=2"])
     assert p2.returncode == 0, p2.stderr[-2000:]
     assert (work / "config.json").exists()
+
+
+def test_ctrl_c_saves_and_stops_then_resumes(tmp_path):
+    """A first Ctrl-C (SIGINT) saves a checkpoint at the current step and exits cleanly; the same
+    command resumes from it. Before: KeyboardInterrupt, a traceback and no save."""
+    import signal
+
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    args = [*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_steps=100000",
+            "--config.checkpoint.every_steps=100000", "--config.train.eval_every=100000",
+            "--config.train.num_samples=0", "--config.train.progress=False", "--config.train.log_every=1"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "llmjax.main", "--config=configs/gpt_small.py", *args],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (work / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)  # a few steps in
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "stop requested: saved step" in out, out[-2000:]
+    saved = int(out.split("stop requested: saved step ")[1].split(";")[0])
+    assert (work / "checkpoints" / str(saved)).is_dir()
+    p2 = _run([*args[:-6], "--config.train.num_steps", str(saved + 2), "--config.train.num_samples=0"])
+    assert p2.returncode == 0 and f"resumed from step {saved}" in p2.stdout, p2.stderr[-2000:]

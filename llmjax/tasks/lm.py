@@ -151,17 +151,15 @@ class LMTask(Task):
                 f"bits/byte {metrics['bits_per_byte']:.4f} (unigram baseline {self._unigram:.4f})")
 
     def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
-        """Continuations of fixed prompts (every process: parameters may be sharded)."""
+        """Continuations of fixed prompts, in one batch (every process: parameters may be sharded)."""
         t, tok = self.run.train, self.data.tokenizer
-        if not t.num_samples:
+        prompts = PROMPTS[: t.num_samples]
+        ids = [tok.encode(p) for p in prompts]
+        room = model.cfg.max_len - max((len(i) for i in ids), default=0)
+        if not prompts or room <= 0:
             return
         log("samples (temperature 0.8, top-k 50):")
-        for i, prompt in enumerate(PROMPTS[: t.num_samples]):
-            ids = np.asarray([tok.encode(prompt)], np.int32)
-            room = model.cfg.max_len - ids.shape[1]
-            if room <= 0:
-                continue
-            new = generate(model, params, ids, max_new_tokens=min(t.sample_tokens, room),
-                           rng=jax.random.key(t.seed + i), temperature=0.8, top_k=50, eos_id=tok.eos_id)
-            text = tok.decode([x for x in np.asarray(new)[0].tolist() if x != tok.eos_id])
-            log(f"--- {prompt!r}\n{prompt}{text}")
+        new = generate(model, params, ids, max_new_tokens=min(t.sample_tokens, room),
+                       rng=jax.random.key(t.seed), temperature=0.8, top_k=50, eos_id=tok.eos_id)
+        for prompt, row in zip(prompts, np.asarray(new).tolist()):
+            log(f"--- {prompt!r}\n{prompt}{tok.decode([x for x in row if x != tok.eos_id])}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import time
 from typing import Any, Callable
 
@@ -24,6 +23,7 @@ from llmjax.tasks.base import Task
 from llmjax.training import optim
 from llmjax.training.checkpoint import Checkpointer
 from llmjax.training.metrics import MetricsWriter, peak_flops
+from llmjax.training.preemption import Preemption
 from llmjax.training.progress import Progress
 from llmjax.training.state import abstract_state, count_params, create, init_fn
 from llmjax.training.step import jit_train_step, make_eval_step, make_train_step
@@ -51,20 +51,6 @@ def _check_finite(step: int, metrics: dict, ckpt: Checkpointer, lr: float) -> No
 
 
 _DECAYING = ("cosine", "linear", "wsd")
-
-
-class _Preempted:
-    """SIGTERM (preemption, scancel) -> save a checkpoint and stop cleanly."""
-
-    def __init__(self):
-        self.requested = False
-        try:
-            signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread (e.g. a notebook helper thread)
-            pass
-
-    def _handle(self, *_):
-        self.requested = True
 
 
 def _prepare_data(task: Task, workdir: str, log: Log, resuming: bool) -> None:
@@ -156,7 +142,8 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
         if on_start is not None:
             on_start()
         writer = MetricsWriter(workdir, resume_step=start)
-        preempt = _Preempted()
+        preempt = Preemption()
+        stopped = False  # saved and stopped on request (SIGTERM, Ctrl-C)
         progress = Progress(t.num_steps, start, tokens_per_step, fpt, peak_flops(), jax.device_count(),
                             enabled=t.progress and jax.process_index() == 0)
         last_eval: dict[str, float] = {}
@@ -181,12 +168,13 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
             pending = None  # (step, metrics on device) of the previous update
             for step in range(start + 1, t.num_steps + 1):
                 state, metrics = train_step(state, batch)
+                stopped = preempt.requested(step)  # once per step, on every host
                 if step < t.num_steps:  # host builds the next batch while the device computes
                     batch = put_train(step)
                 if pending is not None:
                     flush(pending)
                 pending = (step, metrics)
-                do_save = step % cfg.checkpoint.every_steps == 0 or step == t.num_steps or preempt.requested
+                do_save = step % cfg.checkpoint.every_steps == 0 or step == t.num_steps or stopped
                 do_eval = step % t.eval_every == 0 or step == t.num_steps
                 if do_save or do_eval:
                     flush(pending)
@@ -196,22 +184,23 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
                     if do_eval:
                         last_eval, eval_step_at = evaluate(step), step
                     progress.reset_clock()  # tokens/s counts training time only
-                if preempt.requested:
-                    log(f"SIGTERM: saved step {step}; run the same command to resume")
+                if stopped:
+                    log(f"stop requested: saved step {step}; run the same command to resume")
                     break
             if pending is not None:
                 flush(pending)
         finally:  # a pending save finishes (or raises) even when the run stops on an error
+            preempt.close()
             progress.close()
             ckpt.close()
         end = int(jax.device_get(state.step))
         if not last_eval and start == end:
             last_eval, eval_step_at = evaluate(end), end
         writer.close()
-        if not preempt.requested:
+        if not stopped:
             task.after_training(model, state.params, log)
 
-    if preempt.requested:
+    if stopped:
         seen = f"; last eval (step {eval_step_at}): {task.eval_line(last_eval)}" if last_eval else ""
         log(f"stopped at step {end} on request after {time.time() - t0:.0f}s{seen}")
     elif last_eval:
