@@ -123,7 +123,7 @@ def test_top_p_keeps_exactly_the_nucleus():
     assert set(np.asarray(draws[:, 0]).tolist()) == {1, 3}
 
 
-RAGGED = ModelConfig(vocab_size=64, num_layers=2, d_model=128, num_heads=4, num_kv_heads=4, mlp_dim=256,
+RAGGED = GPTConfig(vocab_size=64, num_layers=2, d_model=128, num_heads=4, num_kv_heads=4, mlp_dim=256,
                      max_len=32, init_std=0.5, tie_embeddings=False)
 RAGGED_PROMPTS = [[5, 9, 2], [7, 1, 3, 3, 8, 12, 40], [33], [4, 4, 17, 60, 2]]
 
