@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from llmjax.config import DataConfig
+from llmjax.data.atomic import atomic_write
 from llmjax.data.sources import load_documents
 from llmjax.data.tokenizers import (Tokenizer, check_compatible, has_tokenizer, load_tokenizer,
                                     train_or_load_tokenizer)
@@ -69,11 +70,14 @@ def unigram_loss(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: i
     return float(-(val_counts * log_p).sum() / len(val_tokens))
 
 
-def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print) -> Prepared:
+def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print,
+            resuming: bool = False) -> Prepared:
     """Tokenizer in workdir/tokenizer/, streams in workdir/data/; reused when still valid.
 
-    With several processes sharing a workdir, let process 0 call this first (then the others
-    only read the cache).
+    A cache that fails its checks is rebuilt (it is derived data). With resuming=True (the run
+    has checkpoints) a source that no longer matches the cache is an error instead: the
+    checkpoints were trained on the old corpus. With several processes sharing a workdir, let
+    process 0 call this first (then the others only read the cache).
     """
     start = time.time()
     tok_dir, data_dir = os.path.join(workdir, "tokenizer"), os.path.join(workdir, "data")
@@ -81,7 +85,12 @@ def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print) -
     if has_tokenizer(tok_dir):
         tok = load_tokenizer(tok_dir)
         check_compatible(tok, cfg, tok_dir)
-        cached = _load_cache(data_dir, _fingerprint(key, tok))
+        meta = _read_meta(data_dir)
+        if resuming and meta is not None and meta.get("fingerprint") != _fingerprint(key, tok):
+            raise ValueError(f"the corpus of this run changed since its checkpoints were written "
+                             f"({_changes(meta.get('source', {}), key, cfg)}): restore it or "
+                             "use a new --workdir")
+        cached = _load_cache(data_dir, meta, _fingerprint(key, tok), tok.vocab_size, log)
         if cached is not None:
             train, val, meta = cached
             log(f"data: reusing {meta['stats']['train_tokens']:,} train / "
@@ -100,7 +109,8 @@ def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print) -
     stats["chars_per_token"] = stats["train_chars"] / max(1, stats["train_tokens"])
     loss = unigram_loss(train, val, tok.vocab_size)
     _save_cache(data_dir, train, val, {"fingerprint": _fingerprint(key, tok), "source": key,
-                                       "stats": stats, "unigram_loss": loss})
+                                       "stats": stats, "unigram_loss": loss,
+                                       "sha1": _checksums(train, val)})
     log(f"data: {tok.name}: train {len(train):,} tokens, val {len(val):,} tokens, "
         f"{stats['chars_per_token']:.2f} chars/token; unigram baseline {loss:.3f} nats/token")
     log(f"data: tokenizer {t_tok:.1f}s, encoding {t_enc:.1f}s, {time.time() - start:.1f}s in "
@@ -134,18 +144,46 @@ def _fingerprint(key: dict, tok: Tokenizer) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def _load_cache(data_dir: str, fingerprint: str):
-    """(train, val, meta) memory-mapped, or None when absent, stale or incomplete."""
+def _changes(saved: dict, now: dict, cfg: DataConfig) -> str:
+    """What differs between the source key the cache was built from and the current one."""
+    keys = [k for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
+    return ", ".join(f"files matching {cfg.dataset[5:]} were added, removed or edited"
+                     if k == "files" else f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
+                     for k in keys) or "the tokenizer differs"
+
+
+def _checksums(train: np.ndarray, val: np.ndarray) -> dict[str, str]:
+    return {name: hashlib.sha1(np.ascontiguousarray(a).data).hexdigest()
+            for name, a in (("train", train), ("val", val))}
+
+
+def _read_meta(data_dir: str) -> dict | None:
     try:
         with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
-        if meta.get("fingerprint") != fingerprint:
-            return None
-        train = np.load(os.path.join(data_dir, "train.npy"), mmap_mode="r")
-        val = np.load(os.path.join(data_dir, "val.npy"), mmap_mode="r")
     except (OSError, ValueError):
         return None
-    if len(train) != meta["stats"]["train_tokens"] or len(val) != meta["stats"]["val_tokens"]:
+    return meta if isinstance(meta, dict) else None
+
+
+def _load_cache(data_dir: str, meta: dict | None, fingerprint: str, vocab_size: int,
+                log: Callable[[str], None]):
+    """(train, val, meta) memory-mapped, or None when absent, stale or damaged (logged)."""
+    if meta is None or meta.get("fingerprint") != fingerprint:
+        return None
+    try:
+        train = np.load(os.path.join(data_dir, "train.npy"), mmap_mode="r")
+        val = np.load(os.path.join(data_dir, "val.npy"), mmap_mode="r")
+        problem = None
+        if meta.get("sha1") != _checksums(train, val):
+            problem = "checksum mismatch"
+        elif max(int(train.max(initial=0)), int(val.max(initial=0))) >= vocab_size:
+            top = max(int(train.max(initial=0)), int(val.max(initial=0)))
+            problem = f"token id {top} >= vocab size {vocab_size}"
+    except (OSError, ValueError) as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:
+        log(f"data: the token cache in {data_dir} is damaged ({problem}); rebuilding it")
         return None
     return train, val, meta
 
@@ -157,17 +195,8 @@ def _save_cache(data_dir: str, train: np.ndarray, val: np.ndarray, meta: dict) -
     if os.path.exists(meta_path):
         os.remove(meta_path)
     for name, arr in (("train.npy", train), ("val.npy", val)):
-        _atomic(os.path.join(data_dir, name), lambda f, a=arr: np.save(f, a))
-    _atomic(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-
-
-def _atomic(path: str, write: Callable) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        atomic_write(os.path.join(data_dir, name), lambda f, a=arr: np.save(f, a))
+    atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
 
 
 # ---------------------------------------------------------------- batches

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from llmjax.config import DataConfig
+from llmjax.data.atomic import atomic_write
 
 SPEC_FILE = "tokenizer.json"
 SPM_FILE = "tokenizer.model"
@@ -73,7 +74,8 @@ class Tokenizer(abc.ABC):
     def save(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
         spec = dict(self._spec(), kind=self.kind, vocab_size=self.vocab_size, eos_id=self.eos_id)
-        _atomic_write(os.path.join(directory, SPEC_FILE), json.dumps(spec, indent=1).encode())
+        data = json.dumps(spec, indent=1).encode()
+        atomic_write(os.path.join(directory, SPEC_FILE), lambda f: f.write(data))
 
     def _valid(self, ids) -> list[int]:
         v = self.vocab_size
@@ -255,30 +257,39 @@ class SentencePieceTokenizer(Tokenizer):
 
     def save(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
-        _atomic_write(os.path.join(directory, SPM_FILE), self.model_proto)
+        atomic_write(os.path.join(directory, SPM_FILE), lambda f: f.write(self.model_proto))
         super().save(directory)  # the spec last: it marks the directory complete
 
 
 def load_tokenizer(directory: str) -> Tokenizer:
-    """The tokenizer saved in directory by `Tokenizer.save`."""
+    """The tokenizer saved in directory by `Tokenizer.save`; a one-line ValueError if damaged."""
     path = os.path.join(directory, SPEC_FILE)
     if not os.path.exists(path):
         raise ValueError(f"no tokenizer in {directory} ({SPEC_FILE} missing): train one with "
                          "train_or_load_tokenizer or point at the run's tokenizer/ directory")
-    with open(path, encoding="utf-8") as f:
-        spec = json.load(f)
-    kind = spec.get("kind")
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+        kind = spec.get("kind")
+        if kind == "sentencepiece":
+            with open(os.path.join(directory, spec["model_file"]), "rb") as f:
+                proto = f.read()
+            model_type, requested = spec["model_type"], spec["requested_vocab_size"]
+            matches = hashlib.sha1(proto).hexdigest() == spec["model_sha1"]
+        chars = spec["chars"] if kind == "char" else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        what = f"{type(e).__name__}: {e}" if not isinstance(e, KeyError) else f"no {e} in {SPEC_FILE}"
+        raise ValueError(f"the tokenizer in {directory} is damaged ({what.splitlines()[0][:200]}): "
+                         f"delete {directory} to retrain, or restore it") from None
     if kind == "byte":
         return ByteTokenizer()
     if kind == "char":
-        return CharTokenizer(spec["chars"])
+        return CharTokenizer(chars)
     if kind == "sentencepiece":
-        with open(os.path.join(directory, spec["model_file"]), "rb") as f:
-            proto = f.read()
-        if hashlib.sha1(proto).hexdigest() != spec["model_sha1"]:
+        if not matches:
             raise ValueError(f"{directory}/{spec['model_file']} does not match {SPEC_FILE} "
                              "(the tokenizer was modified): delete the directory to retrain")
-        return SentencePieceTokenizer(proto, spec["model_type"], spec["requested_vocab_size"])
+        return SentencePieceTokenizer(proto, model_type, requested)
     raise ValueError(f"{path}: unknown tokenizer kind {kind!r}: expected byte, char or sentencepiece")
 
 
@@ -329,15 +340,6 @@ def train_or_load_tokenizer(cfg: DataConfig, train_texts: Sequence[str], directo
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _chunks(text: str, size: int) -> Iterator[str]:

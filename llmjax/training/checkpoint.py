@@ -1,19 +1,69 @@
 """Orbax checkpoints of the train state together with the data-iterator state.
 
 Orbax writes each step into a temporary directory and renames it when complete, so a kill
-mid-save never leaves a half checkpoint under a step name. If the newest checkpoint still
-fails to restore (truncated or corrupted files), it is reported, moved aside (never deleted)
-to `checkpoints_corrupt/`, and the previous one is tried.
+mid-save never leaves a half checkpoint under a step name. What a failed restore means decides
+what happens to it:
+
+- a checkpoint whose saved tree (Orbax's own metadata) differs from the run's abstract state was
+  written under another config (optimizer, shapes): a one-line CheckpointError, nothing moved;
+- an unreadable one (truncated or garbage files) or one holding NaN/Inf is corrupt: the previous
+  one is tried, and only once an older one restores are the corrupt newer ones moved aside (never
+  deleted) to `checkpoints_corrupt/`, so their steps can be rewritten;
+- if none restores, a one-line CheckpointError and nothing moved: never a silent fresh start.
+
+A save refuses a non-finite state, so a diverged run never pushes a good checkpoint out of the
+`keep` rotation, and a failed save (in the background too) is one line at the next save.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+
+_FIX_CONFIG = "pass the config the run was started with, or use a new --workdir"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint problem the user has to act on, said in one line."""
+
+
+def _reason(e: BaseException) -> str:
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+    """{'params/embed/embedding': leaf, ...}: the same keys for a state and Orbax's metadata."""
+    return ocp.tree.to_flat_dict(tree, sep="/")
+
+
+def first_difference(saved: Any, target: Any) -> str | None:
+    """The first key path (in target's order) where two trees of shaped leaves differ in
+    presence, shape or dtype."""
+    a, b = _flat(saved), _flat(target)
+    for key in [*b, *(k for k in a if k not in b)]:
+        if key not in b:
+            return f"{key} is in the checkpoint but not in this run's state"
+        if key not in a:
+            return f"{key} is in this run's state but not in the checkpoint"
+        sa, sb = (tuple(a[key].shape), np.dtype(a[key].dtype)), (tuple(b[key].shape), np.dtype(b[key].dtype))
+        if sa != sb:
+            return f"{key} is {sa[1]}{sa[0]} in the checkpoint but {sb[1]}{sb[0]} in this run"
+    return None
+
+
+def first_nonfinite(tree: Any) -> str | None:
+    """Key path of the first floating leaf holding NaN or Inf (one device reduction per leaf)."""
+    flat = {k: v for k, v in _flat(tree).items() if jnp.issubdtype(v.dtype, jnp.inexact)}
+    finite = jax.device_get(jax.jit(lambda t: {k: jnp.isfinite(v).all() for k, v in t.items()})(flat))
+    return next((k for k in sorted(finite) if not finite[k]), None)
 
 
 class Checkpointer:
@@ -26,52 +76,108 @@ class Checkpointer:
         self._manager = self._open()
 
     def _open(self) -> ocp.CheckpointManager:
+        # Directories are created in the calling thread: created in the background, a failure
+        # leaves Orbax's writer threads waiting 300 s for a signal that never comes.
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=self._keep, create=True, enable_async_checkpointing=self._async)
-        return ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+            max_to_keep=self._keep, create=True, enable_async_checkpointing=self._async,
+            async_options=ocp.AsyncOptions(create_directories_asynchronously=False))
+        # Handlers registered up front, so the saved tree can be read before any restore.
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        return ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
-
-    def latest_step(self) -> int | None:
-        return self._manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict) -> None:
         """Queue a save; with async_save the write overlaps the next train steps."""
         if step in self._manager.all_steps():
             return
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        bad = first_nonfinite(state)
+        if bad is not None:
+            raise CheckpointError(
+                f"refusing to save step {step}: {bad} holds NaN/Inf (the run diverged); the "
+                f"checkpoints {self.all_steps()} are kept: lower config.optim.lr and resume")
+        with self._one_line("a background checkpoint save"):  # an earlier save, if it failed
+            self._manager.check_for_errors()
+        with self._one_line(f"saving step {step}"):
+            self._manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
     def restore(self, abstract_state: Any) -> tuple[Any, dict] | None:
-        """The newest checkpoint that restores cleanly, or None if there is none."""
-        for step in reversed(self.all_steps()):
-            try:
-                out = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-                return out["state"], dict(out["meta"])
-            except Exception as e:  # noqa: BLE001 - any failure means this step is unusable
-                reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-                self._log(f"checkpoint at step {step} failed to restore ({type(e).__name__}: {reason}); "
-                          "moving it aside and trying the previous one")
-                self._quarantine(step)
+        """The newest checkpoint that restores cleanly, or None if the directory has none."""
+        steps = self.all_steps()
+        corrupt: list[tuple[int, str]] = []
+        for step in reversed(steps):
+            reason = self._unreadable(step, abstract_state)
+            if reason is None:
+                try:
+                    out = self._manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                except Exception as e:  # noqa: BLE001 - the tree fits, so the files are bad
+                    reason = _reason(e)
+                else:
+                    bad = first_nonfinite(out["state"])
+                    if bad is None:
+                        self._set_aside(corrupt)
+                        return out["state"], dict(out["meta"])
+                    reason = f"{bad} holds NaN/Inf"
+            corrupt.append((step, reason))
+        if not steps:
+            return None
+        newest, why = corrupt[0]
+        raise CheckpointError(
+            f"none of the {len(steps)} checkpoints in {self.directory} restores (the newest, step "
+            f"{newest}: {why}); nothing was moved: restore them from a backup or use a new --workdir")
+
+    def _unreadable(self, step: int, abstract_state: Any) -> str | None:
+        """Why step's saved tree cannot be read, or None; a readable tree that does not fit
+        abstract_state raises: that is another config, not corruption."""
+        try:
+            saved = self._manager.item_metadata(step)["state"]
+        except Exception as e:  # noqa: BLE001 - any failure to read metadata: unreadable
+            return f"metadata: {_reason(e)}"
+        if saved is None:
+            return "metadata: unreadable"
+        diff = first_difference(saved, abstract_state)
+        if diff is not None:
+            raise CheckpointError(f"checkpoint step {step} in {self.directory} does not fit this "
+                                  f"run: {diff}: {_FIX_CONFIG}")
         return None
 
-    def _quarantine(self, step: int) -> None:
-        """Move a bad step out of Orbax's sight (so it can be rewritten) without deleting it."""
+    def _set_aside(self, corrupt: list[tuple[int, str]]) -> None:
+        """Move corrupt steps out of Orbax's sight (so they can be rewritten), never deleting."""
+        if not corrupt:
+            return
         self._manager.close()
-        if jax.process_index() == 0:
+        dst_root = os.path.join(os.path.dirname(self.directory), "checkpoints_corrupt")
+        for step, reason in corrupt:
+            self._log(f"checkpoint at step {step} is corrupt ({reason}); moved to {dst_root}")
             src = os.path.join(self.directory, str(step))
-            dst_root = os.path.join(os.path.dirname(self.directory), "checkpoints_corrupt")
-            os.makedirs(dst_root, exist_ok=True)
-            if os.path.exists(src):
+            if jax.process_index() == 0 and os.path.exists(src):
+                os.makedirs(dst_root, exist_ok=True)
                 shutil.move(src, os.path.join(dst_root, f"{step}-{int(time.time())}"))
         self._manager = self._open()
 
+    @contextlib.contextmanager
+    def _one_line(self, what: str) -> Iterator[None]:
+        """Any failure inside becomes a one-line CheckpointError."""
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Orbax and tensorstore raise many kinds
+            raise CheckpointError(
+                f"{what} in {self.directory} failed ({_reason(e)}): check that it is a local, "
+                "writable directory with free space, then resume from the last checkpoint") from e
+
     def wait(self) -> None:
         """Block until background saves are on disk; errors from them are raised here."""
-        self._manager.wait_until_finished()
+        with self._one_line("a background checkpoint save"):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
+

@@ -195,3 +195,68 @@ def test_prepare_stdlib_with_sentencepiece(tmp_path, monkeypatch):
     _no_reread(monkeypatch)
     again = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
     np.testing.assert_array_equal(again.val_tokens, p.val_tokens)
+
+
+def _tampered(tmp_path, name, values):
+    """Overwrite a cached stream in place with other values of the same length and dtype."""
+    path = tmp_path / "run" / "data" / name
+    arr = np.load(path)
+    np.save(path, np.full_like(arr, values))
+
+
+def test_an_overwritten_cache_is_rebuilt_not_trained_on(tmp_path):
+    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="byte", val_fraction=0.25)
+    first = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+    _tampered(tmp_path, "train.npy", 7)  # same length: the old length check passes it
+    logs = []
+    again = prepare(cfg, str(tmp_path / "run"), log=logs.append)
+    np.testing.assert_array_equal(again.train_tokens, first.train_tokens)
+    assert any("token cache" in m and "checksum" in m and "rebuil" in m for m in logs), logs
+
+
+def test_ids_beyond_the_vocabulary_are_never_trained_on(tmp_path):
+    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="byte", val_fraction=0.25)
+    first = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+    _tampered(tmp_path, "val.npy", 60_000)
+    meta_path = tmp_path / "run" / "data" / "meta.json"
+    meta = json.loads(meta_path.read_text())  # a cache that vouches for itself, yet is wrong
+    meta["sha1"] = pipeline._checksums(np.load(tmp_path / "run" / "data" / "train.npy"),
+                                       np.load(tmp_path / "run" / "data" / "val.npy"))
+    meta_path.write_text(json.dumps(meta))
+    logs = []
+    again = prepare(cfg, str(tmp_path / "run"), log=logs.append)
+    np.testing.assert_array_equal(again.val_tokens, first.val_tokens)
+    assert any("60000" in m and "vocab" in m for m in logs), logs
+
+
+def test_resuming_refuses_a_changed_corpus(tmp_path, monkeypatch):
+    spec = _corpus(tmp_path)
+    cfg = DataConfig(dataset=spec, tokenizer="byte", val_fraction=0.25)
+    prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+    prepare(cfg, str(tmp_path / "run"), log=lambda s: None, resuming=True)  # unchanged: fine
+    (tmp_path / "corpus" / "f03.txt").write_text("edited under a running experiment")
+    _no_reread(monkeypatch)
+    with pytest.raises(ValueError) as e:
+        prepare(cfg, str(tmp_path / "run"), log=lambda s: None, resuming=True)
+    msg = str(e.value)
+    assert "\n" not in msg and "the corpus of this run changed" in msg and "--workdir" in msg
+    assert str(tmp_path / "corpus") in msg
+
+
+@pytest.mark.parametrize("damage", ["missing model", "garbage spec", "spec without keys"])
+def test_a_damaged_tokenizer_is_one_line(tmp_path, damage):
+    cfg = DataConfig(dataset=_corpus(tmp_path, n=40), tokenizer="sentencepiece", vocab_size=300,
+                     val_fraction=0.25)
+    prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+    tok_dir = tmp_path / "run" / "tokenizer"
+    if damage == "missing model":
+        os.remove(tok_dir / "tokenizer.model")
+    elif damage == "garbage spec":
+        (tok_dir / "tokenizer.json").write_bytes(b"\x00garbage{")
+    else:
+        (tok_dir / "tokenizer.json").write_text('{"kind": "sentencepiece"}')
+    with pytest.raises(ValueError) as e:
+        prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+    msg = str(e.value)
+    assert "\n" not in msg and f"the tokenizer in {tok_dir} is damaged" in msg
+    assert "delete" in msg and "restore it" in msg

@@ -1,65 +1,207 @@
-"""Checkpointer: exact round trip, resharding on restore, and a corrupt latest step."""
+"""Checkpointer: exact round trip, resharding, and what counts as corrupt versus a config change.
+
+Restore rules under test: only an unreadable (or non-finite) checkpoint is corrupt, and it is
+moved aside only when an older one restores; a state that does not fit the run's abstract state
+(another optimizer, another shape) is a one-line error that moves nothing; a save never writes
+a non-finite state; a failed save is one prompt line, not a traceback and a 5-minute hang.
+"""
 import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from llmjax import sharding
-from llmjax.training.checkpoint import Checkpointer
+from llmjax.config import base_config, resolve
+from llmjax.models import registry
+from llmjax.training import optim
+from llmjax.training.checkpoint import Checkpointer, CheckpointError
+from llmjax.training.state import abstract_state, create, init_fn
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _state(mesh, spec):
-    w = jnp.arange(64, dtype=jnp.float32).reshape(8, 8)
-    return {"w": jax.device_put(w, NamedSharding(mesh, spec)), "step": jnp.int32(3)}
+def _gpt(grad_clip: float = 1.0, mlp_dim: int = 512):
+    """(abstract state, initial state) of a real 2-layer GPT (d_model 128) with its AdamW state."""
+    c = base_config()
+    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = 2, 128, 4, mlp_dim
+    c.optim.grad_clip = grad_clip
+    run = resolve(c, 8)
+    mesh = sharding.make_mesh((8, 1, 1))
+    model = registry.build(run.model_config(256, "cpu"))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+        init = init_fn(model, optim.optimizer(run.optim, 100), 32, 0)
+        abstract, shardings = abstract_state(init, mesh)
+        return abstract, create(init, shardings)
 
 
-def _abstract(mesh, spec):
-    return {"w": jax.ShapeDtypeStruct((8, 8), jnp.float32, sharding=NamedSharding(mesh, spec)),
-            "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))}
+@pytest.fixture(scope="module")
+def gpt():
+    return _gpt()
+
+
+def _shift(state, step):
+    """A distinguishable state per step: every float leaf moved by step/1000."""
+    return jax.tree.map(lambda x: x + step / 1000 if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                        state)
+
+
+def _save_steps(directory, state, steps, keep=5):
+    ck = Checkpointer(directory, keep=keep, async_save=False)
+    for step in steps:
+        ck.save(step, _shift(state, step), {"data_step": step})
+    ck.close()
+
+
+def _garble(step_dir):
+    for root, _, files in os.walk(os.path.join(step_dir, "state")):
+        for f in files:
+            with open(os.path.join(root, f), "wb") as fh:
+                fh.write(b"garbage")
+
+
+def _emb(state):
+    return np.asarray(state.params["embed"]["embedding"])
 
 
 def test_round_trip_and_restore_on_another_mesh(tmp_path):
     mesh8 = sharding.make_mesh((8, 1, 1))
+    w = jnp.arange(128 * 256, dtype=jnp.float32).reshape(128, 256)
     ck = Checkpointer(str(tmp_path / "ck"), keep=2, async_save=True)
-    ck.save(3, _state(mesh8, P("data", None)), {"data_step": 3})
+    ck.save(3, {"w": jax.device_put(w, NamedSharding(mesh8, P("data", None))), "step": jnp.int32(3)},
+            {"data_step": 3})
     ck.wait()
     mesh2 = sharding.make_mesh((1, 2, 4))
-    state, meta = Checkpointer(str(tmp_path / "ck"), keep=2).restore(_abstract(mesh2, P("fsdp", "tensor")))
+    target = {"w": jax.ShapeDtypeStruct((128, 256), jnp.float32,
+                                        sharding=NamedSharding(mesh2, P("fsdp", "tensor"))),
+              "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh2, P()))}
+    state, meta = Checkpointer(str(tmp_path / "ck"), keep=2).restore(target)
     assert meta == {"data_step": 3}
-    np.testing.assert_array_equal(np.asarray(state["w"]), np.arange(64).reshape(8, 8))
+    np.testing.assert_array_equal(np.asarray(state["w"]), np.asarray(w))
     assert state["w"].sharding.spec == P("fsdp", "tensor")  # the target sharding is honoured
 
 
-def test_corrupt_latest_falls_back_and_is_kept(tmp_path):
-    mesh = sharding.make_mesh((8, 1, 1))
-    ck = Checkpointer(str(tmp_path / "ck"), keep=5, async_save=False)
-    for step in (10, 20):
-        s = _state(mesh, P())
-        s["w"] = s["w"] + step
-        ck.save(step, s, {"data_step": step})
-    ck.close()
-    # Corrupt every file of step 20's state.
-    for root, _, files in os.walk(tmp_path / "ck" / "20" / "state"):
-        for f in files:
-            with open(os.path.join(root, f), "wb") as fh:
-                fh.write(b"garbage")
+def test_corrupt_latest_falls_back_and_is_kept(tmp_path, gpt):
+    abstract, state = gpt
+    _save_steps(str(tmp_path / "ck"), state, (10, 20))
+    _garble(tmp_path / "ck" / "20")
     msgs = []
-    ck2 = Checkpointer(str(tmp_path / "ck"), keep=5, log=msgs.append)
-    state, meta = ck2.restore(_abstract(mesh, P()))
+    ck = Checkpointer(str(tmp_path / "ck"), keep=5, log=msgs.append)
+    restored, meta = ck.restore(abstract)
     assert meta["data_step"] == 10
-    np.testing.assert_array_equal(np.asarray(state["w"]), np.arange(64).reshape(8, 8) + 10)
-    assert any("step 20 failed to restore" in m for m in msgs)
-    assert ck2.all_steps() == [10]
+    np.testing.assert_array_equal(_emb(restored), _emb(_shift(state, 10)))
+    assert len([m for m in msgs if "step 20" in m]) == 1  # one line per moved checkpoint
+    assert ck.all_steps() == [10]
     kept = os.listdir(tmp_path / "checkpoints_corrupt")
     assert len(kept) == 1 and kept[0].startswith("20-")  # moved aside, not deleted
-    s = _state(mesh, P())
-    ck2.save(20, s, {"data_step": 20})  # the step can be written again
-    ck2.close()
+    ck.save(20, state, {"data_step": 20})  # the step can be written again
+    ck.close()
     assert Checkpointer(str(tmp_path / "ck"), keep=5).all_steps() == [10, 20]
 
 
+@pytest.mark.parametrize("change, path, shapes", [
+    (dict(grad_clip=0.0), "opt_state/", False),  # grad_clip 1.0 -> 0: another optax chain
+    (dict(mlp_dim=256), "params/layer_0/ffn/", True),
+])
+def test_a_config_change_is_a_mismatch_that_moves_nothing(tmp_path, gpt, change, path, shapes):
+    _, state = gpt
+    _save_steps(str(tmp_path / "ck"), state, (10, 20))
+    other, _ = _gpt(**change)
+    with pytest.raises(CheckpointError) as e:
+        Checkpointer(str(tmp_path / "ck"), keep=5).restore(other)
+    msg = str(e.value)
+    assert "\n" not in msg and path in msg and "--workdir" in msg and "config" in msg
+    if shapes:
+        assert "(512,)" in msg and "(256,)" in msg  # both shapes are named
+    assert sorted(os.listdir(tmp_path / "ck")) == ["10", "20"]
+    assert not (tmp_path / "checkpoints_corrupt").exists()
+
+
+def test_nothing_restores_raises_and_moves_nothing(tmp_path, gpt):
+    abstract, state = gpt
+    _save_steps(str(tmp_path / "ck"), state, (10, 20))
+    for step in ("10", "20"):
+        _garble(tmp_path / "ck" / step)
+    with pytest.raises(CheckpointError, match=r"2 checkpoints.*step 20") as e:
+        Checkpointer(str(tmp_path / "ck"), keep=5).restore(abstract)
+    assert "\n" not in str(e.value)
+    assert sorted(os.listdir(tmp_path / "ck")) == ["10", "20"]
+    assert not (tmp_path / "checkpoints_corrupt").exists()
+
+
+def _write_nan_checkpoint(directory, state, step):
+    """What flipped bytes can leave: a checkpoint that reads back fine but holds NaN."""
+    bad = state.replace(params=jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), state.params))
+    manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(bad),
+                                               meta=ocp.args.JsonSave({"data_step": step})))
+    manager.wait_until_finished()
+    manager.close()
+
+
+def test_a_nonfinite_checkpoint_counts_as_corrupt(tmp_path, gpt):
+    abstract, state = gpt
+    _save_steps(str(tmp_path / "ck"), state, (10,))
+    _write_nan_checkpoint(str(tmp_path / "ck"), state, 20)
+    ck = Checkpointer(str(tmp_path / "ck"), keep=5, log=lambda _: None)
+    restored, meta = ck.restore(abstract)
+    assert meta["data_step"] == 10 and ck.all_steps() == [10]
+    assert os.listdir(tmp_path / "checkpoints_corrupt")[0].startswith("20-")
+
+    _write_nan_checkpoint(str(tmp_path / "only"), state, 5)
+    with pytest.raises(CheckpointError, match="NaN"):
+        Checkpointer(str(tmp_path / "only"), keep=5).restore(abstract)
+
+
+def test_save_refuses_a_nonfinite_state(tmp_path, gpt):
+    abstract, state = gpt
+    _save_steps(str(tmp_path / "ck"), state, (10, 20), keep=2)
+    ck = Checkpointer(str(tmp_path / "ck"), keep=2, async_save=True)
+    bad = state.replace(opt_state=jax.tree.map(
+        lambda x: x * jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else x, state.opt_state))
+    with pytest.raises(CheckpointError, match="refusing to save step 30") as e:
+        ck.save(30, bad, {"data_step": 30})
+    assert "\n" not in str(e.value) and "opt_state/" in str(e.value)
+    ck.close()
+    assert ck.all_steps() == [10, 20]  # the finite checkpoints stay in the rotation
+
+
+def test_a_background_save_error_is_one_prompt_line(tmp_path):
+    """The checkpoint directory turns into a file between two async saves: the next save
+    reports it as a CheckpointError at once, and the process exits without waiting out
+    Orbax's 300 s signal timeout."""
+    script = textwrap.dedent(f"""
+        import os, shutil, time
+        import jax.numpy as jnp
+        from llmjax.training.checkpoint import Checkpointer, CheckpointError
+        d = {str(tmp_path / "ck")!r}
+        ck = Checkpointer(d, keep=3, async_save=True)
+        ck.save(1, {{"w": jnp.ones((256, 256))}}, {{"data_step": 1}})
+        ck.wait()
+        shutil.rmtree(d)
+        open(d, "w").close()
+        t = time.time()
+        try:
+            ck.save(2, {{"w": jnp.ones((256, 256))}}, {{"data_step": 2}})
+            ck.wait()
+        except CheckpointError as e:
+            assert "\\n" not in str(e), str(e)
+            print("ONE LINE", round(time.time() - t, 1), e)
+    """)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ONE LINE" in out.stdout and "step 2" in out.stdout, out.stdout
+
+
 def test_empty_directory_restores_nothing(tmp_path):
-    mesh = sharding.make_mesh((8, 1, 1))
-    assert Checkpointer(str(tmp_path / "ck"), keep=1).restore(_abstract(mesh, P())) is None
+    assert Checkpointer(str(tmp_path / "ck"), keep=1).restore(
+        {"w": jax.ShapeDtypeStruct((128,), jnp.float32)}) is None

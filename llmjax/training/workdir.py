@@ -1,0 +1,81 @@
+"""The run directory: checked before any data or compile work, and held by one process.
+
+All file I/O (token cache, checkpoints, metrics) is local, so a URL is refused rather than
+turned into a local directory named `gs:`. The lock is `fcntl.flock` on `<workdir>/.lock`: the
+kernel drops it when its process dies, so a kill -9 never leaves a run locked out.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import tempfile
+
+from llmjax.config import ConfigError
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SUBDIRS = ("checkpoints", "data", "tokenizer")
+
+
+def check_writable(workdir: str) -> str:
+    """The absolute local workdir, created and probed; a one-line ConfigError if unusable."""
+    if _URL.match(workdir):
+        raise ConfigError(f"--workdir={workdir}: remote workdirs are not supported (all file I/O "
+                          "is local): pass a local path, and copy the run to the bucket afterwards")
+    workdir = os.path.abspath(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir={workdir} is a file: pass a directory (new or a run's)")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create --workdir={workdir} ({e.strerror}): pass a path "
+                          "you can create directories in") from None
+    for name in _SUBDIRS:
+        path = os.path.join(workdir, name)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"{path} is a file, but the run keeps a directory there: move it "
+                              "away or pass another --workdir")
+    try:
+        fd, probe = tempfile.mkstemp(dir=workdir, prefix=".probe")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"--workdir={workdir} is not writable ({e.strerror}): pass a "
+                          "directory you can write") from None
+    return workdir
+
+
+class WorkdirLock:
+    """An exclusive lock on a workdir for the life of a run (or until its process dies)."""
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.path = os.path.join(workdir, ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock and record this pid in it, or raise naming the holder's pid."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(f"another llmjax process (pid {holder}) is training in "
+                              f"{self.workdir}: wait for it or pass another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "WorkdirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
