@@ -17,7 +17,6 @@ from ml_collections import config_flags
 
 from llmjax import allocator
 from llmjax import config as config_lib
-from llmjax import experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config name>).")
@@ -52,6 +51,8 @@ def _load_error(e: OSError) -> str:
 
 def _unknown_override(argv: list[str]) -> str | None:
     """The first --config.KEY=... whose KEY the base config lacks, with the keys that exist there."""
+    from llmjax import experiment  # imported late: run() re-executes first (see allocator)
+
     base = experiment.base_config()
     for arg in argv[1:]:
         match = _OVERRIDE.match(arg)
@@ -97,12 +98,15 @@ def _parse(argv: list[str]) -> list[str]:
 
 
 def _workdir(config_path: str) -> str:
+    """--workdir as given (check_writable refuses URLs, then makes it absolute), or runs/<config>."""
     name = os.path.splitext(os.path.basename(config_path))[0]
-    return os.path.abspath(_WORKDIR.value or os.path.join("runs", name))
+    return _WORKDIR.value or os.path.join("runs", name)
 
 
 def _check_recorded(cfg, workdir: str) -> None:
     """A workdir's config.json must be readable and compatible with cfg (before any work)."""
+    from llmjax import experiment
+
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
@@ -143,21 +147,30 @@ def main(argv: list[str]) -> None:
         _die(str(e))
     import jax
 
+    from llmjax import experiment
+    from llmjax.training.workdir import WorkdirLock, check_writable
+
     cfg = _CONFIG.value
     config_path = flags.FLAGS["config"].config_filename
     workdir = _workdir(config_path)
     try:
         run_cfg = experiment.resolve(cfg, jax.device_count())
-        _check_recorded(cfg, workdir)
+        _check_recorded(cfg, os.path.abspath(workdir))
+        workdir = check_writable(workdir)  # the absolute local path; before any data or compile
     except config_lib.ConfigError as e:
         _die(str(e))
     log = (lambda msg: print(msg, flush=True)) if jax.process_index() == 0 else (lambda msg: None)
     log(f"workdir: {workdir}")
+    lock = WorkdirLock(workdir)
     try:
+        if jax.process_index() == 0:  # one run per workdir (the others of this run share it)
+            lock.acquire()
         experiment.train_and_evaluate(run_cfg, workdir, log=log,
                                       on_start=lambda: _write_config(cfg, workdir))
     except config_lib.UserError as e:  # bad input found late, a fault, divergence: one line
         _die(str(e))
+    finally:
+        lock.release()
 
 
 def run() -> None:

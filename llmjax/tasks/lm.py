@@ -49,7 +49,7 @@ class LMTask(Task):
 
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
         d, t = self.run.data, self.run.train
-        self.data = prepare(d, workdir, log=log)
+        self.data = prepare(d, workdir, log=log, resuming=resuming)
         tok = self.data.tokenizer
         self._train = PackedBatches(self.data.train_tokens, d.seq_len, t.batch_size, t.seed,
                                     shuffle=True, document_mask=d.document_mask, eos_id=tok.eos_id)

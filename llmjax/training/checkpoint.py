@@ -26,11 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from llmjax.config import UserError
 
 _FIX_CONFIG = "pass the config the run was started with, or use a new --workdir"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint problem the user has to act on, said in one line."""
 
 
@@ -156,6 +159,7 @@ class Checkpointer:
             if jax.process_index() == 0 and os.path.exists(src):
                 os.makedirs(dst_root, exist_ok=True)
                 shutil.move(src, os.path.join(dst_root, f"{step}-{int(time.time())}"))
+        multihost_utils.sync_global_devices("llmjax:checkpoints_set_aside")  # then all hosts reopen
         self._manager = self._open()
 
     @contextlib.contextmanager

@@ -89,7 +89,9 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
     t0 = time.time()
     t = cfg.train
     mesh = sharding.make_mesh(mesh_shape(cfg.mesh, jax.device_count()))
-    _prepare_data(task, workdir, log, resuming=os.path.isdir(os.path.join(workdir, "checkpoints")))
+    ck_dir = os.path.join(workdir, "checkpoints")
+    resuming = os.path.isdir(ck_dir) and any(n.isdigit() for n in os.listdir(ck_dir))
+    _prepare_data(task, workdir, log, resuming)  # resuming: a changed corpus is refused
     model_cfg = task.model_config(jax.devices()[0].platform)
     if model_cfg.vocab_size % mesh.shape["tensor"]:
         raise ConfigError(f"config.mesh.tensor={mesh.shape['tensor']} must divide the padded vocabulary "

@@ -19,7 +19,7 @@ from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from llmjax import sharding
-from llmjax.config import base_config, resolve
+from llmjax.experiment import base_config, resolve
 from llmjax.models import registry
 from llmjax.training import optim
 from llmjax.training.checkpoint import Checkpointer, CheckpointError
@@ -35,9 +35,10 @@ def _gpt(grad_clip: float = 1.0, mlp_dim: int = 512):
     c.optim.grad_clip = grad_clip
     run = resolve(c, 8)
     mesh = sharding.make_mesh((8, 1, 1))
-    model = registry.build(run.model_config(256, "cpu"))
+    model = registry.build(run.model.finalize(vocab_size=256, max_len=32, platform="cpu", dtype="float32"))
+    tokens = jnp.zeros((1, 32), jnp.int32)
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-        init = init_fn(model, optim.optimizer(run.optim, 100), 32, 0)
+        init = init_fn(lambda rng: model.init(rng, tokens)["params"], optim.optimizer(run.optim, 100), 0)
         abstract, shardings = abstract_state(init, mesh)
         return abstract, create(init, shardings)
 
