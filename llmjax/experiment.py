@@ -66,8 +66,9 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
 
 
 # What a checkpoint and its token cache depend on: changing these under an existing workdir
-# would silently continue a different experiment. Steps, eval cadence, mesh and dtype may change.
-RESUME_KEYS = ("model", "task", "data", "train.seed", "train.batch_size")
+# would silently continue a different experiment, or (optim.name) the saved optimizer state does
+# not fit. Steps, eval cadence, learning rate, clipping, mesh and dtype may change.
+RESUME_KEYS = ("model", "task", "data", "train.seed", "train.batch_size", "optim.name")
 
 
 def check_resumable(saved: dict, current: dict, workdir: str) -> None:

@@ -193,3 +193,37 @@ def test_ctrl_c_saves_and_stops_then_resumes(tmp_path):
     assert (work / "checkpoints" / str(saved)).is_dir()
     p2 = _run([*args[:-6], "--config.train.num_steps", str(saved + 2), "--config.train.num_samples=0"])
     assert p2.returncode == 0 and f"resumed from step {saved}" in p2.stdout, p2.stderr[-2000:]
+
+
+def test_optimizer_changes_on_resume(tmp_path):
+    """A new grad_clip resumes cleanly (the optimizer state keeps its tree); a new optimizer is
+    refused in one line naming the key. Before: both moved every checkpoint to
+    checkpoints_corrupt/, restarted from step 0 and discarded the metrics rows."""
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    base = [*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_samples=0",
+            "--config.checkpoint.every_steps=5", "--config.train.eval_every=5"]
+    assert _run([*base, "--config.train.num_steps=10"]).returncode == 0
+    p = _run([*base, "--config.train.num_steps=15", "--config.optim.grad_clip=0"])
+    assert p.returncode == 0 and "resumed from step 10" in p.stdout, p.stderr[-2000:]
+    p = _run([*base, "--config.train.num_steps=20", "--config.optim.name=lion"])
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "config.optim.name='lion'" in lines[0], p.stderr
+    assert not (work / "checkpoints_corrupt").exists() and not (work / "metrics.discarded.jsonl").exists()
+    assert {"10", "15"} <= set(os.listdir(work / "checkpoints"))
+
+
+def test_second_process_and_remote_workdir_are_refused(tmp_path):
+    """One run per workdir (the second is refused in one line while the first holds the lock);
+    a gs:// workdir is refused instead of becoming a local directory named gs:."""
+    from llmjax.training.workdir import WorkdirLock
+
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    with WorkdirLock(str(work.mkdir() or work)):
+        p = _run([*TINY, f"--config.data.dataset={spec}", f"--workdir={work}"])
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "another llmjax process" in lines[0], p.stderr
+    p = _run([*TINY, f"--config.data.dataset={spec}", "--workdir=gs://bucket/run"])
+    assert p.returncode == 2 and "remote workdirs are not supported" in p.stderr
+    assert not os.path.exists(os.path.join(ROOT, "gs:"))

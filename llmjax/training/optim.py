@@ -63,6 +63,7 @@ def optimizer(cfg: OptimConfig, num_steps: int) -> optax.GradientTransformation:
         opt = optax.chain(optax.add_decayed_weights(wd, mask=decay_mask), optax.sgd(lr, momentum=cfg.b1))
     else:
         raise ValueError(f"unknown optimizer {cfg.name!r}")
-    if cfg.grad_clip > 0:
-        opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
-    return opt
+    # The clip is always a link of the chain (identity when off), so the optimizer state has the
+    # same tree whatever grad_clip is, and a run may resume with another clip.
+    clip = optax.clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip > 0 else optax.identity()
+    return optax.chain(clip, opt)
