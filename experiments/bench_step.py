@@ -7,6 +7,9 @@ measured on the same kind of device. With --real_data it also runs the real inpu
 
   python experiments/bench_step.py --config=configs/gpt2_124m.py --batch_sizes=8,16,32
   python experiments/bench_step.py --config=configs/gpt_small.py --batch_sizes=8 --steps=5   # CPU, CI-sized
+
+Like `python -m llmjax.main`, the script first re-executes itself with malloc on transparent huge
+pages (llmjax.allocator; LLMJAX_NO_REEXEC=1 opts out), so its figures are the main job's.
 """
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from llmjax import allocator  # noqa: E402
+
+if __name__ == "__main__":
+    allocator.reexec_with_huge_pages()  # before jax is imported: glibc reads it at start
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402

@@ -164,7 +164,7 @@ def main(argv: list[str]) -> None:
     lock = WorkdirLock(workdir)
     try:
         if jax.process_index() == 0:  # one run per workdir (the others of this run share it)
-            lock.acquire()
+            lock.acquire(wait=float(os.environ.get("LLMJAX_LOCK_WAIT", "30")), log=log)
         experiment.train_and_evaluate(run_cfg, workdir, log=log,
                                       on_start=lambda: _write_config(cfg, workdir))
     except config_lib.UserError as e:  # bad input found late, a fault, divergence: one line

@@ -221,9 +221,11 @@ def test_second_process_and_remote_workdir_are_refused(tmp_path):
     spec = write_corpus(tmp_path / "corpus")
     work = tmp_path / "run"
     with WorkdirLock(str(work.mkdir() or work)):
-        p = _run([*TINY, f"--config.data.dataset={spec}", f"--workdir={work}"])
+        start = time.time()
+        p = _run([*TINY, f"--config.data.dataset={spec}", f"--workdir={work}"], LLMJAX_LOCK_WAIT="2")
     lines = [l for l in p.stderr.splitlines() if l.strip()]
     assert p.returncode == 2 and len(lines) == 1 and "another llmjax process" in lines[0], p.stderr
+    assert "waiting up to 2s" in p.stdout and time.time() - start < 60
     p = _run([*TINY, f"--config.data.dataset={spec}", "--workdir=gs://bucket/run"])
     assert p.returncode == 2 and "remote workdirs are not supported" in p.stderr
     assert not os.path.exists(os.path.join(ROOT, "gs:"))

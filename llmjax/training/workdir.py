@@ -10,6 +10,8 @@ import fcntl
 import os
 import re
 import tempfile
+import time
+from typing import Callable
 
 from llmjax.config import ConfigError
 
@@ -53,16 +55,26 @@ class WorkdirLock:
         self.path = os.path.join(workdir, ".lock")
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock and record this pid in it, or raise naming the holder's pid."""
+    def acquire(self, wait: float = 0.0, log: Callable[[str], None] = print) -> None:
+        """Take the lock and record this pid in it, or raise naming the holder's pid. A holder
+        may be shutting down (finishing its last checkpoint after SIGTERM, or the child of a
+        killed launcher finishing its run), so this waits up to `wait` seconds first."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise ConfigError(f"another llmjax process (pid {holder}) is training in "
-                              f"{self.workdir}: wait for it or pass another --workdir") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise ConfigError(f"another llmjax process (pid {holder}) is training in "
+                                      f"{self.workdir}: wait for it or pass another --workdir") from None
+                if wait and deadline - time.monotonic() > wait - 0.5:  # say it once
+                    log(f"another llmjax process (pid {holder}) holds {self.workdir}; waiting up "
+                        f"to {wait:.0f}s for it to finish")
+                time.sleep(0.5)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

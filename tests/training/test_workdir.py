@@ -76,3 +76,25 @@ def test_a_second_process_is_refused_and_a_killed_one_frees_the_lock(tmp_path):
             WorkdirLock(wd).acquire()  # held by this process now, through another descriptor
     with WorkdirLock(wd):  # released on exit
         pass
+
+
+def test_a_lock_released_while_waiting_is_taken(tmp_path):
+    """A holder that finishes within the wait (a run shutting down) hands the workdir over."""
+    import subprocess
+    import sys
+    import time
+
+    from llmjax.training.workdir import WorkdirLock
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from llmjax.training.workdir import WorkdirLock; "
+        f"l = WorkdirLock({str(tmp_path)!r}); l.acquire(); print('held', flush=True); time.sleep(2)")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    msgs = []
+    start = time.monotonic()
+    lock = WorkdirLock(str(tmp_path))
+    lock.acquire(wait=30, log=msgs.append)
+    assert time.monotonic() - start < 20 and len(msgs) == 1 and "waiting up to 30s" in msgs[0]
+    lock.release()
+    holder.wait()
