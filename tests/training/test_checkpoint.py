@@ -28,11 +28,11 @@ from llmjax.training.state import abstract_state, create, init_fn
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _gpt(grad_clip: float = 1.0, mlp_dim: int = 512):
+def _gpt(optimizer: str = "adamw", mlp_dim: int = 512):
     """(abstract state, initial state) of a real 2-layer GPT (d_model 128) with its AdamW state."""
     c = base_config()
     c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = 2, 128, 4, mlp_dim
-    c.optim.grad_clip = grad_clip
+    c.optim.name = optimizer
     run = resolve(c, 8)
     mesh = sharding.make_mesh((8, 1, 1))
     model = registry.build(run.model.finalize(vocab_size=256, max_len=32, platform="cpu", dtype="float32"))
@@ -108,7 +108,7 @@ def test_corrupt_latest_falls_back_and_is_kept(tmp_path, gpt):
 
 
 @pytest.mark.parametrize("change, path, shapes", [
-    (dict(grad_clip=0.0), "opt_state/", False),  # grad_clip 1.0 -> 0: another optax chain
+    (dict(optimizer="lion"), "opt_state/", False),  # another optimizer: another state tree
     (dict(mlp_dim=256), "params/layer_0/ffn/", True),
 ])
 def test_a_config_change_is_a_mismatch_that_moves_nothing(tmp_path, gpt, change, path, shapes):
