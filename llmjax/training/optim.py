@@ -9,37 +9,55 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from llmjax.config import OptimConfig
 
 
 def schedule(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
-    """Linear warm-up from 0 to cfg.lr, then the named decay until num_steps."""
+    """The learning rate as a function of `count`, the number of updates already done: optax's
+    count inside the optimizer and the loop's state.step when it logs lr, so the two agree.
+
+    Update k = count + 1 gets peak * k / warmup_steps during warm-up (never 0), the peak at
+    update warmup_steps, then the named decay, whose final value at update num_steps is held
+    from then on (a run continued past its horizon keeps its last learning rate).
+    """
+    by_update = _by_update(cfg, num_steps)
+    return lambda count: by_update(jnp.minimum(count + 1, num_steps))
+
+
+def _by_update(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
+    """The learning rate of update k (counting from 1)."""
+    peak, warm = cfg.lr, cfg.warmup_steps
+    decay = _decay(cfg, num_steps)
+    if warm == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warm), decay], [warm])
+
+
+def _decay(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
+    """The named decay, as a function of updates since the warm-up peak."""
     peak, warm = cfg.lr, cfg.warmup_steps
     floor = peak * cfg.min_lr_ratio
     rest = max(1, num_steps - warm)
     if cfg.schedule == "constant":
-        decay = optax.constant_schedule(peak)
-    elif cfg.schedule == "cosine":
-        decay = optax.cosine_decay_schedule(peak, rest, alpha=cfg.min_lr_ratio)
-    elif cfg.schedule == "linear":
-        decay = optax.linear_schedule(peak, floor, rest)
-    elif cfg.schedule == "rsqrt":
-        # 1/sqrt(step) after warm-up, continuous with the warm-up peak.
+        return optax.constant_schedule(peak)
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(peak, rest, alpha=cfg.min_lr_ratio)
+    if cfg.schedule == "linear":
+        return optax.linear_schedule(peak, floor, rest)
+    if cfg.schedule == "rsqrt":
+        # 1/sqrt(update) after warm-up, continuous with the warm-up peak.
         w = max(1, warm)
-        decay = lambda count: peak * (w / (count + w)) ** 0.5  # noqa: E731
-    elif cfg.schedule == "wsd":
+        return lambda since_peak: peak * (w / (since_peak + w)) ** 0.5
+    if cfg.schedule == "wsd":
         # Warmup-stable-decay: hold the peak, then decay linearly over the last decay_fraction.
         decay_steps = max(1, int(round(cfg.decay_fraction * num_steps)))
         stable = max(0, rest - decay_steps)
-        decay = optax.join_schedules(
+        return optax.join_schedules(
             [optax.constant_schedule(peak), optax.linear_schedule(peak, floor, decay_steps)], [stable])
-    else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}")
-    if warm == 0:
-        return decay
-    return optax.join_schedules([optax.linear_schedule(0.0, peak, warm), decay], [warm])
+    raise ValueError(f"unknown schedule {cfg.schedule!r}")
 
 
 def decay_mask(params: Any) -> Any:

@@ -1,33 +1,79 @@
-"""Schedules against their formulas; weight decay skips vectors; optimizers by name."""
+"""Schedules against their formulas, counted as the optimizer counts; weight decay skips
+vectors; optimizers by name."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llmjax.config import OptimConfig
+from llmjax.config import SCHEDULES, ModelConfig, OptimConfig
+from llmjax.models import registry
 from llmjax.training import optim
 
+GPT = ModelConfig(vocab_size=512, num_layers=2, d_model=128, num_heads=4, num_kv_heads=4, mlp_dim=512,
+                  max_len=64)
 
-def test_warmup_then_cosine():
-    cfg = OptimConfig(lr=1.0, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
-    s = optim.schedule(cfg, 110)
-    assert float(s(0)) == 0.0 and np.isclose(float(s(5)), 0.5) and np.isclose(float(s(10)), 1.0)
+
+@pytest.fixture(scope="module")
+def gpt_params():
+    """A real GPT parameter tree, shifted by 1 so that zero-initialised biases are nonzero."""
+    tokens = jnp.zeros((1, GPT.max_len), jnp.int32)
+    variables = registry.build(GPT).init(jax.random.key(0), tokens, deterministic=True)
+    return jax.tree.map(lambda p: p + 1.0, nn.meta.unbox(variables["params"]))
+
+
+# ---------------------------------------------------------------- schedules
+# schedule(count): count = updates already done (optax's count, the loop's state.step), so
+# update k (counting from 1) is evaluated at count k - 1.
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_first_update_has_lr_and_warmup_peaks_at_warmup_steps(kind):
+    s = optim.schedule(OptimConfig(lr=1.0, schedule=kind, warmup_steps=10, min_lr_ratio=0.1), 110)
+    assert np.isclose(float(s(0)), 0.1)  # update 1 of 10: a tenth of the peak, not 0
+    assert np.isclose(float(s(4)), 0.5) and np.isclose(float(s(9)), 1.0)  # updates 5 and 10
+
+
+def test_cosine_after_warmup():
+    s = optim.schedule(OptimConfig(lr=1.0, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1), 110)
     mid = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.5))
-    assert np.isclose(float(s(60)), mid, atol=1e-6)
-    assert np.isclose(float(s(110)), 0.1, atol=1e-6)
+    assert np.isclose(float(s(59)), mid, atol=1e-6)  # update 60: half-way through the decay
+    assert np.isclose(float(s(109)), 0.1, atol=1e-6)  # update 110, the last, at the floor
 
 
 def test_linear_rsqrt_wsd_constant():
     lin = optim.schedule(OptimConfig(lr=2.0, schedule="linear", warmup_steps=0, min_lr_ratio=0.0), 100)
-    assert np.isclose(float(lin(50)), 1.0)
+    assert np.isclose(float(lin(49)), 1.0) and np.isclose(float(lin(99)), 0.0)
     rs = optim.schedule(OptimConfig(lr=1.0, schedule="rsqrt", warmup_steps=100), 1000)
-    assert np.isclose(float(rs(100)), 1.0) and np.isclose(float(rs(400)), 0.5)
+    assert np.isclose(float(rs(99)), 1.0) and np.isclose(float(rs(399)), 0.5)  # sqrt(100 / k)
     wsd = optim.schedule(OptimConfig(lr=1.0, schedule="wsd", warmup_steps=10, decay_fraction=0.2,
                                      min_lr_ratio=0.0), 100)
-    assert np.isclose(float(wsd(50)), 1.0) and np.isclose(float(wsd(80)), 1.0)
-    assert np.isclose(float(wsd(90)), 0.5) and np.isclose(float(wsd(100)), 0.0)
+    assert np.isclose(float(wsd(49)), 1.0) and np.isclose(float(wsd(79)), 1.0)
+    assert np.isclose(float(wsd(89)), 0.5) and np.isclose(float(wsd(99)), 0.0)
     const = optim.schedule(OptimConfig(lr=0.3, schedule="constant", warmup_steps=0), 10)
     assert np.isclose(float(const(7)), 0.3)
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_schedule_holds_its_final_value_past_the_horizon(kind):
+    s = optim.schedule(OptimConfig(lr=1.0, schedule=kind, warmup_steps=10, min_lr_ratio=0.1), 100)
+    final = float(s(99))  # update 100, the last of the horizon
+    for count in (100, 101, 150, 1000, 10**6):
+        assert np.isclose(float(s(count)), final), count
+    if kind in ("cosine", "linear", "wsd"):
+        assert np.isclose(final, 0.1)
+
+
+def test_optimizer_steps_at_the_schedule_the_loop_logs(gpt_params):
+    cfg = OptimConfig(name="sgd", lr=1.0, schedule="cosine", warmup_steps=3, weight_decay=0.0,
+                      grad_clip=0.0, b1=0.0)
+    tx, lr = optim.optimizer(cfg, 10), optim.schedule(cfg, 10)
+    ones = jax.tree.map(jnp.ones_like, gpt_params)
+    state = tx.init(gpt_params)
+    for count in range(12):  # the loop logs lr(state.step), state.step = updates done
+        updates, state = tx.update(ones, state, gpt_params)
+        assert np.allclose(updates["embed"]["embedding"], -float(lr(count)))
+        assert float(lr(count)) > 0
 
 
 def test_weight_decay_skips_norms_and_biases():
