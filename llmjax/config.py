@@ -94,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
     o.min_lr_ratio = 0.1  # final lr / peak lr for cosine, linear and wsd
     o.decay_fraction = 0.2  # wsd: share of steps spent decaying at the end
     o.weight_decay = 0.1  # decoupled; never applied to vectors (norm scales, biases)
+    o.decay_embeddings = True  # weight decay on token and learned-position tables (GPT-2, nanoGPT)
     o.grad_clip = 1.0  # global-norm clip (0 = off)
     o.b1 = 0.9  # first-moment decay (adamw, lion)
     o.b2 = 0.95  # second-moment decay (adamw, lion)
@@ -207,6 +208,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
     decay_fraction: float = 0.2
     weight_decay: float = 0.1
+    decay_embeddings: bool = True
     grad_clip: float = 1.0
     b1: float = 0.9
     b2: float = 0.95

@@ -1,11 +1,15 @@
 """Optimizers and learning-rate schedules, by name, from optax.
 
-Weight decay is decoupled and masked to matrices (ndim >= 2): norms and biases are never
-decayed. Gradient clipping is by global norm and happens once per update, after gradient
+Weight decay is decoupled. The decay mask goes by what a parameter is, named by its leaf (as
+nanodo does), not by its rank: `kernel` leaves are decayed; `embedding` leaves (token and learned-position tables)
+only when config.optim.decay_embeddings; nothing else (biases, including the 2-D per-head q/k/v
+ones, and norm scales and biases). A new kind of parameter is therefore not decayed until it is
+named here. Gradient clipping is by global norm and happens once per update, after gradient
 accumulation (the caller hands in the already-averaged gradient).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -60,25 +64,28 @@ def _decay(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
     raise ValueError(f"unknown schedule {cfg.schedule!r}")
 
 
-def decay_mask(params: Any) -> Any:
-    """True for matrices (decayed), False for vectors (norm scales, biases)."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+def decay_mask(params: Any, decay_embeddings: bool = True) -> Any:
+    """True where weight decay applies: kernels, and embedding tables if decay_embeddings."""
+    decayed = ("kernel", "embedding") if decay_embeddings else ("kernel",)
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) in decayed,
+                                            params)
 
 
 def optimizer(cfg: OptimConfig, num_steps: int) -> optax.GradientTransformation:
     """The full update rule: clip, then the named optimizer with decoupled, masked decay."""
     lr = schedule(cfg, num_steps)
     wd = cfg.weight_decay
+    mask = functools.partial(decay_mask, decay_embeddings=cfg.decay_embeddings)
     if cfg.name == "adamw":
-        opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd, mask=decay_mask)
+        opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd, mask=mask)
     elif cfg.name == "lion":
-        opt = optax.lion(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=wd, mask=decay_mask)
+        opt = optax.lion(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=wd, mask=mask)
     elif cfg.name == "adafactor":
         # Absolute step sizes, so config.optim.lr means the same as for adamw.
         opt = optax.adafactor(lr, multiply_by_parameter_scale=False, weight_decay_rate=wd or None,
-                              weight_decay_mask=decay_mask)
+                              weight_decay_mask=mask)
     elif cfg.name == "sgd":
-        opt = optax.chain(optax.add_decayed_weights(wd, mask=decay_mask), optax.sgd(lr, momentum=cfg.b1))
+        opt = optax.chain(optax.add_decayed_weights(wd, mask=mask), optax.sgd(lr, momentum=cfg.b1))
     else:
         raise ValueError(f"unknown optimizer {cfg.name!r}")
     if cfg.grad_clip > 0:

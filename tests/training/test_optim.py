@@ -1,5 +1,5 @@
-"""Schedules against their formulas, counted as the optimizer counts; weight decay skips
-vectors; optimizers by name."""
+"""Schedules against their formulas, counted as the optimizer counts; weight decay masked by
+what a parameter is; optimizers by name."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -76,15 +76,39 @@ def test_optimizer_steps_at_the_schedule_the_loop_logs(gpt_params):
         assert float(lr(count)) > 0
 
 
-def test_weight_decay_skips_norms_and_biases():
-    params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,)), "scale": jnp.ones((2,))}
-    cfg = OptimConfig(name="adamw", lr=0.1, schedule="constant", warmup_steps=0, weight_decay=0.5,
-                      grad_clip=0.0)
+# ---------------------------------------------------------------- weight decay
+
+
+def _one_step(name: str, params, **overrides):
+    cfg = OptimConfig(name=name, lr=1e-3, schedule="constant", warmup_steps=0, weight_decay=0.1,
+                      grad_clip=0.0, **overrides)
     tx = optim.optimizer(cfg, 10)
     zeros = jax.tree.map(jnp.zeros_like, params)
-    updates, _ = tx.update(zeros, tx.init(params), params)
-    assert np.allclose(updates["kernel"], -0.1 * 0.5)  # decoupled: -lr * wd * p
-    assert np.allclose(updates["bias"], 0.0) and np.allclose(updates["scale"], 0.0)
+    updates, _ = jax.jit(tx.update)(zeros, tx.init(params), params)
+    return updates
+
+
+@pytest.mark.parametrize("decay_embeddings", [True, False])
+def test_decay_mask_follows_what_a_parameter_is(gpt_params, decay_embeddings):
+    """Kernels decay; embedding tables only when asked; biases (the 2-D q/k/v ones too) and
+    norm parameters never."""
+    assert gpt_params["layer_0"]["attn"]["query"]["bias"].ndim == 2
+    updates = _one_step("adamw", gpt_params, decay_embeddings=decay_embeddings)
+    decayed = {"kernel", "embedding"} if decay_embeddings else {"kernel"}
+    names = []
+    for path, u in jax.tree_util.tree_leaves_with_path(updates):
+        name = path[-1].key
+        names.append(name)
+        p = _at(gpt_params, path)
+        want = -1e-3 * 0.1 * p if name in decayed else jnp.zeros_like(p)
+        np.testing.assert_allclose(u, want, rtol=1e-5, err_msg=jax.tree_util.keystr(path))
+    assert {"kernel", "embedding", "bias", "scale"} <= set(names)
+
+
+def _at(tree, path):
+    for key in path:
+        tree = tree[key.key]
+    return tree
 
 
 @pytest.mark.parametrize("name", ["adamw", "adafactor", "lion", "sgd"])
