@@ -1,7 +1,9 @@
 """Optimizers and learning-rate schedules, by name, from optax.
 
-Weight decay is decoupled. The decay mask goes by what a parameter is, named by its leaf (as
-nanodo does), not by its rank: `kernel` leaves are decayed; `embedding` leaves (token and learned-position tables)
+Weight decay scales with the learning rate: adamw, lion and adafactor shrink a decayed weight
+by lr * wd * p per update (decoupled, AdamW); sgd adds wd * p to the gradient ahead of its
+momentum. The decay mask goes by what a parameter is, named by its leaf (as nanodo does), not by
+its rank: `kernel` leaves are decayed; `embedding` leaves (token and learned-position tables)
 only when config.optim.decay_embeddings; nothing else (biases, including the 2-D per-head q/k/v
 ones, and norm scales and biases). A new kind of parameter is therefore not decayed until it is
 named here. Gradient clipping is by global norm and happens once per update, after gradient
@@ -81,9 +83,11 @@ def optimizer(cfg: OptimConfig, num_steps: int) -> optax.GradientTransformation:
     elif cfg.name == "lion":
         opt = optax.lion(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=wd, mask=mask)
     elif cfg.name == "adafactor":
-        # Absolute step sizes, so config.optim.lr means the same as for adamw.
-        opt = optax.adafactor(lr, multiply_by_parameter_scale=False, weight_decay_rate=wd or None,
-                              weight_decay_mask=mask)
+        # optax.adafactor's rescaling and block clipping, with absolute step sizes (no
+        # parameter-scale factor, so config.optim.lr means the same as for adamw) and the decay
+        # added before the learning rate, as in AdamW (optax's weight_decay_rate skips the lr).
+        opt = optax.chain(optax.scale_by_factored_rms(), optax.clip_by_block_rms(1.0),
+                          optax.add_decayed_weights(wd, mask=mask), optax.scale_by_learning_rate(lr))
     elif cfg.name == "sgd":
         opt = optax.chain(optax.add_decayed_weights(wd, mask=mask), optax.sgd(lr, momentum=cfg.b1))
     else:

@@ -1,12 +1,13 @@
-"""Schedules against their formulas, counted as the optimizer counts; weight decay masked by
-what a parameter is; optimizers by name."""
+"""Schedules against their formulas, counted as the optimizer counts; decoupled weight decay
+masked by what a parameter is; optimizers by name."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from llmjax.config import SCHEDULES, ModelConfig, OptimConfig
+from llmjax.config import OPTIMIZERS, SCHEDULES, ModelConfig, OptimConfig
 from llmjax.models import registry
 from llmjax.training import optim
 
@@ -88,6 +89,15 @@ def _one_step(name: str, params, **overrides):
     return updates
 
 
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_decay_is_decoupled(gpt_params, name):
+    """With zero gradients, one update shrinks a decayed weight by lr * wd * p (AdamW), not wd * p."""
+    updates = _one_step(name, gpt_params)
+    for module in ("query", "out"):
+        p = gpt_params["layer_0"]["attn"][module]["kernel"]
+        np.testing.assert_allclose(updates["layer_0"]["attn"][module]["kernel"], -1e-3 * 0.1 * p, rtol=1e-5)
+
+
 @pytest.mark.parametrize("decay_embeddings", [True, False])
 def test_decay_mask_follows_what_a_parameter_is(gpt_params, decay_embeddings):
     """Kernels decay; embedding tables only when asked; biases (the 2-D q/k/v ones too) and
@@ -109,6 +119,17 @@ def _at(tree, path):
     for key in path:
         tree = tree[key.key]
     return tree
+
+
+def test_adafactor_without_decay_is_optax_adafactor(gpt_params):
+    """The rebuilt chain changes only where decay enters: without it, it is optax's Adafactor."""
+    cfg = OptimConfig(name="adafactor", lr=1e-3, schedule="constant", warmup_steps=0, weight_decay=0.0,
+                      grad_clip=0.0)
+    ours, theirs = optim.optimizer(cfg, 10), optax.adafactor(1e-3, multiply_by_parameter_scale=False)
+    grads = jax.tree.map(lambda p: jnp.sin(p * 7.0), gpt_params)
+    a, _ = jax.jit(ours.update)(grads, ours.init(gpt_params), gpt_params)
+    b, _ = jax.jit(theirs.update)(grads, theirs.init(gpt_params), gpt_params)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6), a, b)
 
 
 @pytest.mark.parametrize("name", ["adamw", "adafactor", "lion", "sgd"])
