@@ -45,7 +45,8 @@ class StateInit:
         unboxed params, so it carries no names of its own."""
         tokens = jnp.zeros((1, self.seq_len), jnp.int32)
         params = self.model.init(jax.random.key(self.seed), tokens, deterministic=True)["params"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(_unbox(params)))
+        opt_state = self.tx.init(_unbox(params))
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 
 
 def init_fn(model: nn.Module, tx: optax.GradientTransformation, seq_len: int, seed: int) -> StateInit:
