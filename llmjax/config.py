@@ -166,10 +166,11 @@ class OptimConfig:
     name: str = "adamw"  # adamw | adafactor | lion | sgd
     lr: float = 1e-3  # peak learning rate
     schedule: str = "cosine"  # constant | cosine | linear | rsqrt | wsd
-    warmup_steps: int = 100  # linear warm-up from 0
+    warmup_steps: int = 100  # linear warm-up: update k of the first warmup_steps gets lr * k / warmup_steps
     min_lr_ratio: float = 0.1  # final lr / peak lr for cosine, linear and wsd
     decay_fraction: float = 0.2  # wsd: share of steps spent decaying at the end
-    weight_decay: float = 0.1  # decoupled; never applied to vectors (norm scales, biases)
+    weight_decay: float = 0.1  # decoupled (lr * wd * p) on kernels; never on biases or norm scales
+    decay_embeddings: bool = True  # weight decay on token and learned-position tables (GPT-2, nanoGPT)
     grad_clip: float = 1.0  # global-norm clip (0 = off)
     b1: float = 0.9  # first-moment decay (adamw, lion)
     b2: float = 0.95  # second-moment decay (adamw, lion)

@@ -1,66 +1,95 @@
 """Optimizers and learning-rate schedules, by name, from optax.
 
-Weight decay is decoupled and masked to matrices (ndim >= 2): norms and biases are never
-decayed. Gradient clipping is by global norm and happens once per update, after gradient
+Weight decay scales with the learning rate: adamw, lion and adafactor shrink a decayed weight
+by lr * wd * p per update (decoupled, AdamW); sgd adds wd * p to the gradient ahead of its
+momentum. The decay mask goes by what a parameter is, named by its leaf (as nanodo does), not by
+its rank: `kernel` leaves are decayed; `embedding` leaves (token and learned-position tables)
+only when config.optim.decay_embeddings; nothing else (biases, including the 2-D per-head q/k/v
+ones, and norm scales and biases). A new kind of parameter is therefore not decayed until it is
+named here. Gradient clipping is by global norm and happens once per update, after gradient
 accumulation (the caller hands in the already-averaged gradient).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from llmjax.config import OptimConfig
 
 
 def schedule(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
-    """Linear warm-up from 0 to cfg.lr, then the named decay until num_steps."""
+    """The learning rate as a function of `count`, the number of updates already done: optax's
+    count inside the optimizer and the loop's state.step when it logs lr, so the two agree.
+
+    Update k = count + 1 gets peak * k / warmup_steps during warm-up (never 0), the peak at
+    update warmup_steps, then the named decay, whose final value at update num_steps is held
+    from then on (a run continued past its horizon keeps its last learning rate).
+    """
+    by_update = _by_update(cfg, num_steps)
+    return lambda count: by_update(jnp.minimum(count + 1, num_steps))
+
+
+def _by_update(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
+    """The learning rate of update k (counting from 1)."""
     peak, warm = cfg.lr, cfg.warmup_steps
-    floor = peak * cfg.min_lr_ratio
-    rest = max(1, num_steps - warm)
-    if cfg.schedule == "constant":
-        decay = optax.constant_schedule(peak)
-    elif cfg.schedule == "cosine":
-        decay = optax.cosine_decay_schedule(peak, rest, alpha=cfg.min_lr_ratio)
-    elif cfg.schedule == "linear":
-        decay = optax.linear_schedule(peak, floor, rest)
-    elif cfg.schedule == "rsqrt":
-        # 1/sqrt(step) after warm-up, continuous with the warm-up peak.
-        w = max(1, warm)
-        decay = lambda count: peak * (w / (count + w)) ** 0.5  # noqa: E731
-    elif cfg.schedule == "wsd":
-        # Warmup-stable-decay: hold the peak, then decay linearly over the last decay_fraction.
-        decay_steps = max(1, int(round(cfg.decay_fraction * num_steps)))
-        stable = max(0, rest - decay_steps)
-        decay = optax.join_schedules(
-            [optax.constant_schedule(peak), optax.linear_schedule(peak, floor, decay_steps)], [stable])
-    else:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}")
+    decay = _decay(cfg, num_steps)
     if warm == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warm), decay], [warm])
 
 
-def decay_mask(params: Any) -> Any:
-    """True for matrices (decayed), False for vectors (norm scales, biases)."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+def _decay(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
+    """The named decay, as a function of updates since the warm-up peak."""
+    peak, warm = cfg.lr, cfg.warmup_steps
+    floor = peak * cfg.min_lr_ratio
+    rest = max(1, num_steps - warm)
+    if cfg.schedule == "constant":
+        return optax.constant_schedule(peak)
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(peak, rest, alpha=cfg.min_lr_ratio)
+    if cfg.schedule == "linear":
+        return optax.linear_schedule(peak, floor, rest)
+    if cfg.schedule == "rsqrt":
+        # 1/sqrt(update) after warm-up, continuous with the warm-up peak.
+        w = max(1, warm)
+        return lambda since_peak: peak * (w / (since_peak + w)) ** 0.5
+    if cfg.schedule == "wsd":
+        # Warmup-stable-decay: hold the peak, then decay linearly over the last decay_fraction.
+        decay_steps = max(1, int(round(cfg.decay_fraction * num_steps)))
+        stable = max(0, rest - decay_steps)
+        return optax.join_schedules(
+            [optax.constant_schedule(peak), optax.linear_schedule(peak, floor, decay_steps)], [stable])
+    raise ValueError(f"unknown schedule {cfg.schedule!r}")
+
+
+def decay_mask(params: Any, decay_embeddings: bool = True) -> Any:
+    """True where weight decay applies: kernels, and embedding tables if decay_embeddings."""
+    decayed = ("kernel", "embedding") if decay_embeddings else ("kernel",)
+    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) in decayed,
+                                            params)
 
 
 def optimizer(cfg: OptimConfig, num_steps: int) -> optax.GradientTransformation:
     """The full update rule: clip, then the named optimizer with decoupled, masked decay."""
     lr = schedule(cfg, num_steps)
     wd = cfg.weight_decay
+    mask = functools.partial(decay_mask, decay_embeddings=cfg.decay_embeddings)
     if cfg.name == "adamw":
-        opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd, mask=decay_mask)
+        opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=wd, mask=mask)
     elif cfg.name == "lion":
-        opt = optax.lion(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=wd, mask=decay_mask)
+        opt = optax.lion(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=wd, mask=mask)
     elif cfg.name == "adafactor":
-        # Absolute step sizes, so config.optim.lr means the same as for adamw.
-        opt = optax.adafactor(lr, multiply_by_parameter_scale=False, weight_decay_rate=wd or None,
-                              weight_decay_mask=decay_mask)
+        # optax.adafactor's rescaling and block clipping, with absolute step sizes (no
+        # parameter-scale factor, so config.optim.lr means the same as for adamw) and the decay
+        # added before the learning rate, as in AdamW (optax's weight_decay_rate skips the lr).
+        opt = optax.chain(optax.scale_by_factored_rms(), optax.clip_by_block_rms(1.0),
+                          optax.add_decayed_weights(wd, mask=mask), optax.scale_by_learning_rate(lr))
     elif cfg.name == "sgd":
-        opt = optax.chain(optax.add_decayed_weights(wd, mask=decay_mask), optax.sgd(lr, momentum=cfg.b1))
+        opt = optax.chain(optax.add_decayed_weights(wd, mask=mask), optax.sgd(lr, momentum=cfg.b1))
     else:
         raise ValueError(f"unknown optimizer {cfg.name!r}")
     # The clip is always a link of the chain (identity when off), so the optimizer state has the
