@@ -4,7 +4,7 @@ Both sides train the model of one llmjax config (nanoGPT's shakespeare_char by d
 384 wide, 6 heads, seq 256, char vocabulary 65 + EOS + UNK, dropout 0.2) in float32 from the
 same initial weights (llmjax's, copied into PyTorch) on the same token batches, with the same
 update rule: global-norm clipping, then AdamW with llmjax's lr schedule, betas, epsilon and
-weight decay on matrices only. llmjax's side is llmjax itself (registry.build, init_fn, create,
+weight decay on weights and embeddings only. llmjax's side is llmjax itself (registry.build, init_fn, create,
 make_train_step, jit_train_step on a llmjax.sharding mesh); PyTorch's side is a compact nanoGPT-
 style GPT written here from the architecture: token + learned position embeddings, pre-LayerNorm
 blocks, causal `F.scaled_dot_product_attention`, 4x GELU MLP, tied embeddings, linear biases
@@ -227,7 +227,8 @@ def _copy_params(torch, model, params, cfg) -> None:
 
 
 def _torch_optimizer(torch, model, o):
-    """AdamW with llmjax's settings: decay on matrices only (ndim >= 2, embeddings included)."""
+    """AdamW with llmjax's settings: decay on weight matrices and embedding tables, never on biases
+    or norms (llmjax masks by parameter kind; here every bias and norm parameter is 1-D)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
