@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import ml_collections
 
@@ -102,6 +102,53 @@ def from_group(cls: type[G], group: Any, prefix: str) -> G:
     if validate is not None:
         validate()
     return obj
+
+
+# ---------------------------------------------------------------- registries of config groups
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    config_cls: type  # the frozen dataclass of the group's keys
+    target: Any  # what the name builds (a model builder, a Task class)
+
+
+class Registry:
+    """name -> (config dataclass, target) for one config group whose keys depend on its `name`
+    (config.model: model families; config.task: tasks). Each entry registers itself beside its
+    code, so adding one touches no shared list. `load` imports the package that registers them."""
+
+    def __init__(self, group: str, what: str, load: Callable[[], None]):
+        self.group, self.what, self._load = group, what, load
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, config_cls: type) -> Callable[[Any], Any]:
+        def wrap(target: Any) -> Any:
+            if name in self._entries and self._entries[name].target is not target:
+                raise ValueError(f"{self.what} {name!r} is already registered")
+            self._entries[name] = Entry(name, config_cls, target)
+            return target
+        return wrap
+
+    def names(self) -> tuple[str, ...]:
+        self._load()
+        return tuple(sorted(self._entries))
+
+    def entry(self, name: str) -> Entry:
+        self._load()
+        if name not in self._entries:
+            raise ConfigError(f"config.{self.group}.name={name!r}: unknown {self.what}; registered: "
+                              f"{', '.join(sorted(self._entries))}")
+        return self._entries[name]
+
+    def default_group(self, name: str) -> ml_collections.ConfigDict:
+        """Every key of the entry's group with its default."""
+        return to_group(self.entry(name).config_cls)
+
+    def resolve(self, group: Any) -> Any:
+        """The entry's frozen config from the group, checked key by key."""
+        return from_group(self.entry(group.get("name", "")).config_cls, group, self.group)
 
 
 # ---------------------------------------------------------------- the shared groups

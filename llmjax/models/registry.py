@@ -1,5 +1,5 @@
-"""Model families: name -> (config dataclass, builder). Each family registers itself beside its
-builder, so adding one touches no shared list.
+"""Model families: name -> (config dataclass, builder), registered beside each builder with
+`@register("gpt", GPTConfig)`, so adding a family touches no shared list.
 
 A family's config is a frozen dataclass whose fields (with defaults) are the keys of
 `config.model`, plus:
@@ -12,64 +12,22 @@ A family's config is a frozen dataclass whose fields (with defaults) are the key
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
-import ml_collections
 
-from llmjax.config import ConfigError, from_group, to_group
-
-Builder = Callable[[Any], nn.Module]
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    name: str
-    config_cls: type
-    build: Builder
-
-
-_FAMILIES: dict[str, Family] = {}
-
-
-def register(name: str, config_cls: type) -> Callable[[Builder], Builder]:
-    """Decorator on a family's builder: `build(cfg)` with cfg.name == name calls it."""
-    def wrap(builder: Builder) -> Builder:
-        if name in _FAMILIES and _FAMILIES[name].build is not builder:
-            raise ValueError(f"model family {name!r} is already registered")
-        _FAMILIES[name] = Family(name, config_cls, builder)
-        return builder
-    return wrap
-
-
-def names() -> tuple[str, ...]:
-    _load()
-    return tuple(sorted(_FAMILIES))
-
-
-def family(name: str) -> Family:
-    _load()
-    if name not in _FAMILIES:
-        raise ConfigError(f"config.model.name={name!r}: unknown model family; registered: "
-                          f"{', '.join(sorted(_FAMILIES))}")
-    return _FAMILIES[name]
-
-
-def default_group(name: str) -> ml_collections.ConfigDict:
-    """Every key of the family's config group with its default."""
-    return to_group(family(name).config_cls)
-
-
-def resolve(group: Any) -> Any:
-    """The family's frozen config from config.model, checked key by key."""
-    return from_group(family(group.get("name", "")).config_cls, group, "model")
-
-
-def build(cfg: Any) -> nn.Module:
-    """The model of cfg's family, built from cfg (a finalized family config)."""
-    return family(cfg.name).build(cfg)
+from llmjax.config import Registry
 
 
 def _load() -> None:
     import llmjax.models  # noqa: F401  (importing the package registers every family)
+
+
+FAMILIES = Registry("model", "model family", _load)
+register, names, default_group, resolve = (FAMILIES.register, FAMILIES.names,
+                                           FAMILIES.default_group, FAMILIES.resolve)
+
+
+def build(cfg: Any) -> nn.Module:
+    """The model of cfg's family, built from cfg (a finalized family config)."""
+    return FAMILIES.entry(cfg.name).target(cfg)
