@@ -111,6 +111,20 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_model() -> str:
+    """The processor and the vector extensions that decide which kernels either side runs: the
+    llmjax/PyTorch ratio depends on them (see the README's CPU table)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
+    flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
+    ext = [e for e in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if e in flags]
+    return f"{name} ({', '.join(ext) or 'no AVX2'})"
+
+
 def _thp_mode() -> str:
     try:
         with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
@@ -344,7 +358,7 @@ def main(argv):
     lrs = np.asarray(jax.vmap(lr_fn)(jnp.arange(total + 8)), np.float64)
 
     print(f"device: {jax.device_count()} x {jax.devices()[0].device_kind} ({platform}), "
-          f"{_cores()} cores; jax {jax.__version__}, torch {torch.__version__} "
+          f"{_cpu_model()}, {_cores()} cores; jax {jax.__version__}, torch {torch.__version__} "
           f"({threads} threads{', torch.compile' if _COMPILE.value else ', eager'}); "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; prng {jax.config.jax_default_prng_impl}; "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, transparent huge pages: {_thp_mode()}; "

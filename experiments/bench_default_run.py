@@ -49,7 +49,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--short", type=int, default=20)
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
+                 platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
+    print(f"machine: {model}, {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
