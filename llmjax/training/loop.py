@@ -7,6 +7,7 @@ has been dispatched, and the next batch is built on the host while the device co
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -21,7 +22,7 @@ from llmjax.config import ConfigError, UserError, mesh_shape
 from llmjax.models import registry
 from llmjax.tasks.base import Task
 from llmjax.training import optim
-from llmjax.training.checkpoint import Checkpointer
+from llmjax.training.checkpoint import Checkpointer, CheckpointError
 from llmjax.training.metrics import MetricsWriter, peak_flops
 from llmjax.training.preemption import Preemption
 from llmjax.training.progress import Progress
@@ -35,19 +36,33 @@ class DivergedError(UserError):
     """A non-finite loss or gradient: the run stops, nothing after it is saved."""
 
 
-def _check_finite(step: int, metrics: dict, ckpt: Checkpointer, lr: float) -> None:
-    """Stop with one line at the first non-finite update (its flag is read one step late, and
-    always before a save, so no non-finite state is ever written or rotates a good one out)."""
-    if bool(jax.device_get(metrics["finite"])):
-        return
-    m = {k: float(jax.device_get(metrics[k])) for k in ("loss", "grad_norm")}
-    saved = ckpt.all_steps()
-    where = (f"the newest checkpoint, step {saved[-1]} in {ckpt.directory}, is finite and kept"
-             if saved else "no checkpoint was saved")
-    raise DivergedError(
-        f"step {step}: training diverged (loss {m['loss']}, gradient norm {m['grad_norm']}, lr {lr:.3g}); "
-        f"{where}: lower config.optim.lr, lengthen optim.warmup_steps or set optim.grad_clip, "
-        "then run again to resume from it")
+class _FiniteGuard:
+    """Stops the run with one line at the first non-finite update. The steps' flags are fetched
+    together once per log window and always before a save (no per-step host sync), so no
+    non-finite state is ever written or rotates a good checkpoint out."""
+
+    def __init__(self, ckpt: Checkpointer):
+        self._ckpt = ckpt
+        self._unchecked: list[tuple[int, dict]] = []
+
+    def add(self, step: int, metrics: dict) -> None:
+        self._unchecked.append((step, metrics))
+
+    def check(self) -> None:
+        steps, self._unchecked = self._unchecked, []
+        flags = jax.device_get([m["finite"] for _, m in steps])
+        bad = next((i for i, ok in enumerate(flags) if not ok), None)
+        if bad is None:
+            return
+        step, metrics = steps[bad]
+        m = {k: float(jax.device_get(metrics[k])) for k in ("loss", "grad_norm", "lr")}
+        saved = self._ckpt.all_steps()
+        where = (f"the newest checkpoint, step {saved[-1]} in {self._ckpt.directory}, is finite and kept"
+                 if saved else "no checkpoint was saved")
+        raise DivergedError(
+            f"step {step}: training diverged (loss {m['loss']}, gradient norm {m['grad_norm']}, "
+            f"lr {m['lr']:.3g}); {where}: lower config.optim.lr, lengthen optim.warmup_steps or set "
+            "optim.grad_clip, then run again to resume from it")
 
 
 _DECAYING = ("cosine", "linear", "wsd")
@@ -80,6 +95,57 @@ def _evaluate(task: Task, eval_step, params, put_eval) -> dict[str, float]:
     return task.eval_metrics(totals)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What the steps need, built once: the model, the update rule, the state and its shardings."""
+    model: Any
+    model_cfg: Any
+    tx: Any
+    lr_fn: Any
+    state: Any
+    state_sh: Any
+    start: int
+    horizon: int  # the schedule's length; a resumed run keeps the one it started with
+    ckpt: Checkpointer
+
+
+def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
+    """Data, model, optimizer, and the state restored from the newest good checkpoint or new.
+    Call under the mesh and the logical-axis rules."""
+    t = cfg.train
+    ck_dir = os.path.join(workdir, "checkpoints")
+    resuming = os.path.isdir(ck_dir) and any(n.isdigit() for n in os.listdir(ck_dir))
+    _prepare_data(task, workdir, log, resuming)  # resuming: a changed corpus is refused
+    model_cfg = task.model_config(jax.devices()[0].platform)
+    if model_cfg.vocab_size % mesh.shape["tensor"]:
+        raise ConfigError(f"config.mesh.tensor={mesh.shape['tensor']} must divide the padded vocabulary "
+                          f"{model_cfg.vocab_size}: set config.model.vocab_multiple to a multiple of it")
+    model = registry.build(model_cfg)
+    horizon = t.num_steps
+    tx = optim.optimizer(cfg.optim, horizon)
+    init = init_fn(functools.partial(task.init_params, model), tx, t.seed)
+    abstract, state_sh = abstract_state(init, mesh)
+    ckpt = Checkpointer(ck_dir, cfg.checkpoint.keep, cfg.checkpoint.async_save, log=log)
+    restored = ckpt.restore(abstract)
+    if restored is None:
+        return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), create(init, state_sh),
+                      state_sh, 0, horizon, ckpt)
+    state, meta = restored
+    start = int(jax.device_get(state.step))
+    if meta.get("data_step", start) != start:
+        raise CheckpointError(f"checkpoint {start} in {ck_dir} is inconsistent (data_step="
+                              f"{meta.get('data_step')}): restore it from a backup or use a new --workdir")
+    log(f"resumed from step {start} (checkpoint in {ckpt.directory})")
+    horizon = int(meta.get("schedule_steps", horizon))
+    if horizon != t.num_steps and cfg.optim.schedule in _DECAYING:
+        log(f"train.num_steps={t.num_steps}, but this run's {cfg.optim.schedule} schedule was "
+            f"built for {horizon} steps: it keeps that horizon (the lr stays at its final value "
+            "past it); for a new decay, start a new --workdir")
+        tx = optim.optimizer(cfg.optim, horizon)  # the same state tree: the schedule is not in it
+    return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state, state_sh, start,
+                  horizon, ckpt)
+
+
 def train(task: Task, cfg: Any, workdir: str, log: Log = print,
           on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train cfg's model on `task` in workdir, resuming from its newest good checkpoint.
@@ -89,47 +155,19 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
     t0 = time.time()
     t = cfg.train
     mesh = sharding.make_mesh(mesh_shape(cfg.mesh, jax.device_count()))
-    ck_dir = os.path.join(workdir, "checkpoints")
-    resuming = os.path.isdir(ck_dir) and any(n.isdigit() for n in os.listdir(ck_dir))
-    _prepare_data(task, workdir, log, resuming)  # resuming: a changed corpus is refused
-    model_cfg = task.model_config(jax.devices()[0].platform)
-    if model_cfg.vocab_size % mesh.shape["tensor"]:
-        raise ConfigError(f"config.mesh.tensor={mesh.shape['tensor']} must divide the padded vocabulary "
-                          f"{model_cfg.vocab_size}: set config.model.vocab_multiple to a multiple of it")
-    model = registry.build(model_cfg)
-    horizon = t.num_steps  # the schedule's length; a resumed run keeps the one it started with
-    tx = optim.optimizer(cfg.optim, horizon)
-    lr_fn = optim.schedule(cfg.optim, horizon)
     put_train = functools.partial(_put, mesh, task.train_batch, rows=task.batch_size)
     put_eval = functools.partial(_put, mesh, task.eval_batch, rows=task.eval_batch_size)
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-        init = init_fn(functools.partial(task.init_params, model), tx, t.seed)
-        abstract, state_sh = abstract_state(init, mesh)
-        ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg.checkpoint.keep,
-                            cfg.checkpoint.async_save, log=log)
-        restored = ckpt.restore(abstract)
-        if restored is None:
-            state, start = create(init, state_sh), 0
-        else:
-            state, meta = restored
-            start = int(jax.device_get(state.step))
-            if meta.get("data_step", start) != start:
-                raise ValueError(f"checkpoint {start} is inconsistent: data_step={meta.get('data_step')}")
-            log(f"resumed from step {start} (checkpoint in {ckpt.directory})")
-            horizon = int(meta.get("schedule_steps", horizon))
-            if horizon != t.num_steps and cfg.optim.schedule in _DECAYING:
-                log(f"train.num_steps={t.num_steps}, but this run's {cfg.optim.schedule} schedule was "
-                    f"built for {horizon} steps: it keeps that horizon (the lr stays at its final value "
-                    "past it); for a new decay, start a new --workdir")
-                tx, lr_fn = optim.optimizer(cfg.optim, horizon), optim.schedule(cfg.optim, horizon)
-
+        run = _setup(task, cfg, workdir, mesh, log)
+        model, model_cfg, state, start, ckpt, horizon = (run.model, run.model_cfg, run.state, run.start,
+                                                         run.ckpt, run.horizon)
         batch = put_train(start) if start < t.num_steps else put_eval(0)
         train_step = jit_train_step(
-            make_train_step(task, model, tx, lr_fn, seed=t.seed, grad_accum_steps=t.grad_accum_steps),
-            state_sh, sharding.batch_shardings(mesh, batch))
+            make_train_step(task, model, run.tx, run.lr_fn, seed=t.seed, grad_accum_steps=t.grad_accum_steps),
+            run.state_sh, sharding.batch_shardings(mesh, batch))
         eval_step = jax.jit(make_eval_step(task, model),
-                            in_shardings=(state_sh.params, sharding.batch_shardings(mesh, put_eval(0))))
+                            in_shardings=(run.state_sh.params, sharding.batch_shardings(mesh, put_eval(0))))
 
         n_params = count_params(state.params)
         tokens_per_step = task.tokens_per_step()
@@ -161,9 +199,13 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
             progress.write(f"step {step}: {task.eval_line(out)}")
             return out
 
-        def flush(pending) -> None:
+        guard = _FiniteGuard(ckpt)
+
+        def flush(pending, before_save: bool = False) -> None:
             """A step's metrics, once a later step is dispatched (or before a save)."""
-            _check_finite(*pending, ckpt, float(lr_fn(pending[0] - 1)))
+            guard.add(*pending)
+            if before_save or pending[0] % t.log_every == 0:
+                guard.check()
             progress.update(*pending, writer=writer, log_every=t.log_every)
 
         try:
@@ -179,7 +221,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
                 do_save = step % cfg.checkpoint.every_steps == 0 or step == t.num_steps or stopped
                 do_eval = step % t.eval_every == 0 or step == t.num_steps
                 if do_save or do_eval:
-                    flush(pending)
+                    flush(pending, before_save=True)
                     pending = None
                     if do_save:
                         save(step)  # before eval: an eval failure never loses the step (nanochat #446)
@@ -190,7 +232,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
                     log(f"stop requested: saved step {step}; run the same command to resume")
                     break
             if pending is not None:
-                flush(pending)
+                flush(pending, before_save=True)
         finally:  # a pending save finishes (or raises) even when the run stops on an error
             preempt.close()
             progress.close()
