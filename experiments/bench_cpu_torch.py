@@ -118,7 +118,7 @@ def _cpu_model() -> str:
         with open("/proc/cpuinfo") as f:
             info = f.read()
     except OSError:
-        return platform.processor() or platform.machine()
+        return os.uname().machine
     name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
     flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
     ext = [e for e in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if e in flags]
