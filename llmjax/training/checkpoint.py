@@ -62,10 +62,16 @@ def first_difference(saved: Any, target: Any) -> str | None:
     return None
 
 
+@jax.jit
+def _finite_leaves(flat: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """One device reduction per leaf; jitted once per tree structure (not once per save)."""
+    return {k: jnp.isfinite(v).all() for k, v in flat.items()}
+
+
 def first_nonfinite(tree: Any) -> str | None:
-    """Key path of the first floating leaf holding NaN or Inf (one device reduction per leaf)."""
+    """Key path of the first floating leaf holding NaN or Inf."""
     flat = {k: v for k, v in _flat(tree).items() if jnp.issubdtype(v.dtype, jnp.inexact)}
-    finite = jax.device_get(jax.jit(lambda t: {k: jnp.isfinite(v).all() for k, v in t.items()})(flat))
+    finite = jax.device_get(_finite_leaves(flat))
     return next((k for k in sorted(finite) if not finite[k]), None)
 
 

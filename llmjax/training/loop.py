@@ -162,12 +162,13 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
         run = _setup(task, cfg, workdir, mesh, log)
         model, model_cfg, state, start, ckpt, horizon = (run.model, run.model_cfg, run.state, run.start,
                                                          run.ckpt, run.horizon)
-        batch = put_train(start) if start < t.num_steps else put_eval(0)
+        batch = put_train(start) if start < t.num_steps else None
+        # Batch shardings depend only on each leaf's rank: read them off host batches.
         train_step = jit_train_step(
             make_train_step(task, model, run.tx, run.lr_fn, seed=t.seed, grad_accum_steps=t.grad_accum_steps),
-            run.state_sh, sharding.batch_shardings(mesh, batch))
+            run.state_sh, sharding.batch_shardings(mesh, task.train_batch(start)))
         eval_step = jax.jit(make_eval_step(task, model),
-                            in_shardings=(run.state_sh.params, sharding.batch_shardings(mesh, put_eval(0))))
+                            in_shardings=(run.state_sh.params, sharding.batch_shardings(mesh, task.eval_batch(0))))
 
         n_params = count_params(state.params)
         tokens_per_step = task.tokens_per_step()
