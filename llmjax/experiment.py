@@ -19,6 +19,10 @@ from llmjax.models import registry as models
 from llmjax.tasks import registry as tasks
 
 GROUPS = ("model", "task", *C.SHARED_GROUPS)
+# Keys at the top of the config, beside the groups, with their defaults.
+TOP_KEYS = {
+    "init_from": "",  # warm start: a workdir, checkpoints/ dir or step dir whose matching parameters (and tokenizer) this run starts from
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +34,7 @@ class RunConfig:
     optim: C.OptimConfig
     checkpoint: C.CheckpointConfig
     mesh: C.MeshConfig
+    init_from: str = ""  # see TOP_KEYS
 
 
 def base_config(model: str = "gpt", task: str = "lm") -> ml_collections.ConfigDict:
@@ -39,6 +44,8 @@ def base_config(model: str = "gpt", task: str = "lm") -> ml_collections.ConfigDi
     c.task = tasks.default_group(task)
     for name, cls in C.SHARED_GROUPS.items():
         c[name] = C.to_group(cls)
+    for key, default in TOP_KEYS.items():
+        c[key] = default
     return c
 
 
@@ -46,14 +53,21 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
     """Validate, then freeze. Cheap: no data, no compile. With num_devices, the mesh and the
     batch are checked against it too."""
     for group in cfg.keys():
-        if group not in GROUPS:
-            C.fail(group, "...", f"unknown group; known groups: {', '.join(GROUPS)}")
+        if group not in GROUPS and group not in TOP_KEYS:
+            C.fail(group, "...", f"unknown group; known groups: {', '.join(GROUPS)}, and the "
+                                 f"keys {', '.join(TOP_KEYS)}")
+    top = {key: cfg.get(key, default) for key, default in TOP_KEYS.items()}
+    if not isinstance(top["init_from"], str):
+        C.fail("init_from", top["init_from"], "must be a path (str)")
+    if top["init_from"]:
+        from llmjax.training import warm_start
+        warm_start.locate(top["init_from"])  # a checkpoint is there: before any data or compile
     for group in GROUPS:
         if group not in cfg:
             C.fail(group, None, f"the config lacks the group '{group}': start from "
                                 "llmjax.experiment.base_config()")
     shared = {name: C.from_group(cls, cfg[name], name) for name, cls in C.SHARED_GROUPS.items()}
-    run = RunConfig(model=models.resolve(cfg.model), task=tasks.resolve(cfg.task), **shared)
+    run = RunConfig(model=models.resolve(cfg.model), task=tasks.resolve(cfg.task), **shared, **top)
     sizes = None if num_devices is None else C.mesh_shape(run.mesh, num_devices)
     run.model.check_run(run.data, sizes)
     if sizes is not None:

@@ -12,17 +12,16 @@ import dataclasses
 import glob
 import hashlib
 import json
-import math
 import os
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from llmjax.config import DataConfig
 from llmjax.data.atomic import atomic_write
+from llmjax.data.order import EpochOrder
 from llmjax.data.sources import load_documents
 from llmjax.data.tokenizers import (Tokenizer, check_compatible, has_tokenizer, load_tokenizer,
                                     train_or_load_tokenizer)
@@ -205,10 +204,8 @@ def _save_cache(data_dir: str, train: np.ndarray, val: np.ndarray, meta: dict) -
 class PackedBatches:
     """Windows of seq_len+1 tokens at stride seq_len; the batch of a step is a pure function.
 
-    Training (shuffle=True) visits rows without replacement, one permutation per epoch
-    (`default_rng([seed, epoch])`), and the k-th row overall (k = step*batch_size + j) is
-    `perm(k // num_rows)[k % num_rows]`, so batches straddle epoch ends correctly.
-    Evaluation (shuffle=False) takes rows in order; rows past the end are zero-weight padding.
+    Rows are visited in llmjax.data.order.EpochOrder: shuffled per epoch for training, in order
+    for evaluation (rows past the end are zero-weight padding).
     """
 
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int = 0,
@@ -226,34 +223,16 @@ class PackedBatches:
         if self.num_rows < 1:
             raise ValueError(f"the token stream has {len(tokens)} tokens, too few for one row of "
                              f"seq_len+1={seq_len + 1}: lower config.data.seq_len or use more data")
-        self._perms: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._order = EpochOrder(self.num_rows, batch_size, seed, shuffle)
 
     @property
     def num_batches(self) -> int:
         """Batches that cover every row once (the last one padded when not shuffling)."""
-        return math.ceil(self.num_rows / self.batch_size)
-
-    def _perm(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
-            while len(self._perms) > 4:
-                self._perms.popitem(last=False)
-        return self._perms[epoch]
+        return self._order.num_batches
 
     def rows(self, step: int, process_rows: slice | None = None) -> np.ndarray:
         """Row indices of the step's batch (or its process_rows part); -1 marks padding."""
-        if step < 0:
-            raise ValueError(f"step={step} must be zero or more")
-        js = np.arange(self.batch_size)[process_rows if process_rows is not None else slice(None)]
-        ks = step * self.batch_size + js
-        if not self.shuffle:
-            return np.where(ks < self.num_rows, ks, -1)
-        idx = np.empty(len(ks), np.int64)
-        epochs = ks // self.num_rows
-        for epoch in np.unique(epochs):
-            sel = epochs == epoch
-            idx[sel] = self._perm(int(epoch))[ks[sel] % self.num_rows]
-        return idx
+        return self._order.indices(step, process_rows)
 
     def batch(self, step: int, process_rows: slice | None = None) -> dict[str, np.ndarray]:
         """inputs/targets int32 (B, L), weights float32 (B, L) [+ segment_ids, positions]."""

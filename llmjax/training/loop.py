@@ -15,15 +15,16 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 from llmjax import sharding
 from llmjax.config import ConfigError, UserError, mesh_shape
 from llmjax.models import registry
 from llmjax.tasks.base import Task
-from llmjax.training import optim
+from llmjax.training import optim, warm_start
 from llmjax.training.checkpoint import Checkpointer, CheckpointError
-from llmjax.training.metrics import MetricsWriter, peak_flops
+from llmjax.training.metrics import MetricsWriter, peak_flops, write_results
 from llmjax.training.preemption import Preemption
 from llmjax.training.progress import Progress
 from llmjax.training.state import abstract_state, count_params, create, init_fn
@@ -90,8 +91,8 @@ def _evaluate(task: Task, eval_step, params, put_eval) -> dict[str, float]:
     totals: dict[str, float] = {}
     for i in range(task.num_eval_batches):
         sums = jax.device_get(eval_step(params, put_eval(i)))
-        for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
+        for k, v in sums.items():  # scalars, or arrays such as a confusion matrix
+            totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
     return task.eval_metrics(totals)
 
 
@@ -115,6 +116,8 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     t = cfg.train
     ck_dir = os.path.join(workdir, "checkpoints")
     resuming = os.path.isdir(ck_dir) and any(n.isdigit() for n in os.listdir(ck_dir))
+    if cfg.init_from and not resuming and jax.process_index() == 0:
+        warm_start.adopt_tokenizer(cfg.init_from, workdir, log)
     _prepare_data(task, workdir, log, resuming)  # resuming: a changed corpus is refused
     model_cfg = task.model_config(jax.devices()[0].platform)
     if model_cfg.vocab_size % mesh.shape["tensor"]:
@@ -128,7 +131,10 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     ckpt = Checkpointer(ck_dir, cfg.checkpoint.keep, cfg.checkpoint.async_save, log=log)
     restored = ckpt.restore(abstract)
     if restored is None:
-        return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), create(init, state_sh),
+        state = create(init, state_sh)
+        if cfg.init_from:  # a new run warm-started from another's parameters (a resumed one is not)
+            state = state.replace(params=warm_start.restore_params(cfg.init_from, state.params, log))
+        return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state,
                       state_sh, 0, horizon, ckpt)
     state, meta = restored
     start = int(jax.device_get(state.step))
@@ -250,4 +256,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
         log(f"stopped at step {end} on request after {time.time() - t0:.0f}s{seen}")
     elif last_eval:
         log(f"done in {time.time() - t0:.0f}s: step {end}, {task.eval_line(last_eval)}")
-    return {**last_eval, **task.baselines(), "step": end}
+    results = {**last_eval, **task.baselines(), "step": end}
+    if not stopped and eval_step_at == end:
+        write_results(workdir, results)
+    return results

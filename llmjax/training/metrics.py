@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import jax
+import numpy as np
 
 # Dense (not 2:4 sparse) bf16 peak FLOP/s per device, keyed by jax's device_kind. A key matches
 # when its words appear in order and whole in the kind's words ("NVIDIA L40S" is no "L4"); the
@@ -68,6 +69,31 @@ def bits_per_byte(nll_sum: float, byte_sum: float) -> float:
     return nll_sum / (math.log(2) * max(byte_sum, 1.0))
 
 
+def jsonable(value: Any) -> Any:
+    """value with numpy/jax numbers as floats, arrays as (nested) lists, dicts and lists kept:
+    eval rows may hold per-class figures and a confusion matrix."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    arr = np.asarray(value)
+    if arr.ndim:
+        return jsonable(arr.tolist())
+    return float(arr)
+
+
+def write_results(workdir: str, results: dict[str, Any]) -> str:
+    """The run's final metrics and baselines as workdir/results.json (process 0, atomic)."""
+    path = os.path.join(workdir, "results.json")
+    if jax.process_index() == 0:
+        with open(path + ".tmp", "w") as f:
+            json.dump(jsonable(results), f, indent=1)
+        os.replace(path + ".tmp", path)
+    return path
+
+
 class MetricsWriter:
     """Writes one JSON object per logged step; process 0 only."""
 
@@ -112,7 +138,7 @@ class MetricsWriter:
     def write(self, row: dict[str, Any]) -> None:
         if not self._active:
             return
-        clean = {k: (float(v) if not isinstance(v, (str, int)) else v) for k, v in row.items()}
+        clean = jsonable(row)
         with open(self.path, "a") as f:
             f.write(json.dumps(clean) + "\n")
         if self._tb is not None:
