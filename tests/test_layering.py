@@ -1,6 +1,6 @@
-"""Imports point down: blocks see no models/tasks/training/data, data sees no models, and the
-training loop never names a model family or a task (it gets them through the registries and the
-Task interface)."""
+"""Imports point down: blocks see no models/tasks/training/data, data and evaluation see no
+models, and the training loop never names a model family or a task (it gets them through the
+registries and the Task interface)."""
 import ast
 import pathlib
 
@@ -23,6 +23,8 @@ def _imports(path: pathlib.Path) -> set[str]:
 @pytest.mark.parametrize("folder, forbidden", [
     ("blocks", ("llmjax.models", "llmjax.tasks", "llmjax.training", "llmjax.data", "llmjax.experiment")),
     ("data", ("llmjax.models", "llmjax.tasks", "llmjax.training", "llmjax.blocks", "llmjax.experiment")),
+    ("evaluation", ("llmjax.models", "llmjax.tasks", "llmjax.training", "llmjax.blocks",
+                    "llmjax.data", "llmjax.experiment")),
     ("models", ("llmjax.tasks", "llmjax.training", "llmjax.data.", "llmjax.experiment")),
     ("training", ("llmjax.models.gpt", "llmjax.tasks.lm", "llmjax.experiment", "llmjax.data")),
 ])

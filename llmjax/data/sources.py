@@ -112,40 +112,68 @@ def _cap(docs: Iterator[tuple[str, str]], max_chars: int, counts: dict) -> list[
 
 def _open_tfds(cfg: DataConfig):
     """(prepared builder, train split, eval split, text feature); one-line errors otherwise."""
-    import tensorflow_datasets as tfds
-
     if cfg.dataset == "stdlib":
         from llmjax.data import stdlib_corpus
         builder = stdlib_corpus.prepare_builder(cfg.tfds_data_dir or None, cfg.val_fraction)
         return builder, "train", "validation", "text"
 
-    name = cfg.dataset[len("tfds:"):]
-    where = cfg.tfds_data_dir or str(tfds.core.constants.DATA_DIR)
-    build = (f"run `tfds build {name} --data_dir {where} --file_format=array_record` on a "
-             "machine with internet (llmjax never downloads)")
-    try:
-        builder = tfds.builder(name, data_dir=cfg.tfds_data_dir or None)
-    except Exception as e:  # DatasetNotFoundError and friends: unknown and not on disk
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"data.dataset={cfg.dataset!r}: tfds cannot find it under {where} "
-                         f"({first}): check the name, or {build}") from None
-    if not builder.is_prepared():
-        raise ValueError(f"data.dataset={cfg.dataset!r}: not prepared under {where}: {build}")
-    splits = list(builder.info.splits.keys())
-    eval_split = cfg.eval_split or ("validation" if "validation" in splits else "test")
-    for key, split in (("train_split", cfg.train_split), ("eval_split", eval_split)):
-        if split.split("[")[0] not in splits:
-            raise ValueError(f"config.data.{key}={split!r}: {name} has no such split; "
-                             f"available: {', '.join(splits)}")
+    builder = open_prepared(cfg.dataset[len("tfds:"):], cfg.tfds_data_dir,
+                            f"data.dataset={cfg.dataset!r}")
+    eval_split = cfg.eval_split or default_eval_split(builder)
+    check_split(builder, cfg.train_split, "config.data.train_split")
+    check_split(builder, eval_split, "config.data.eval_split")
     features = builder.info.features
     if cfg.text_key not in features:
-        raise ValueError(f"config.data.text_key={cfg.text_key!r}: {name} has no such feature; "
-                         f"available: {', '.join(features.keys())}")
+        raise ValueError(f"config.data.text_key={cfg.text_key!r}: {dataset_name(builder)} has no "
+                         f"such feature; available: {', '.join(features.keys())}")
     return builder, cfg.train_split, eval_split, cfg.text_key
 
 
-def _read_split(builder, split: str, key: str) -> Iterator[tuple[str, str]]:
-    """(index, text) of one split, lazily: array_record via as_data_source, else tf.data."""
+def open_prepared(name: str, data_dir: str, what: str):
+    """The tfds builder of NAME[/CONFIG] prepared under data_dir ('' = tfds default).
+
+    llmjax never downloads, so an unknown or unprepared dataset is a one-line ValueError that
+    starts with `what` (the setting that named it) and gives the `tfds build` command to run.
+    """
+    import tensorflow_datasets as tfds
+
+    where = data_dir or str(tfds.core.constants.DATA_DIR)
+    build = (f"run `tfds build {name} --data_dir {where} --file_format=array_record` on a "
+             "machine with internet (llmjax never downloads)")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+    except Exception as e:  # noqa: BLE001  DatasetNotFoundError and friends: not on disk
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{what}: tfds cannot find it under {where} "
+                         f"({first}): check the name, or {build}") from None
+    if not builder.is_prepared():
+        raise ValueError(f"{what}: not prepared under {where}: {build}")
+    return builder
+
+
+def dataset_name(builder) -> str:
+    """NAME[/CONFIG] of a tfds builder, as the user spells it (full_name adds the version)."""
+    return builder.info.full_name.rsplit("/", 1)[0]
+
+
+def default_eval_split(builder) -> str:
+    """'validation' where the dataset has one, else 'test'."""
+    return "validation" if "validation" in builder.info.splits else "test"
+
+
+def check_split(builder, split: str, what: str) -> None:
+    """One-line ValueError naming `what` when `split` (slicing like train[:10%] allowed) is absent."""
+    splits = list(builder.info.splits.keys())
+    if split.split("[")[0] not in splits:
+        raise ValueError(f"{what}={split!r}: {dataset_name(builder)} has no such split; "
+                         f"available: {', '.join(splits)}")
+
+
+def read_records(builder, split: str, limit: int = 0) -> Iterator[tuple[int, dict]]:
+    """(index, record) of one split in order, lazily (limit > 0: the first `limit` only).
+
+    array_record is read with `as_data_source` (no TensorFlow); any other format needs tf.data.
+    """
     from tensorflow_datasets.core import file_adapters
 
     fmt = file_adapters.FileFormat.ARRAY_RECORD
@@ -153,11 +181,11 @@ def _read_split(builder, split: str, key: str) -> Iterator[tuple[str, str]]:
     if fmt in formats:
         source = builder.as_data_source(split=split, file_format=fmt)
         get_many = getattr(source, "__getitems__", None)
-        for start in range(0, len(source), _READ_CHUNK):
-            idx = list(range(start, min(start + _READ_CHUNK, len(source))))
+        stop = min(len(source), limit) if limit else len(source)
+        for start in range(0, stop, _READ_CHUNK):
+            idx = list(range(start, min(start + _READ_CHUNK, stop)))
             records = get_many(idx) if get_many else [source[i] for i in idx]
-            for i, record in zip(idx, records):
-                yield str(i), _as_text(record[key], builder.name, key)
+            yield from zip(idx, records)
         return
     try:
         import tensorflow  # noqa: F401  (tf.data reads tfrecord)
@@ -167,17 +195,25 @@ def _read_split(builder, split: str, key: str) -> Iterator[tuple[str, str]]:
                          "which needs TensorFlow to read: pip install tensorflow, or re-prepare "
                          f"it with `tfds build {builder.name} --file_format=array_record`") from None
     import tensorflow_datasets as tfds
-    for i, record in enumerate(tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))):
-        yield str(i), _as_text(record[key], builder.name, key)
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    yield from enumerate(tfds.as_numpy(ds.take(limit) if limit else ds))
 
 
-def _as_text(value, name: str, key: str) -> str:
+def as_text(value, what: str) -> str:
+    """A Text feature's value as str (array_record gives str, tf.data bytes)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, str):
         return value
-    raise ValueError(f"config.data.text_key={key!r}: feature of {name} holds "
-                     f"{type(value).__name__}, not text: name a Text feature")
+    raise ValueError(f"{what}: the feature holds {type(value).__name__}, not text: name a Text "
+                     "feature")
+
+
+def _read_split(builder, split: str, key: str) -> Iterator[tuple[str, str]]:
+    """(index, text) of one split, lazily."""
+    what = f"config.data.text_key={key!r} of {builder.name}"
+    for i, record in read_records(builder, split):
+        yield str(i), as_text(record[key], what)
 
 
 # ---------------------------------------------------------------- text: files

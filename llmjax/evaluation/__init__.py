@@ -1,0 +1,4 @@
+"""Evaluation metrics computed from model outputs (ground floor: imports no models or training).
+
+classification   confusion sums on device per batch, then accuracy / precision / recall / F1
+"""
