@@ -104,7 +104,7 @@ class GPT(nn.Module):
                              positions=positions_BxL, segment_ids=segment_ids)
 
         if cfg.norm_position == "pre":  # post-norm layers already end normalised
-            x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm")(x_BxLxE)
+            x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm", epsilon=cfg.norm_epsilon)(x_BxLxE)
         if cfg.tie_embeddings:
             logits_BxLxV = embed.attend(x_BxLxE)
         else:
