@@ -26,6 +26,9 @@ HEAD_DIM = "head_dim"
 LENGTH = "length"  # learned position table
 NORM = "norm"  # norm scales and biases: tiny, replicated
 LAYERS = "layers"  # the stacking axis of scanned layers' parameters
+EMBED_OUT = "embed_out"  # the output side of a (d_model, d_model) kernel (BERT's pooler, MLM transform)
+LABELS = "labels"  # classes of a classifier or NSP head: few, not divisible by a mesh axis
+TYPE_VOCAB = "type_vocab"  # BERT's token-type (segment A/B) table rows: two
 # Activation axes.
 BATCH = "act_batch"
 ACT_LENGTH = "act_length"
@@ -54,6 +57,10 @@ RULES: tuple[tuple[str, Any], ...] = (
     (LENGTH, None),
     (NORM, None),
     (LAYERS, None),
+    # A square kernel cannot map both dims to fsdp: its output side is split like an MLP width.
+    (EMBED_OUT, "tensor"),
+    (LABELS, None),
+    (TYPE_VOCAB, None),
 )
 
 

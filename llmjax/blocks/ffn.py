@@ -1,4 +1,5 @@
-"""The position-wise feed-forward block: relu (Vaswani), gelu (GPT-2), swiglu (Shazeer; LLaMA).
+"""The position-wise feed-forward block: relu (Vaswani), gelu (tanh-approximate, GPT-2),
+gelu_exact (erf GELU, BERT / Hugging Face "gelu"), swiglu (Shazeer; LLaMA).
 
 Kernels are (EMBED, MLP) in and (MLP, EMBED) out so tensor parallelism splits the hidden width.
 Parameter names follow the formulas: w1 (in), w3 (swiglu's linear gate), w2 (out).
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 
 from llmjax import sharding as sh
 
-FFNS = ("relu", "gelu", "swiglu")
+FFNS = ("relu", "gelu", "gelu_exact", "swiglu")
 
 
 def _dense(features: int, names: tuple[str, str], std: float, use_bias: bool, dtype: str, name: str):
@@ -27,8 +28,9 @@ def _dense(features: int, names: tuple[str, str], std: float, use_bias: bool, dt
 
 
 class FeedForward(nn.Module):
-    """relu: W2 max(0, W1 x + b1) + b2; gelu: same with tanh-approximate GELU;
-    swiglu: W2 (silu(W1 x) * W3 x).
+    """relu: W2 max(0, W1 x + b1) + b2; gelu: same with tanh-approximate GELU; gelu_exact: same
+    with x Phi(x) (erf; the two differ by up to ~1e-3, enough to break parity with BERT
+    checkpoints); swiglu: W2 (silu(W1 x) * W3 x).
 
     `dropout` acts on the hidden activation (T5-style; GPT-2 has none there, the layer's
     residual dropout covers the output). The output init std is divided by sqrt(2 * num_layers)
@@ -56,8 +58,8 @@ class FeedForward(nn.Module):
                        self.dtype, "w1")(x_TxE)
         if self.kind == "relu":
             h_TxM = jax.nn.relu(h_TxM)
-        elif self.kind == "gelu":
-            h_TxM = jax.nn.gelu(h_TxM, approximate=True)
+        elif self.kind in ("gelu", "gelu_exact"):
+            h_TxM = jax.nn.gelu(h_TxM, approximate=self.kind == "gelu")
         else:
             gate_TxM = _dense(self.mlp_dim, (sh.EMBED, sh.MLP), self.init_std, self.use_bias,
                               self.dtype, "w3")(x_TxE)

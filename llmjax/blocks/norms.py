@@ -51,10 +51,15 @@ class RMSNorm(nn.Module):
         return y.astype(self.dtype)
 
 
-def make_norm(kind: str, dtype: str = "float32", name: str | None = None) -> nn.Module:
-    """The norm called `kind` ("layernorm" | "rmsnorm")."""
+def make_norm(kind: str, dtype: str = "float32", name: str | None = None,
+              epsilon: float = 0.0) -> nn.Module:
+    """The norm called `kind` ("layernorm" | "rmsnorm"); epsilon 0 = the norm's own default
+    (LayerNorm 1e-5, RMSNorm 1e-6), so configs that never set it keep their numbers."""
+    if epsilon < 0:
+        raise ValueError(f"norm epsilon {epsilon!r} is negative: pass 0 (the default) or a positive value")
+    eps = {} if epsilon == 0 else {"epsilon": epsilon}
     if kind == "layernorm":
-        return LayerNorm(dtype=dtype, name=name)
+        return LayerNorm(dtype=dtype, name=name, **eps)
     if kind == "rmsnorm":
-        return RMSNorm(dtype=dtype, name=name)
+        return RMSNorm(dtype=dtype, name=name, **eps)
     raise ValueError(f"norm {kind!r}: must be one of {', '.join(NORMS)}")

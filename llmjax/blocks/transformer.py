@@ -44,8 +44,9 @@ class TransformerConfig:
     mlp_dim: int = 1536  # hidden width of the feed-forward block
     position: str = "learned"  # sinusoidal | learned | rope | alibi
     rope_base: float = 10000.0  # RoPE frequency base
-    ffn: str = "gelu"  # relu | gelu | swiglu
+    ffn: str = "gelu"  # relu | gelu (tanh approximation) | gelu_exact (erf) | swiglu
     norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_epsilon: float = 0.0  # epsilon of every norm (0 = the norm's default: 1e-5 / 1e-6)
     norm_position: str = "pre"  # pre (GPT-2) | post (original Transformer)
     dropout: float = 0.0  # residual and embedding dropout
     attention_dropout: float = 0.0  # dropout on attention probabilities
@@ -80,6 +81,7 @@ class TransformerConfig:
         for key in ("num_layers", "d_model", "num_heads", "mlp_dim"):
             check_positive(f"model.{key}", getattr(self, key))
         check_positive("model.num_kv_heads", self.num_kv_heads, allow_zero=True)
+        check_positive("model.norm_epsilon", self.norm_epsilon, allow_zero=True)
         for key in ("dropout", "attention_dropout"):
             check_fraction(f"model.{key}", getattr(self, key))
         if self.d_model % self.num_heads:
@@ -125,7 +127,7 @@ class TransformerLayer(nn.Module):
         drop = lambda y: nn.Dropout(cfg.dropout)(y, deterministic=deterministic)  # noqa: E731
 
         def sublayer(x, fn, norm_name):
-            norm = make_norm(cfg.norm, cfg.dtype, name=norm_name)
+            norm = make_norm(cfg.norm, cfg.dtype, name=norm_name, epsilon=cfg.norm_epsilon)
             if pre:
                 return x + drop(fn(norm(x)))
             return norm(x + drop(fn(x)))

@@ -1,5 +1,6 @@
 """Model families built from blocks; importing this package registers each in the registry."""
-from llmjax.models import gpt, registry
+from llmjax.models import bert, gpt, registry
+from llmjax.models.bert import BERT, BertConfig
 from llmjax.models.gpt import GPT, GPTConfig
 
-__all__ = ["GPT", "GPTConfig", "gpt", "registry"]
+__all__ = ["BERT", "GPT", "BertConfig", "GPTConfig", "bert", "gpt", "registry"]

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from llmjax import sharding as sh
+from llmjax.blocks.attention import Projection
 from llmjax.blocks.embed import Embed, Unembed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
@@ -30,6 +31,8 @@ class GPTConfig(TransformerConfig):
     tie_embeddings: bool = True  # output projection shares the token embedding
     vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
     vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
+    # 0 = language model; k > 0 = a k-class sequence classifier on the last real token (set by a task)
+    num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)
 
     def validate(self) -> None:
         super().validate()
@@ -52,8 +55,9 @@ class GPTConfig(TransformerConfig):
                                    dtype=dtype)
 
     def summary(self) -> str:
+        head = f", classifier over {self.num_labels} labels" if self.num_labels else ""
         return (f"vocab {self.vocab_size}, {self.position} positions, "
-                f"{self.attention_backend} attention")
+                f"{self.attention_backend} attention{head}")
 
     def matmul_params(self) -> int:
         """Parameters that take part in matmuls: attention and FFN kernels and the output head
@@ -71,21 +75,28 @@ class GPTConfig(TransformerConfig):
 
 
 class GPT(nn.Module):
-    """tokens (B, L) int32 -> next-token logits (B, L, V) float32.
+    """tokens (B, L) int32 -> next-token logits (B, L, V) float32, or with cfg.num_labels > 0
+    class logits (B, num_labels) float32 from each row's last real token.
 
     positions default to 0..L-1 (while decoding: continuing from the tokens already cached);
     packed rows pass per-document positions and segment_ids (id 0 = padding), which also
-    confine attention to each document. decode=True runs on the KV cache (collection "cache",
+    confine attention to each document. attention_mask (B, L) (1 real, 0 right padding) is the
+    one-document form of segment_ids. decode=True runs on the KV cache (collection "cache",
     initialised by `init(..., decode=True)` on a (B, cache_len) input)."""
 
     cfg: GPTConfig
 
     @nn.compact
     def __call__(self, tokens_BxL: jnp.ndarray, *, positions: jnp.ndarray | None = None,
-                 segment_ids: jnp.ndarray | None = None, deterministic: bool = True,
-                 decode: bool = False) -> jnp.ndarray:
+                 segment_ids: jnp.ndarray | None = None, attention_mask: jnp.ndarray | None = None,
+                 deterministic: bool = True, decode: bool = False) -> jnp.ndarray:
         cfg = self.cfg
         B, L = tokens_BxL.shape
+        if attention_mask is not None:
+            if segment_ids is not None:
+                raise ValueError("GPT got both attention_mask and segment_ids: pass one (attention_mask "
+                                 "is the single-document form of segment_ids)")
+            segment_ids = jnp.asarray(attention_mask).astype(jnp.int32)
         if positions is None:
             positions = self._default_positions(L, decode)
         positions_BxL = jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (B, L))
@@ -104,13 +115,29 @@ class GPT(nn.Module):
                              positions=positions_BxL, segment_ids=segment_ids)
 
         if cfg.norm_position == "pre":  # post-norm layers already end normalised
-            x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm")(x_BxLxE)
+            x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm", epsilon=cfg.norm_epsilon)(x_BxLxE)
+        if cfg.num_labels:
+            return self._classify(x_BxLxE, segment_ids)
         if cfg.tie_embeddings:
             logits_BxLxV = embed.attend(x_BxLxE)
         else:
             logits_BxLxV = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype, name="head")(x_BxLxE)
         logits_BxLxV = logits_BxLxV.astype(jnp.float32)
         return nn.with_logical_constraint(logits_BxLxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
+
+    def _classify(self, x_BxLxE: jnp.ndarray, segment_ids: jnp.ndarray | None) -> jnp.ndarray:
+        """Dense "classifier" on the final hidden state of each row's last real token (the
+        only one that has seen the whole row under the causal mask)."""
+        B, L, _ = x_BxLxE.shape
+        index_L = jnp.arange(L, dtype=jnp.int32)
+        if segment_ids is None:
+            last_B = jnp.full((B,), L - 1, jnp.int32)
+        else:  # the last non-padding position; a row of padding only reads position 0
+            last_B = jnp.max(jnp.where(jnp.asarray(segment_ids) != 0, index_L[None], 0), axis=1)
+        last_BxE = jnp.take_along_axis(x_BxLxE, last_B[:, None, None], axis=1)[:, 0]
+        logits_BxC = Projection((self.cfg.num_labels,), (sh.EMBED, sh.LABELS), init_std=self.cfg.init_std,
+                                dtype=self.cfg.dtype, name="classifier")(last_BxE)
+        return nn.with_logical_constraint(logits_BxC.astype(jnp.float32), (sh.BATCH, None))
 
     def _default_positions(self, length: int, decode: bool) -> jnp.ndarray:
         """0..L-1, or while decoding the next L positions after those already cached."""

@@ -48,6 +48,36 @@ def test_bfloat16_stats_in_float32(kind):
     np.testing.assert_allclose(np.asarray(out, np.float32), want, atol=2e-2)
 
 
-def test_unknown_norm():
+@pytest.mark.parametrize("kind", ["layernorm", "rmsnorm"])
+def test_epsilon_reaches_the_norm(kind):
+    """Tiny-variance input: the output depends on epsilon (1e-12 vs 1e-5 vs the default) and
+    matches float64 with that epsilon; epsilon 0 is the norm's own default exactly."""
+    r = np.random.default_rng(1)
+    centre = 1.0 if kind == "layernorm" else 0.0  # rmsnorm: tiny mean square instead
+    x = (centre + 1e-3 * r.normal(size=(2, 3, 16))).astype(np.float32)
+    x64 = x.astype(np.float64)
+
+    def reference(eps):
+        if kind == "layernorm":
+            return (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + eps)
+        return x64 / np.sqrt((x64 ** 2).mean(-1, keepdims=True) + eps)
+
+    outs = {}
+    for eps in (0.0, 1e-5, 1e-12):
+        mod = make_norm(kind, epsilon=eps)
+        p = mod.init(jax.random.key(0), x)
+        outs[eps] = np.asarray(jax.jit(mod.apply)(p, x), np.float64)
+    default = 1e-5 if kind == "layernorm" else 1e-6
+    # float32 statistics of a (1 + 1e-3 noise) input keep ~4 significant digits of the variance
+    np.testing.assert_allclose(outs[1e-12], reference(1e-12), atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(outs[1e-5], reference(1e-5), atol=2e-3, rtol=2e-3)
+    np.testing.assert_array_equal(outs[0.0], np.asarray(jax.jit(make_norm(kind).apply)(p, x), np.float64))
+    np.testing.assert_allclose(outs[0.0], reference(default), atol=2e-3, rtol=2e-3)
+    assert np.max(np.abs(outs[1e-12] - outs[1e-5])) > 0.1
+
+
+def test_unknown_norm_and_negative_epsilon():
     with pytest.raises(ValueError, match="norm"):
         make_norm("batchnorm")
+    with pytest.raises(ValueError, match="epsilon"):
+        make_norm("layernorm", epsilon=-1.0)

@@ -8,9 +8,9 @@ import pytest
 
 from llmjax.blocks.attention import Attention
 from llmjax.blocks.ffn import FeedForward
-from llmjax.blocks.norms import make_norm
+from llmjax.blocks.norms import LayerNorm, RMSNorm, make_norm
 from llmjax.blocks.transformer import TransformerLayer
-from llmjax.models.gpt import GPTConfig
+from llmjax.models.gpt import GPT, GPTConfig
 
 CFG = GPTConfig(vocab_size=16, num_layers=2, d_model=16, num_heads=4, num_kv_heads=2, mlp_dim=32,
                   max_len=8, init_std=0.3)
@@ -68,3 +68,35 @@ def test_residual_dropout_only_when_not_deterministic():
     b = TransformerLayer(cfg, deterministic=False).apply({"params": p}, x, rngs={"dropout": jax.random.key(1)})
     np.testing.assert_allclose(a, layer.apply({"params": p}, x))
     assert not np.allclose(a, b)
+
+
+def _norm_epsilons(module, variables_or_rng, *args, init=False, **kw):
+    """Every norm the module calls, as (path, epsilon), recorded while it runs."""
+    seen = []
+
+    def record(next_fun, args_, kwargs_, context):
+        if isinstance(context.module, (LayerNorm, RMSNorm)) and context.method_name == "__call__":
+            seen.append(("/".join(context.module.path), context.module.epsilon))
+        return next_fun(*args_, **kwargs_)
+
+    with nn.intercept_methods(record):
+        (module.init if init else module.apply)(variables_or_rng, *args, **kw)
+    return seen
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+def test_norm_epsilon_reaches_every_norm(norm):
+    """config.model.norm_epsilon reaches each norm of the stack (layer and cross norms, GPT's
+    final norm); 0 leaves each norm its own default."""
+    x = np.random.default_rng(0).normal(size=(1, 4, 16)).astype(np.float32)
+    cfg = dataclasses.replace(CFG, norm=norm, norm_epsilon=1e-12)
+    seen = _norm_epsilons(TransformerLayer(cfg, cross_attention=True), jax.random.key(0), x,
+                          init=True, encoded_BxSxE=x)
+    assert sorted(p.split("/")[-1] for p, _ in seen) == ["attn_norm", "cross_norm", "ffn_norm"]
+    assert {e for _, e in seen} == {1e-12}
+    tokens = np.zeros((1, 4), np.int32)
+    seen = _norm_epsilons(GPT(cfg), jax.random.key(0), tokens, init=True)
+    assert len(seen) == 2 * cfg.num_layers + 1 and {e for _, e in seen} == {1e-12}
+    default = 1e-5 if norm == "layernorm" else 1e-6
+    seen = _norm_epsilons(GPT(dataclasses.replace(cfg, norm_epsilon=0.0)), jax.random.key(0), tokens, init=True)
+    assert len(seen) == 2 * cfg.num_layers + 1 and {e for _, e in seen} == {default}

@@ -1,4 +1,5 @@
-"""GPT: shapes, logical axis names, remat equivalence, dtypes, dropout, packing, size and cost."""
+"""GPT: shapes, logical axis names, remat equivalence, dtypes, dropout, packing, size and cost,
+the sequence-classifier head."""
 import dataclasses
 import functools
 
@@ -174,3 +175,36 @@ def test_scanned_layers_equal_unrolled(remat):
     prompt = TOKENS[:, :3]
     kw = dict(max_new_tokens=5, rng=jax.random.key(0), temperature=0.0)
     np.testing.assert_array_equal(generate(scanned, stacked, prompt, **kw), generate(model, params, prompt, **kw))
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_classifier_reads_each_rows_last_real_token(tie):
+    """Ragged right padding: each row's class logits = that row run alone, unpadded (whose last
+    token is its last real one). Reading position L-1 instead would see a padding row."""
+    cfg = dataclasses.replace(CFG, num_labels=3, tie_embeddings=tie)
+    model, v = _init(cfg)
+    assert "classifier" in v["params"] and "head" not in v["params"] and "embed" in v["params"]
+    lengths = (8, 5, 2)
+    tokens = np.random.default_rng(1).integers(1, 32, size=(3, 8)).astype(np.int32)
+    mask = (np.arange(8)[None] < np.array(lengths)[:, None]).astype(np.int32)
+    logits = _apply(model, v, tokens, attention_mask=mask)
+    assert logits.shape == (3, 3) and logits.dtype == jnp.float32
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(logits[b], _apply(model, v, tokens[b:b + 1, :n])[0], atol=1e-5, rtol=1e-5)
+    # the padding's own contents do not matter
+    garbage = np.where(mask == 1, tokens, 7)
+    np.testing.assert_allclose(_apply(model, v, garbage, attention_mask=mask), logits, atol=1e-6)
+    unmasked = _apply(model, v, tokens)  # no mask: every row ends at position L-1
+    assert not np.allclose(unmasked[1:], logits[1:], atol=1e-3)
+    np.testing.assert_allclose(unmasked[0], logits[0], atol=1e-5)
+    with pytest.raises(ValueError, match="attention_mask and segment_ids"):
+        _apply(model, v, tokens, attention_mask=mask, segment_ids=mask)
+
+
+def test_attention_mask_is_the_padding_form_of_segment_ids():
+    model, v = _init()
+    mask = np.ones_like(TOKENS)
+    mask[1, 5:] = 0
+    out = _apply(model, v, TOKENS, attention_mask=mask)
+    np.testing.assert_array_equal(out, _apply(model, v, TOKENS, segment_ids=mask))
+    np.testing.assert_allclose(out[1, :5], _apply(model, v, TOKENS[1:, :5])[0], atol=1e-5)

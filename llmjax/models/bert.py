@@ -1,0 +1,210 @@
+"""BERT: a bidirectional Transformer encoder (Devlin et al. 2019) wired from the shared blocks,
+with its pretraining heads (masked LM + next-sentence prediction) or a sequence classifier.
+
+The defaults are BERT's own choices (post-LN, erf GELU, LayerNorm eps 1e-12, learned positions,
+dropout 0.1, two token types) at BERT-Small's size (Turc et al. 2019: 4 layers, width 512,
+8 heads), so a Hugging Face BERT maps onto it parameter for parameter. Parameter tree:
+  embeddings/{token/embedding, token_type_embedding, position/embedding, norm}
+  layer_0..layer_{n-1} (or layers, scanned), final_norm (pre-LN only), pooler
+  pretraining: mlm_head/{transform, norm, output_bias}, nsp_head   classifier: classifier
+The encoder and pooler are the same in both modes, so fine-tuning warm-starts by path.
+
+Shape key: B batch, L length, P predicted (masked) positions per row, E embed width (d_model),
+V padded vocabulary, T token types, C classes (num_labels).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from llmjax import sharding as sh
+from llmjax.blocks.attention import Projection
+from llmjax.blocks.embed import Embed
+from llmjax.blocks.norms import make_norm
+from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
+from llmjax.blocks.transformer import TransformerConfig, run_layers
+from llmjax.config import RUNTIME, DataConfig, check_positive, fail
+from llmjax.models.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig(TransformerConfig):
+    """config.model for name="bert": the Transformer stack's keys (BERT's defaults) plus these."""
+    num_layers: int = 4  # transformer layers (BERT-Small)
+    d_model: int = 512  # residual width
+    num_heads: int = 8  # query heads; d_model must be divisible by it
+    mlp_dim: int = 2048  # hidden width of the feed-forward block
+    ffn: str = "gelu_exact"  # BERT's erf GELU (Hugging Face "gelu")
+    norm_position: str = "post"  # BERT normalises after each residual sum
+    norm_epsilon: float = 1e-12  # BERT's LayerNorm epsilon
+    dropout: float = 0.1  # residual, embedding and classifier dropout
+    attention_dropout: float = 0.1  # dropout on attention probabilities
+    name: str = "bert"  # model family, looked up in llmjax.models.registry
+    max_len: int = 512  # learned position table length (0 = data.seq_len)
+    type_vocab_size: int = 2  # token types (segments A/B)
+    vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
+    vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
+    # 0 = pretraining heads (MLM + NSP); k > 0 = a k-class sequence classifier (a fine-tuning task sets it)
+    num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)
+
+    def validate(self) -> None:
+        super().validate()
+        check_positive("model.vocab_multiple", self.vocab_multiple)
+        check_positive("model.max_len", self.max_len, allow_zero=True)
+        check_positive("model.type_vocab_size", self.type_vocab_size)
+        if self.num_labels < 0:
+            raise ValueError(f"num_labels={self.num_labels} is negative: use 0 for the pretraining "
+                             "heads or the number of classes for a classifier")
+
+    def check_run(self, data: DataConfig, mesh_sizes: tuple[int, int, int] | None) -> None:
+        if self.max_len and data.seq_len > self.max_len:
+            fail("data.seq_len", data.seq_len, f"exceeds config.model.max_len={self.max_len} "
+                 "(the positional table): raise max_len or lower seq_len")
+        if mesh_sizes is not None:
+            self.validate_mesh(*mesh_sizes)
+
+    def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str) -> BertConfig:
+        """The runtime config: vocabulary padded to vocab_multiple, max_len 0 -> max_len,
+        num_kv_heads 0 -> num_heads, 'auto' attention resolved for the platform."""
+        padded = -(-vocab_size // self.vocab_multiple) * self.vocab_multiple
+        return dataclasses.replace(self.with_backend(platform), vocab_size=padded,
+                                   max_len=self.max_len or max_len, num_kv_heads=self.kv_heads,
+                                   dtype=dtype)
+
+    def summary(self) -> str:
+        heads = (f"classifier over {self.num_labels} labels" if self.num_labels
+                 else "MLM + NSP heads")
+        return (f"vocab {self.vocab_size}, {self.position} positions, "
+                f"{self.attention_backend} attention, {heads}")
+
+    def matmul_params(self) -> int:
+        """Parameters in the encoder's matmuls (attention and FFN kernels). The MLM head is
+        counted per predicted token (mlm_head_flops); the pooler, NSP and classifier act once
+        per sequence and are left out (under 1/L of a layer)."""
+        d, h, kv, hd = self.d_model, self.num_heads, self.kv_heads, self.head_dim
+        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
+        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.mlp_dim
+        return self.num_layers * (attn + ffn)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Encoder training FLOPs per token, forward + backward: 6 N_matmul + 12 n_layers d_model T
+        (every query sees all T keys: no causal half to discount)."""
+        return 6.0 * self.matmul_params() + 12.0 * self.num_layers * self.d_model * seq_len
+
+    def mlm_head_flops(self) -> float:
+        """Training FLOPs per predicted token of the MLM head: 6 (d*d + d*V) (transform + tied
+        output projection); the task multiplies by the number of masked positions."""
+        d = self.d_model
+        return 6.0 * (d * d + d * self.vocab_size)
+
+
+class BertEmbeddings(nn.Module):
+    """token + token type + position (learned or sinusoidal; rope/alibi act in attention), then
+    the norm and dropout. `attend` is the tied output projection of the MLM head."""
+
+    cfg: BertConfig
+
+    def setup(self):
+        cfg = self.cfg
+        self.token = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype)
+        self.token_type_embedding = self.param(
+            "token_type_embedding",
+            nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), (sh.TYPE_VOCAB, sh.EMBED)),
+            (cfg.type_vocab_size, cfg.d_model), jnp.float32)
+        if cfg.position == "learned":
+            self.position = LearnedPositions(cfg.max_len, cfg.d_model, cfg.init_std, cfg.dtype)
+        self.norm = make_norm(cfg.norm, cfg.dtype, epsilon=cfg.norm_epsilon)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def __call__(self, tokens_BxL: jax.Array, token_types_BxL: jax.Array, positions_BxL: jax.Array,
+                 deterministic: bool = True) -> jax.Array:
+        cfg = self.cfg
+        x_BxLxE = self.token(tokens_BxL)
+        x_BxLxE = x_BxLxE + jnp.take(self.token_type_embedding, token_types_BxL, axis=0).astype(cfg.dtype)
+        if cfg.position == "learned":
+            x_BxLxE = x_BxLxE + self.position(positions_BxL)
+        elif cfg.position == "sinusoidal":
+            x_BxLxE = x_BxLxE + sinusoidal_embedding(positions_BxL, cfg.d_model).astype(cfg.dtype)
+        x_BxLxE = self.dropout(self.norm(x_BxLxE), deterministic=deterministic)
+        return nn.with_logical_constraint(x_BxLxE, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_EMBED))
+
+    def attend(self, x_BxLxE: jax.Array) -> jax.Array:
+        return self.token.attend(x_BxLxE)
+
+
+class MLMHead(nn.Module):
+    """BERT's masked-LM head: dense E->E, GELU, norm, then the tied projection onto the token
+    table plus an output bias (V,); float32 logits."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, x_BxPxE: jax.Array, attend: Callable[[jax.Array], jax.Array]) -> jax.Array:
+        cfg = self.cfg
+        h_BxPxE = Projection((cfg.d_model,), (sh.EMBED, sh.EMBED_OUT), init_std=cfg.init_std,
+                             dtype=cfg.dtype, name="transform")(x_BxPxE)
+        h_BxPxE = jax.nn.gelu(h_BxPxE, approximate=cfg.ffn == "gelu")  # the stack's GELU kind
+        h_BxPxE = make_norm(cfg.norm, cfg.dtype, name="norm", epsilon=cfg.norm_epsilon)(h_BxPxE)
+        bias_V = self.param("output_bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), (sh.VOCAB,)),
+                            (cfg.vocab_size,), jnp.float32)
+        logits_BxPxV = attend(h_BxPxE) + bias_V
+        return nn.with_logical_constraint(logits_BxPxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
+
+
+class BERT(nn.Module):
+    """tokens (B, L) int32 -> (mlm_logits, nsp_logits) with cfg.num_labels == 0, else
+    classifier logits (B, num_labels); all float32.
+
+    token_types default to 0; attention_mask (B, L) is 1 on real tokens and 0 on padding (it
+    becomes the attention's segment ids, so padding is never attended and padded rows stay
+    finite); positions default to 0..L-1. mlm_logits are (B, P, V) at masked_positions (B, P)
+    when given (gathered before the head: only predicted positions pay for it), else (B, L, V)."""
+
+    cfg: BertConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxL: jax.Array, *, token_types: jax.Array | None = None,
+                 attention_mask: jax.Array | None = None, positions: jax.Array | None = None,
+                 masked_positions: jax.Array | None = None,
+                 deterministic: bool = True) -> jax.Array | tuple[jax.Array, jax.Array]:
+        cfg = self.cfg
+        B, L = tokens_BxL.shape
+        if positions is None:
+            positions = jnp.arange(L, dtype=jnp.int32)[None]
+        positions_BxL = jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (B, L))
+        types_BxL = (jnp.zeros((B, L), jnp.int32) if token_types is None
+                     else jnp.asarray(token_types, jnp.int32))
+        segments_BxL = None if attention_mask is None else jnp.asarray(attention_mask).astype(jnp.int32)
+
+        embeddings = BertEmbeddings(cfg, name="embeddings")
+        x_BxLxE = embeddings(tokens_BxL, types_BxL, positions_BxL, deterministic=deterministic)
+        x_BxLxE = run_layers(cfg, x_BxLxE, causal=False, deterministic=deterministic,
+                             positions=positions_BxL, segment_ids=segments_BxL)
+        if cfg.norm_position == "pre":  # post-norm layers already end normalised
+            x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm", epsilon=cfg.norm_epsilon)(x_BxLxE)
+
+        pooled_BxE = jnp.tanh(Projection((cfg.d_model,), (sh.EMBED, sh.EMBED_OUT), init_std=cfg.init_std,
+                                         dtype=cfg.dtype, name="pooler")(x_BxLxE[:, 0]))
+        pooled_BxE = nn.with_logical_constraint(pooled_BxE, (sh.BATCH, sh.ACT_EMBED))
+        if cfg.num_labels:
+            pooled_BxE = nn.Dropout(cfg.dropout)(pooled_BxE, deterministic=deterministic)
+            logits_BxC = Projection((cfg.num_labels,), (sh.EMBED, sh.LABELS), init_std=cfg.init_std,
+                                    dtype=cfg.dtype, name="classifier")(pooled_BxE)
+            return nn.with_logical_constraint(logits_BxC.astype(jnp.float32), (sh.BATCH, None))
+
+        if masked_positions is not None:
+            index_BxPx1 = jnp.asarray(masked_positions, jnp.int32)[..., None]
+            x_BxLxE = jnp.take_along_axis(x_BxLxE, index_BxPx1, axis=1)  # now (B, P, E)
+        mlm_logits = MLMHead(cfg, name="mlm_head")(x_BxLxE, embeddings.attend)
+        nsp_logits_Bx2 = Projection((2,), (sh.EMBED, sh.LABELS), init_std=cfg.init_std, dtype=cfg.dtype,
+                                    name="nsp_head")(pooled_BxE).astype(jnp.float32)
+        return mlm_logits, nn.with_logical_constraint(nsp_logits_Bx2, (sh.BATCH, None))
+
+
+@register("bert", BertConfig)
+def build_bert(cfg: BertConfig) -> BERT:
+    return BERT(cfg)
