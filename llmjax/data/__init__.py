@@ -1,4 +1,5 @@
-"""Data: documents (sources), tokenizers, cached token streams and stateless batches (pipeline).
+"""Data: documents (sources), tokenizers, cached token streams and stateless batches (pipeline);
+for BERT, sentence-pair batches (sentence_pairs) and MLM masking (masking).
 
 Nothing here imports models or training; tensorflow_datasets is imported only when a tfds-backed
 source (stdlib, tfds:) is read.

@@ -266,7 +266,7 @@ class SentencePairs:
         if n_docs < 2:
             raise ValueError(f"the token stream has {n_docs} document(s) with text, too few for "
                              "sentence pairs (a random B comes from another document): use "
-                             "more data (or a smaller seq_len for shorter segments)")
+                             "more data, at least two documents with text")
         t1 = time.perf_counter()
         built = [build_pass(self.segments, self.max_num_tokens, short_seq_prob,
                             np.random.default_rng([seed, p])) for p in range(passes)]

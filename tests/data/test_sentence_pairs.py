@@ -237,7 +237,7 @@ def test_eval_is_in_order_and_pads_past_the_end():
 def test_errors_are_one_line():
     tok = ByteTokenizer()
     one_doc = tokenize_documents(tok, ["Just one document. With two sentences.", "  \n"])
-    with pytest.raises(ValueError, match="1 document.* use more data") as e:
+    with pytest.raises(ValueError, match="1 document.* use more data, at least two") as e:
         SentencePairs(one_doc, tok, 32, 4, 0, shuffle=True)
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="seq_len=4 .* use seq_len >= 5"):
