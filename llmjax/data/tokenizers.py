@@ -6,6 +6,12 @@ bits per byte and compared across tokenizers. All three round-trip text exactly:
 sentencepiece is configured as a lossless code tokenizer (identity normalisation, no dummy
 prefix, whitespace kept, "\\n" a symbol of its own, byte fallback for anything else).
 
+Every tokenizer also has the five BERT specials [PAD] [UNK] [CLS] [SEP] [MASK]. Their ids are
+appended after the existing vocabulary (no existing id moves, so token caches and GPT
+checkpoints keep their meaning), they are derived from the vocabulary rather than stored, and
+ordinary text can never encode to them: in sentencepiece they are not user-defined symbols
+(which a literal "[CLS]" in the text would produce) but ids past the model's own pieces.
+
 A tokenizer lives in a directory as `tokenizer.json` (+ `tokenizer.model` for sentencepiece);
 files are written atomically so a crash never leaves a half-written tokenizer behind.
 """
@@ -29,6 +35,7 @@ _SPACE = "\u2581"  # sentencepiece's whitespace marker
 _SPM_TRAIN_THREADS = 4  # fixed: unigram training results depend on the thread count
 _SPM_SENTENCE_CHARS = 4096  # training "sentences" are runs of whole lines up to this length
 _SPM_ENCODE_CHUNK = 1 << 16  # long documents are cut after a newline so threads share them
+SPECIALS = ("pad", "unk", "cls", "sep", "mask")
 
 
 class Tokenizer(abc.ABC):
@@ -54,15 +61,58 @@ class Tokenizer(abc.ABC):
 
     @abc.abstractmethod
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
-        """Text of ids; EOS and ids outside the vocabulary (model padding) render as nothing."""
+        """Text of ids; EOS, [PAD] [CLS] [SEP] [MASK] and ids outside the vocabulary (model
+        padding) render as nothing ([UNK] keeps the rendering it had before specials existed)."""
 
     @abc.abstractmethod
     def byte_lengths(self) -> np.ndarray:
-        """UTF-8 bytes each id stands for, shape (vocab_size,); 0 for EOS and controls."""
+        """UTF-8 bytes each id stands for, shape (vocab_size,); 0 for EOS, specials, controls."""
 
     @abc.abstractmethod
     def _spec(self) -> dict:
         """JSON-able description that `load_tokenizer` rebuilds the tokenizer from."""
+
+    @property
+    @abc.abstractmethod
+    def special_ids(self) -> dict[str, int]:
+        """Ids of [PAD] [UNK] [CLS] [SEP] [MASK] under the keys of SPECIALS."""
+
+    @abc.abstractmethod
+    def pieces(self) -> list[str]:
+        """The text each id stands for; "" for EOS, the specials and controls."""
+
+    def _control_ids(self) -> list[int]:
+        """Ids besides EOS and the specials that never stand for text (sentencepiece's)."""
+        return []
+
+    @property
+    def pad_id(self) -> int:
+        return self.special_ids["pad"]
+
+    @property
+    def unk_id(self) -> int:
+        return self.special_ids["unk"]
+
+    @property
+    def cls_id(self) -> int:
+        return self.special_ids["cls"]
+
+    @property
+    def sep_id(self) -> int:
+        return self.special_ids["sep"]
+
+    @property
+    def mask_id(self) -> int:
+        return self.special_ids["mask"]
+
+    def special_mask(self) -> np.ndarray:
+        """bool (vocab_size,): ids never to be masked, predicted, or used as random replacements.
+
+        True for EOS, the five specials and sentencepiece's control/unused ids.
+        """
+        out = np.zeros(self.vocab_size, bool)
+        out[[self.eos_id, *self.special_ids.values(), *self._control_ids()]] = True
+        return out
 
     def encode(self, text: str) -> list[int]:
         return self.encode_batch([text])[0].tolist()
@@ -73,7 +123,10 @@ class Tokenizer(abc.ABC):
 
     def save(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
-        spec = dict(self._spec(), kind=self.kind, vocab_size=self.vocab_size, eos_id=self.eos_id)
+        # special_ids are recorded for readers and checked on load; files without them (written
+        # before specials existed) load with the same ids, since the ids are derived.
+        spec = dict(self._spec(), kind=self.kind, vocab_size=self.vocab_size, eos_id=self.eos_id,
+                    special_ids=self.special_ids)
         data = json.dumps(spec, indent=1).encode()
         atomic_write(os.path.join(directory, SPEC_FILE), lambda f: f.write(data))
 
@@ -83,12 +136,19 @@ class Tokenizer(abc.ABC):
 
 
 class ByteTokenizer(Tokenizer):
-    """ids 0..255 are UTF-8 bytes, 256 is EOS. Needs no training; lossless for any str."""
+    """ids 0..255 are UTF-8 bytes, 256 is EOS, then [PAD] [UNK] [CLS] [SEP] [MASK] (257..261).
+
+    Needs no training; lossless for any str.
+    """
 
     kind = "byte"
     name = "byte"
-    vocab_size = 257
+    vocab_size = 262
     eos_id = 256
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        return {"pad": 257, "unk": 258, "cls": 259, "sep": 260, "mask": 261}
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         return [np.frombuffer(t.encode("utf-8", "surrogatepass"), np.uint8).astype(np.int32)
@@ -102,14 +162,18 @@ class ByteTokenizer(Tokenizer):
             return data.decode("utf-8", "replace")
 
     def byte_lengths(self) -> np.ndarray:
-        return np.array([1] * 256 + [0], np.int32)
+        return np.array([1] * 256 + [0] * 6, np.int32)
+
+    def pieces(self) -> list[str]:
+        return [bytes([b]).decode("utf-8", "replace") for b in range(256)] + [""] * 6
 
     def _spec(self) -> dict:
         return {"kind": "byte"}
 
 
 class CharTokenizer(Tokenizer):
-    """One id per character seen in training (sorted), then EOS, then UNK for unseen ones."""
+    """One id per character seen in training (sorted), then EOS, UNK (for unseen characters),
+    PAD, CLS, SEP, MASK."""
 
     kind = "char"
 
@@ -127,15 +191,16 @@ class CharTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return len(self.chars) + 2
+        return len(self.chars) + 6
 
     @property
     def eos_id(self) -> int:
         return len(self.chars)
 
     @property
-    def unk_id(self) -> int:
-        return len(self.chars) + 1
+    def special_ids(self) -> dict[str, int]:
+        n = len(self.chars)
+        return {"pad": n + 2, "unk": n + 1, "cls": n + 3, "sep": n + 4, "mask": n + 5}
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         out = []
@@ -153,15 +218,23 @@ class CharTokenizer(Tokenizer):
 
     def byte_lengths(self) -> np.ndarray:
         # UNK counts 1: it replaced a character of at least one byte.
-        return np.array([len(c.encode("utf-8", "surrogatepass")) for c in self.chars] + [0, 1],
-                        np.int32)
+        return np.array([len(c.encode("utf-8", "surrogatepass")) for c in self.chars]
+                        + [0, 1, 0, 0, 0, 0], np.int32)
+
+    def pieces(self) -> list[str]:
+        return list(self.chars) + [""] * 6
 
     def _spec(self) -> dict:
         return {"kind": "char", "chars": self.chars}
 
 
 class SentencePieceTokenizer(Tokenizer):
-    """A sentencepiece model set up for exact round trips of source code and prose."""
+    """A sentencepiece model set up for exact round trips of source code and prose.
+
+    Ids: sentencepiece's own pieces (its <unk>, id 0, is [UNK]), then [PAD] [CLS] [SEP] [MASK]
+    at get_piece_size() + 0..3. Those four are not sentencepiece user-defined symbols, so no
+    text (not even a literal "[CLS]") encodes to them.
+    """
 
     kind = "sentencepiece"
 
@@ -204,11 +277,32 @@ class SentencePieceTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return self.sp.get_piece_size()
+        return self.sp.get_piece_size() + 4
 
     @property
     def eos_id(self) -> int:
         return self.sp.eos_id()
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        n = self.sp.get_piece_size()
+        return {"pad": n, "unk": self.sp.unk_id(), "cls": n + 1, "sep": n + 2, "mask": n + 3}
+
+    def _control_ids(self) -> list[int]:
+        sp = self.sp
+        return [i for i in range(sp.get_piece_size())
+                if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i)]
+
+    def pieces(self) -> list[str]:
+        sp, out = self.sp, []
+        for i in range(sp.get_piece_size()):
+            if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+                out.append("")
+            elif sp.is_byte(i):  # "<0xC3>"
+                out.append(bytes([int(sp.id_to_piece(i)[3:5], 16)]).decode("utf-8", "replace"))
+            else:
+                out.append(sp.id_to_piece(i).replace(_SPACE, " "))
+        return out + [""] * 4
 
     def encode_batch(self, texts: Sequence[str], num_threads: int | None = None
                      ) -> list[np.ndarray]:
@@ -236,12 +330,13 @@ class SentencePieceTokenizer(Tokenizer):
         return [np.array(r, np.int32) for r in result]
 
     def decode(self, ids) -> str:
-        return self.sp.decode(self._valid(ids))
+        n = self.sp.get_piece_size()
+        return self.sp.decode([i for i in self._valid(ids) if i < n])
 
     def byte_lengths(self) -> np.ndarray:
         sp = self.sp
         out = np.zeros(self.vocab_size, np.int32)
-        for i in range(self.vocab_size):
+        for i in range(sp.get_piece_size()):
             if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
                 continue
             out[i] = 1 if sp.is_byte(i) else len(sp.id_to_piece(i).replace(_SPACE, " ").encode())
@@ -277,20 +372,28 @@ def load_tokenizer(directory: str) -> Tokenizer:
             model_type, requested = spec["model_type"], spec["requested_vocab_size"]
             matches = hashlib.sha1(proto).hexdigest() == spec["model_sha1"]
         chars = spec["chars"] if kind == "char" else None
+        recorded = spec.get("special_ids")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         what = f"{type(e).__name__}: {e}" if not isinstance(e, KeyError) else f"no {e} in {SPEC_FILE}"
         raise ValueError(f"the tokenizer in {directory} is damaged ({what.splitlines()[0][:200]}): "
                          f"delete {directory} to retrain, or restore it") from None
     if kind == "byte":
-        return ByteTokenizer()
-    if kind == "char":
-        return CharTokenizer(chars)
-    if kind == "sentencepiece":
+        tok = ByteTokenizer()
+    elif kind == "char":
+        tok = CharTokenizer(chars)
+    elif kind == "sentencepiece":
         if not matches:
             raise ValueError(f"{directory}/{spec['model_file']} does not match {SPEC_FILE} "
                              "(the tokenizer was modified): delete the directory to retrain")
-        return SentencePieceTokenizer(proto, model_type, requested)
-    raise ValueError(f"{path}: unknown tokenizer kind {kind!r}: expected byte, char or sentencepiece")
+        tok = SentencePieceTokenizer(proto, model_type, requested)
+    else:
+        raise ValueError(f"{path}: unknown tokenizer kind {kind!r}: expected byte, char or "
+                         "sentencepiece")
+    if recorded is not None and recorded != tok.special_ids:
+        raise ValueError(f"{path} records special ids {recorded} but this version assigns "
+                         f"{tok.special_ids}: delete {directory} to retrain, or use the llmjax "
+                         "version that wrote it")
+    return tok
 
 
 def train_tokenizer(cfg: DataConfig, train_texts: Sequence[str]) -> Tokenizer:

@@ -1,4 +1,6 @@
-"""Tokenizers: exact round trips on real stdlib source, byte accounting, save/load/reuse."""
+"""Tokenizers: exact round trips on real stdlib source, byte accounting, save/load/reuse,
+and the BERT specials (appended ids no text can produce)."""
+import json
 import os
 import string
 
@@ -48,7 +50,7 @@ def _check_round_trip_and_bytes(tok, texts):
 
 def test_byte(stdlib_texts):
     tok = ByteTokenizer()
-    assert (tok.vocab_size, tok.eos_id) == (257, 256)
+    assert (tok.vocab_size, tok.eos_id) == (262, 256)
     _check_round_trip_and_bytes(tok, stdlib_texts[1])
     assert tok.encode("é") == [0xC3, 0xA9]
     assert tok.decode(tok.encode("\ud800x")) == "\ud800x"  # lone surrogates survive too
@@ -58,7 +60,7 @@ def test_byte(stdlib_texts):
 def test_char():
     text = string.ascii_letters + " \n!$&',-.3:;?"  # tinyshakespeare's 65 characters
     tok = CharTokenizer.train([text[:30], text[30:]])
-    assert tok.vocab_size == 67 and tok.eos_id == 65 and tok.unk_id == 66
+    assert tok.vocab_size == 71 and tok.eos_id == 65 and tok.unk_id == 66
     assert tok.chars == sorted(text)
     _check_round_trip_and_bytes(tok, [text, "Hello, World!\n"])
     ids = tok.encode("a€b")
@@ -73,9 +75,11 @@ def test_char_unicode_byte_lengths():
 
 def test_sentencepiece_round_trips_real_code(spm_bpe, stdlib_texts):
     tok = spm_bpe
-    assert tok.vocab_size == 512 and tok.eos_id == 1 and tok.name == "sentencepiece (bpe, 512)"
+    assert tok.sp.get_piece_size() == 512 and tok.vocab_size == 516 and tok.eos_id == 1
+    assert tok.name == "sentencepiece (bpe, 516)"
     _check_round_trip_and_bytes(tok, stdlib_texts[1])
-    pieces = [tok.sp.id_to_piece(i) for i in range(tok.vocab_size) if not tok.sp.is_byte(i)]
+    pieces = [tok.sp.id_to_piece(i) for i in range(tok.sp.get_piece_size())
+              if not tok.sp.is_byte(i)]
     assert "\n" in pieces and "\u2581\u2581\u2581\u2581" in pieces  # newline, indentation
     assert all(len(p) == 1 for p in pieces if any(c.isdigit() for c in p))  # digits split
     held_out = "".join(stdlib_texts[1][:-1])
@@ -89,6 +93,7 @@ def test_sentencepiece_unigram_and_small_corpus(stdlib_texts):
     _check_round_trip_and_bytes(tok, stdlib_texts[1][:5] + [TRICKY])
     tiny = SentencePieceTokenizer.train(["tiny corpus\n" * 3], 5000, "bpe", 1000)
     assert tiny.vocab_size < 5000 and tiny.requested_vocab_size == 5000  # no hard limit
+    assert tiny.vocab_size == tiny.sp.get_piece_size() + 4
     _check_round_trip_and_bytes(tiny, [TRICKY])
 
 
@@ -143,4 +148,98 @@ def test_load_errors(tmp_path):
     with open(tmp_path / "tokenizer.model", "ab") as f:
         f.write(b"x")
     with pytest.raises(ValueError, match="does not match"):
+        load_tokenizer(str(tmp_path))
+
+
+# ---------------------------------------------------------------- BERT specials
+
+LITERAL_SPECIALS = ("[CLS] a [SEP] b [SEP] [MASK] [PAD] [UNK] <unk> <s> </s> <pad> <mask> "
+                    "\u2581[CLS]\n" * 3)
+
+
+@pytest.fixture(scope="module")
+def three_kinds(spm_bpe, stdlib_texts):
+    return [ByteTokenizer(), CharTokenizer.train(stdlib_texts[0][:5] + [LITERAL_SPECIALS]),
+            spm_bpe]
+
+
+def test_specials_are_appended_after_the_old_vocabulary(spm_bpe):
+    assert ByteTokenizer().special_ids == {"pad": 257, "unk": 258, "cls": 259, "sep": 260,
+                                           "mask": 261}
+    char = CharTokenizer.train(["ab"])
+    assert (char.eos_id, char.special_ids) == (2, {"pad": 4, "unk": 3, "cls": 5, "sep": 6,
+                                                   "mask": 7})
+    n = spm_bpe.sp.get_piece_size()
+    assert spm_bpe.special_ids == {"pad": n, "unk": 0, "cls": n + 1, "sep": n + 2, "mask": n + 3}
+    assert spm_bpe.sp.id_to_piece(0) == "<unk>"
+    # the token-cache key did not move: cached streams stay valid
+    assert ByteTokenizer().fingerprint() == "f70fbb81f7b7ab6c"
+    assert CharTokenizer(["a", "b"]).fingerprint() == "0d1cedd0690dc03d"
+
+
+def test_specials_are_distinct_and_never_produced_by_text(three_kinds, stdlib_texts):
+    for tok in three_kinds:
+        ids = tok.special_ids
+        assert set(ids) == set(tokenizers.SPECIALS)
+        assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == tuple(
+            ids[k] for k in ("pad", "unk", "cls", "sep", "mask"))
+        assert len({*ids.values(), tok.eos_id}) == 6
+        assert all(0 <= i < tok.vocab_size for i in ids.values())
+        texts = [LITERAL_SPECIALS, *stdlib_texts[1]]
+        encoded = tok.encode_batch(texts)
+        flat = np.concatenate(encoded)
+        never = [ids["pad"], ids["cls"], ids["sep"], ids["mask"], tok.eos_id]
+        assert not np.isin(flat, never).any()
+        if not isinstance(tok, CharTokenizer):  # char's UNK is real: unseen characters
+            assert not tok.special_mask()[flat].any()
+        assert not tok.special_mask()[encoded[0]].any()  # every char of the literals is known
+        for text, x in zip(texts, encoded):  # specials render as nothing, count no bytes
+            assert tok.decode(np.r_[ids["cls"], x[:7], ids["sep"], ids["mask"], x[7:],
+                                    ids["sep"], ids["pad"], ids["pad"]]) == tok.decode(x)
+        assert tok.decode(encoded[0]) == LITERAL_SPECIALS
+        lengths = tok.byte_lengths()
+        assert (lengths[never] == 0).all()
+
+
+def test_special_mask_and_pieces_agree(three_kinds, stdlib_texts):
+    ascii_text = "".join(t for t in stdlib_texts[1] if t.isascii())[:50_000] + LITERAL_SPECIALS
+    known = set(three_kinds[1].chars)  # no UNK from the char tokenizer
+    ascii_text = "".join(c for c in ascii_text if c.isascii() and c in known)
+    for tok in three_kinds:
+        pieces, mask, lengths = tok.pieces(), tok.special_mask(), tok.byte_lengths()
+        assert len(pieces) == len(mask) == tok.vocab_size and mask.dtype == bool
+        assert [i for i, p in enumerate(pieces) if p == ""] == np.flatnonzero(mask).tolist()
+        assert mask[[tok.eos_id, *tok.special_ids.values()]].all()
+        ids = tok.encode(ascii_text)
+        assert "".join(pieces[i] for i in ids) == ascii_text  # pieces spell the text
+        for i, p in enumerate(pieces):  # and agree with the byte accounting
+            if p and p != "\ufffd":
+                assert lengths[i] == len(p.encode()), (tok.kind, i, p)
+    byte_pieces = ByteTokenizer().pieces()
+    assert byte_pieces[ord(" ")] == " " and byte_pieces[0xC3] == "\ufffd"
+    sp = three_kinds[2]
+    controls = [i for i in range(sp.sp.get_piece_size()) if sp.sp.is_control(i)]
+    assert controls and sp.special_mask()[controls].all()
+    first_byte = sp.sp.piece_to_id("<0x0A>")
+    assert sp.pieces()[first_byte] == "\n" and sp.pieces()[sp.sp.piece_to_id("<0x41>")] == "A"
+    spaced = [i for i in range(sp.sp.get_piece_size()) if sp.sp.id_to_piece(i).startswith("\u2581")]
+    assert spaced and all(sp.pieces()[i].startswith(" ") for i in spaced)
+
+
+@pytest.mark.parametrize("kind", ["byte", "char", "sentencepiece"])
+def test_files_without_specials_load_with_the_same_ids(kind, tmp_path, stdlib_texts):
+    cfg = DataConfig(tokenizer=kind, vocab_size=320, spm_train_chars=30_000)
+    tok = train_or_load_tokenizer(cfg, stdlib_texts[0][:10], str(tmp_path), log=lambda s: None)
+    path = tmp_path / "tokenizer.json"
+    spec = json.loads(path.read_text())
+    assert spec["special_ids"] == tok.special_ids
+    old = {k: v for k, v in spec.items() if k != "special_ids"}  # as the previous version wrote
+    old["vocab_size"] = spec["vocab_size"] - (5 if kind == "byte" else 4)
+    path.write_text(json.dumps(old))
+    loaded = load_tokenizer(str(tmp_path))
+    assert loaded.special_ids == tok.special_ids and loaded.vocab_size == tok.vocab_size
+    assert loaded.fingerprint() == tok.fingerprint()
+    assert loaded.encode(TRICKY) == tok.encode(TRICKY)
+    path.write_text(json.dumps(dict(spec, special_ids=dict(tok.special_ids, cls=3))))
+    with pytest.raises(ValueError, match="records special ids .* delete"):
         load_tokenizer(str(tmp_path))

@@ -7,6 +7,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from llmjax.data.tokenizers import load_tokenizer
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.training.loop import DivergedError
 from tests.helpers import tiny_config, write_corpus
@@ -74,7 +75,8 @@ def test_eval_covers_the_whole_split_and_the_baseline_the_same_rows(tmp_path):
     assert out["tokens"] == rows * run.data.seq_len  # every validation row, padding excluded
     # The baseline over exactly those targets.
     train = np.load(work / "data" / "train.npy")
-    counts = np.bincount(train, minlength=257).astype(np.float64) + 1.0
+    vocab = load_tokenizer(str(work / "tokenizer")).vocab_size  # smoothing covers the specials
+    counts = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
     log_p = np.log(counts / counts.sum())
     targets = val[1:rows * run.data.seq_len + 1]
     assert out["unigram_loss"] == pytest.approx(-log_p[targets].mean(), rel=1e-9)

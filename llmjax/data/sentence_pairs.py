@@ -1,0 +1,344 @@
+"""BERT's sentence-pair (NSP) examples, built in token space on the cached stream.
+
+`pipeline.prepare` already gives a 1-D stream (each document's ids, then EOS), so the corpus is
+not read twice: documents are cut into segments with per-id tables derived from
+`tokenizer.pieces()` (one rule for code and prose, vectorised with numpy), and instances are
+made as in BERT's create_pretraining_data.py (Devlin et al. 2019), each stored as ranges into
+the stream rather than copies. Batches are pure functions of (seed, step), like PackedBatches.
+
+Shape key: B batch rows, L seq_len, T stream tokens, S segments, D documents, N instances.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from llmjax.data.tokenizers import Tokenizer
+
+_SENTENCE_ENDS = (".", "!", "?")
+
+
+@dataclasses.dataclass(frozen=True)
+class PieceTables:
+    """Per-id facts about each token's text that segmentation needs (all shape (vocab_size,))."""
+    content: np.ndarray  # bool: has non-whitespace text
+    space: np.ndarray  # bool: non-empty and whitespace only
+    newlines: np.ndarray  # int32: newlines in a whitespace-only piece (0 otherwise)
+    ends_sentence: np.ndarray  # bool: ends in . ! ?
+    starts_space: np.ndarray  # bool: starts with whitespace (a newline included)
+    ends_line: np.ndarray  # bool: ends with a newline
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Tokenizer) -> PieceTables:
+        pieces = tokenizer.pieces()
+        space = np.array([p != "" and p.isspace() for p in pieces])
+        return cls(content=np.array([p.strip() != "" for p in pieces]), space=space,
+                   newlines=np.array([p.count("\n") if s else 0 for p, s in zip(pieces, space)],
+                                     np.int32),
+                   ends_sentence=np.array([p.endswith(_SENTENCE_ENDS) for p in pieces]),
+                   starts_space=np.array([p[:1].isspace() for p in pieces]),
+                   ends_line=np.array([p.endswith("\n") for p in pieces]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Segments:
+    """Segments of the stream's documents; a document's segments tile it (EOS excluded)."""
+    start: np.ndarray  # int64 (S,): stream position of each segment's first token
+    length: np.ndarray  # int64 (S,)
+    doc_first: np.ndarray  # int64 (D,): first segment of each document with text
+    doc_count: np.ndarray  # int64 (D,): its number of segments
+
+
+def segment_stream(tokens_T: np.ndarray, tokenizer: Tokenizer, max_len: int) -> Segments:
+    """Cut each document into segments: at sentence ends and blank lines, then long ones.
+
+    A sentence ends after a piece ending in . ! ? when the next piece starts with whitespace;
+    a blank line is two newlines with only whitespace between them (the cut goes after the
+    last newline of the whitespace run, so the next line keeps its indentation). Whitespace-only
+    pieces of text join the segment before them (the first segment: the one after). A segment
+    longer than max_len is cut after every line end, then every max_len tokens.
+    """
+    if max_len < 1:
+        raise ValueError(f"max_len={max_len} must be positive")
+    tab = PieceTables.from_tokenizer(tokenizer)
+    tok = np.asarray(tokens_T)
+    n = len(tok)
+    eos = np.flatnonzero(tok == tokenizer.eos_id)
+    doc_starts = np.concatenate([[0], eos + 1]).astype(np.int64)
+    doc_ends = np.concatenate([eos, [n]]).astype(np.int64)
+    content_C = np.zeros(n + 1, _index_dtype(n))  # content_C[i] = tokens with text before i
+    np.cumsum(tab.content[tok], out=content_C[1:])
+    has_text = content_C[doc_ends] > content_C[doc_starts]
+    doc_starts, doc_ends = doc_starts[has_text], doc_ends[has_text]
+
+    cuts = _sorted_unique(_sentence_cuts(tok, tab), _blank_line_cuts(tok, tab, content_C, eos))
+    starts, docs = _keep_starts(cuts, doc_starts, doc_ends, content_C)
+
+    ends = np.minimum(np.append(starts[1:], n), doc_ends[docs])
+    long = ends - starts > max_len
+    if long.any():  # cut long segments after each line end
+        line_cuts = np.flatnonzero(tab.ends_line[tok[:-1]]) + 1
+        seg = np.searchsorted(starts, line_cuts, side="right") - 1
+        ok = seg >= 0
+        ok[ok] = long[seg[ok]] & (line_cuts[ok] < ends[seg[ok]])
+        line_cuts = line_cuts[ok]
+        starts, docs = _keep_starts(_sorted_unique(starts, line_cuts), doc_starts, doc_ends,
+                                    content_C)
+        ends = np.minimum(np.append(starts[1:], n), doc_ends[docs])
+    extra = np.maximum(ends - starts - 1, 0) // max_len  # then hard cuts every max_len tokens
+    if extra.any():
+        owner = np.repeat(np.arange(len(starts)), extra)
+        k = np.arange(len(owner)) - np.repeat(np.cumsum(extra) - extra, extra) + 1
+        hard = starts[owner] + k * max_len
+        order = np.argsort(np.concatenate([starts, hard]), kind="stable")
+        starts = np.concatenate([starts, hard])[order]
+        docs = np.concatenate([docs, docs[owner]])[order]
+        ends = np.minimum(np.append(starts[1:], n), doc_ends[docs])
+    _, doc_first, doc_count = np.unique(docs, return_index=True, return_counts=True)
+    return Segments(start=starts.astype(np.int64), length=(ends - starts).astype(np.int64),
+                    doc_first=doc_first.astype(np.int64), doc_count=doc_count.astype(np.int64))
+
+
+def _sentence_cuts(tok: np.ndarray, tab: PieceTables) -> np.ndarray:
+    """Positions right after a piece ending in . ! ? that is followed by whitespace."""
+    return np.flatnonzero(tab.ends_sentence[tok[:-1]] & tab.starts_space[tok[1:]]) + 1
+
+
+def _blank_line_cuts(tok: np.ndarray, tab: PieceTables, content_C: np.ndarray,
+                     eos: np.ndarray) -> np.ndarray:
+    """Positions right after the last newline of each whitespace run holding two or more."""
+    nl_pos = np.flatnonzero(tab.newlines[tok])  # whitespace pieces holding newlines (sparse)
+    if len(nl_pos) == 0:
+        return nl_pos
+    # newline pieces j and j+1 share a whitespace run when only whitespace is between them:
+    # no text and no EOS (the stream's only pieces that are neither text nor whitespace)
+    doc = np.searchsorted(eos, nl_pos)
+    joined = (content_C[nl_pos[1:]] == content_C[nl_pos[:-1] + 1]) & (doc[1:] == doc[:-1])
+    last_in_run = np.append(~joined, True)
+    two_or_more = (tab.newlines[tok[nl_pos]] >= 2) | np.insert(joined, 0, False)
+    return nl_pos[last_in_run & two_or_more] + 1
+
+
+def _sorted_unique(*arrays: np.ndarray) -> np.ndarray:
+    x = np.sort(np.concatenate(arrays))
+    return x[np.concatenate([[True], x[1:] != x[:-1]])] if len(x) else x
+
+
+def _index_dtype(n: int) -> np.dtype:
+    """int32 counts where they fit: halves the memory and time of cumsums over the stream."""
+    return np.dtype(np.int32 if n < 2**31 - 1 else np.int64)
+
+
+def _keep_starts(cuts: np.ndarray, doc_starts: np.ndarray, doc_ends: np.ndarray,
+                 content_C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(segment starts, their document): every document start, and each cut inside a document
+    that has text both before it (in the document) and before the next cut."""
+    d = np.searchsorted(doc_starts, cuts, side="right") - 1
+    ok = d >= 0
+    ok[ok] = (cuts[ok] > doc_starts[d[ok]]) & (cuts[ok] < doc_ends[d[ok]])
+    cuts, d = cuts[ok], d[ok]
+    starts = np.concatenate([doc_starts, cuts])
+    docs = np.concatenate([np.arange(len(doc_starts)), d])
+    first = np.concatenate([np.ones(len(doc_starts), bool), np.zeros(len(cuts), bool)])
+    order = np.argsort(starts, kind="stable")
+    starts, docs, first = starts[order], docs[order], first[order]
+    ends = np.minimum(np.append(starts[1:], content_C.shape[0] - 1), doc_ends[docs])
+    text_in = content_C[ends] > content_C[starts]
+    text_before = content_C[starts] > content_C[doc_starts[docs]]
+    keep = first | (text_in & text_before)
+    return starts[keep], docs[keep]
+
+
+# ---------------------------------------------------------------- instances
+
+
+def truncation_counts(len_a: np.ndarray, len_b: np.ndarray, max_num_tokens: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens BERT's truncate_seq_pair removes from A and from B (closed form of its loop).
+
+    The loop drops one token at a time from the longer side (B on ties) until the pair fits:
+    first the difference comes off the longer side, then the two alternate, B first.
+    """
+    excess = np.maximum(len_a + len_b - max_num_tokens, 0)
+    first = np.minimum(excess, np.abs(len_a - len_b))
+    rest = excess - first
+    a_longer = len_a > len_b
+    from_a = np.where(a_longer, first, 0) + rest // 2
+    from_b = np.where(a_longer, 0, first) + rest - rest // 2
+    return from_a, from_b
+
+
+def build_pass(seg: Segments, max_num_tokens: int, short_seq_prob: float,
+               rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One pass of BERT's instance creation over every document (as ranges into the stream).
+
+    Per document: a target length (max_num_tokens, or with short_seq_prob a random one in
+    [2, max_num_tokens]); segments are accumulated until they reach it; A is the first a_end
+    of them (random in [1, len-1]); B is the rest (label 0) or, with probability 0.5 and always
+    when the chunk is one segment, a random span of another document (label 1), in which case
+    the unused segments are put back. The pair is then truncated to max_num_tokens from the
+    front or back of the longer side at random.
+    """
+    starts = seg.start.tolist()
+    cum = np.concatenate([[0], np.cumsum(seg.length)]).tolist()
+    doc_first, doc_count = seg.doc_first.tolist(), seg.doc_count.tolist()
+    n_docs, M = len(doc_first), max_num_tokens
+    # Every chunk consumes at least one segment, so S draws of each kind are enough.
+    u_short, u_target, u_split, u_coin, u_doc, u_from = rng.random((6, max(1, len(starts))))
+    u_short, u_target, u_split = u_short.tolist(), u_target.tolist(), u_split.tolist()
+    u_coin, u_doc, u_from = u_coin.tolist(), u_doc.tolist(), u_from.tolist()
+    a0, la, b0, lb, label, forced = [], [], [], [], [], []
+    k = 0
+    for d in range(n_docs):
+        i = doc_first[d]
+        end = i + doc_count[d]
+        while i < end:
+            target = M if u_short[k] >= short_seq_prob else 2 + int(u_target[k] * (M - 1))
+            x = bisect.bisect_left(cum, cum[i] + target, i + 1, end)  # chunk = segments [i, x)
+            a_end = 1 if x - i == 1 else 1 + int(u_split[k] * (x - i - 1))
+            a0.append(starts[i])
+            la.append(cum[i + a_end] - cum[i])
+            if x - i == 1 or u_coin[k] < 0.5:
+                r = int(u_doc[k] * (n_docs - 1))
+                r += r >= d
+                s = doc_first[r] + int(u_from[k] * doc_count[r])
+                y = bisect.bisect_left(cum, cum[s] + max(1, target - la[-1]), s + 1,
+                                       doc_first[r] + doc_count[r])
+                b0.append(starts[s])
+                lb.append(cum[y] - cum[s])
+                label.append(1)
+                forced.append(x - i == 1)
+                i += a_end  # the unused segments go back
+            else:
+                b0.append(starts[i + a_end])
+                lb.append(cum[x] - cum[i + a_end])
+                label.append(0)
+                forced.append(False)
+                i = x
+            k += 1
+    a_start, a_len = np.array(a0, np.int64), np.array(la, np.int64)
+    b_start, b_len = np.array(b0, np.int64), np.array(lb, np.int64)
+    cut_a, cut_b = truncation_counts(a_len, b_len, M)
+    front_a, front_b = rng.binomial(cut_a, 0.5), rng.binomial(cut_b, 0.5)  # a coin per token
+    return {"a_start": a_start + front_a, "a_len": a_len - cut_a,
+            "b_start": b_start + front_b, "b_len": b_len - cut_b,
+            "label": np.array(label, np.int32), "forced": np.array(forced, bool)}
+
+
+# ---------------------------------------------------------------- batches
+
+
+class SentencePairs:
+    """[CLS] A [SEP] B [SEP] examples with NSP labels; the batch of a step is a pure function.
+
+    Instances come from `passes` passes over the documents (BERT's dupe_factor), pass p drawn
+    from default_rng([seed, p]), built once. Segments are at most half of max_num_tokens =
+    seq_len - 3, so a full-length chunk always holds two or more of them (a one-segment chunk
+    forces a random B, as in BERT). Training (shuffle=True) visits instances without
+    replacement exactly like PackedBatches: the k-th overall is perm(k // N)[k % N] with
+    perm(e) from default_rng([seed, e]). Eval (shuffle=False) goes in order; rows past the end
+    are all [PAD] with weight 0 (and attention_mask 0).
+    """
+
+    def __init__(self, tokens: np.ndarray, tokenizer: Tokenizer, seq_len: int,
+                 batch_size: int, seed: int, *, shuffle: bool, passes: int = 5,
+                 short_seq_prob: float = 0.1):
+        if np.ndim(tokens) != 1:
+            raise ValueError(f"tokens must be a 1-D stream, got shape {np.shape(tokens)}")
+        if seq_len < 5:
+            raise ValueError(f"seq_len={seq_len} leaves no room for [CLS] A [SEP] B [SEP]: "
+                             "use seq_len >= 5")
+        if batch_size < 1 or passes < 1:
+            raise ValueError(f"batch_size={batch_size} and passes={passes} must be positive")
+        if not 0.0 <= short_seq_prob <= 1.0:
+            raise ValueError(f"short_seq_prob={short_seq_prob} must be in [0, 1]")
+        t0 = time.perf_counter()
+        self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
+        self.seed, self.shuffle = seed, shuffle
+        self.max_num_tokens = seq_len - 3
+        self.segments = segment_stream(tokens, tokenizer, max(1, self.max_num_tokens // 2))
+        n_docs = len(self.segments.doc_first)
+        if n_docs < 2:
+            raise ValueError(f"the token stream has {n_docs} document(s) with text, too few for "
+                             "sentence pairs (a random B comes from another document): use "
+                             "more data, at least two documents with text")
+        t1 = time.perf_counter()
+        built = [build_pass(self.segments, self.max_num_tokens, short_seq_prob,
+                            np.random.default_rng([seed, p])) for p in range(passes)]
+        inst = {k: np.concatenate([b[k] for b in built]) for k in built[0]}
+        self.a_start, self.a_len = inst["a_start"], inst["a_len"].astype(np.int32)
+        self.b_start, self.b_len = inst["b_start"], inst["b_len"].astype(np.int32)
+        self.labels, self.forced_random = inst["label"], inst["forced"]
+        self.pad_id, self.cls_id, self.sep_id = tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id
+        self._perms: OrderedDict[int, np.ndarray] = OrderedDict()
+        t2 = time.perf_counter()
+        self.stats = {"documents": n_docs, "segments": len(self.segments.start),
+                      "examples": self.num_examples,
+                      "random_next": float(self.labels.mean()),
+                      "forced_random": float(self.forced_random.mean()),
+                      "mean_tokens": float((self.a_len + self.b_len).mean() + 3),
+                      "segment_seconds": t1 - t0, "instance_seconds": t2 - t1}
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_batches(self) -> int:
+        """Batches that cover every example once (the last one padded when not shuffling)."""
+        return math.ceil(self.num_examples / self.batch_size)
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(
+                self.num_examples)
+            while len(self._perms) > 4:
+                self._perms.popitem(last=False)
+        return self._perms[epoch]
+
+    def indices(self, step: int, rows: slice | None = None) -> np.ndarray:
+        """Example indices of the step's batch (or its `rows` part); -1 marks padding."""
+        if step < 0:
+            raise ValueError(f"step={step} must be zero or more")
+        js = np.arange(self.batch_size)[rows if rows is not None else slice(None)]
+        ks = step * self.batch_size + js
+        n = self.num_examples
+        if not self.shuffle:
+            return np.where(ks < n, ks, -1)
+        idx = np.empty(len(ks), np.int64)
+        epochs = ks // n
+        for epoch in np.unique(epochs):
+            sel = epochs == epoch
+            idx[sel] = self._perm(int(epoch))[ks[sel] % n]
+        return idx
+
+    def batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
+        """tokens, token_types, attention_mask int32 (B, L); nsp_labels int32, weights f32 (B,)."""
+        idx = self.indices(step, rows)
+        real = idx >= 0
+        i = np.where(real, idx, 0)
+        la_B1 = np.where(real, self.a_len[i], 0)[:, None]
+        lb_B1 = np.where(real, self.b_len[i], 0)[:, None]
+        t_1xL = np.arange(self.seq_len)[None, :]
+        in_a_BxL = (t_1xL >= 1) & (t_1xL < 1 + la_B1)
+        in_b_BxL = (t_1xL >= 2 + la_B1) & (t_1xL < 2 + la_B1 + lb_B1)
+        pos_BxL = np.where(in_a_BxL, self.a_start[i][:, None] + t_1xL - 1,
+                           np.where(in_b_BxL, self.b_start[i][:, None] + t_1xL - 2 - la_B1, 0))
+        tokens_BxL = np.where(in_a_BxL | in_b_BxL, np.asarray(self.tokens[pos_BxL], np.int32),
+                              np.int32(self.pad_id))
+        sep_BxL = (t_1xL == 1 + la_B1) | (t_1xL == 2 + la_B1 + lb_B1)
+        tokens_BxL[sep_BxL] = self.sep_id
+        tokens_BxL[:, 0] = self.cls_id
+        length_B1 = np.where(real[:, None], 3 + la_B1 + lb_B1, 0)
+        tokens_BxL[~real] = self.pad_id
+        types_BxL = (t_1xL >= 2 + la_B1) & (t_1xL < length_B1)
+        return {"tokens": tokens_BxL.astype(np.int32),
+                "token_types": types_BxL.astype(np.int32),
+                "attention_mask": (t_1xL < length_B1).astype(np.int32),
+                "nsp_labels": np.where(real, self.labels[i], 0).astype(np.int32),
+                "weights": real.astype(np.float32)}
