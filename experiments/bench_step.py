@@ -37,6 +37,7 @@ from llmjax.config import mesh_shape  # noqa: E402
 from llmjax.experiment import resolve  # noqa: E402
 from llmjax.models import registry  # noqa: E402
 from llmjax.tasks.lm import LMTask  # noqa: E402
+from llmjax.tasks.mlm import MLMTask  # noqa: E402
 from llmjax.training import optim  # noqa: E402
 from llmjax.training.metrics import peak_flops  # noqa: E402
 from llmjax.training.state import abstract_state, count_params, create, init_fn  # noqa: E402
@@ -78,12 +79,24 @@ def _peak_memory() -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB host RSS"
 
 
-def _synthetic(batch: int, seq_len: int, vocab: int, bsh) -> dict:
+def _synthetic(task, batch: int, seq_len: int, vocab: int, mesh) -> dict:
+    """A batch of the task's layout with random tokens (no corpus, no tokenizer training)."""
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, vocab, size=(batch, seq_len + 1), dtype=np.int32)
-    host = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-            "weights": np.ones((batch, seq_len), np.float32)}
-    return jax.device_put(host, bsh)
+    if isinstance(task, MLMTask):
+        P = task.max_predictions
+        positions = np.sort(np.stack([rng.choice(seq_len, P, replace=False) for _ in range(batch)]), -1)
+        host = {"inputs": tokens[:, :-1], "token_types": (np.arange(seq_len) >= seq_len // 2)[None].repeat(batch, 0).astype(np.int32),
+                "attention_mask": np.ones((batch, seq_len), np.int32),
+                "mlm_positions": positions.astype(np.int32),
+                "mlm_ids": np.take_along_axis(tokens[:, :-1], positions, 1),
+                "mlm_weights": np.ones((batch, P), np.float32),
+                "nsp_labels": rng.integers(0, 2, batch, dtype=np.int32),
+                "weights": np.ones((batch,), np.float32)}
+    else:
+        host = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
+                "weights": np.ones((batch, seq_len), np.float32)}
+    return host
 
 
 def _time(step, state, next_batch, steps: int, warmup: int):
@@ -105,13 +118,14 @@ def main(argv):
     seq = run.data.seq_len
     model_cfg = run.model.finalize(vocab_size=vocab, max_len=seq, platform=platform, dtype=run.train.dtype)
     model = registry.build(model_cfg)
-    task = LMTask(run)  # its objective and example input; batches are made here
+    task = {"lm": LMTask, "mlm": MLMTask}[run.task.name](run)  # objective and example input; batches made here
     tx, lr = optim.optimizer(run.optim, run.train.num_steps), optim.schedule(run.optim, run.train.num_steps)
     mesh = sharding.make_mesh(mesh_shape(run.mesh, jax.device_count()))
-    bsh = sharding.leaf_sharding(mesh, 2)
-    fpt = model_cfg.flops_per_token(seq)
+    fpt = task.flops_per_step(model_cfg) / task.tokens_per_step()
     peak = peak_flops()
     real = None
+    if _REAL.value and run.task.name != "lm":
+        raise app.UsageError("--real_data times the LM pipeline: use it with an LM config")
     if _REAL.value:
         from llmjax.data.pipeline import PackedBatches, prepare
 
@@ -128,10 +142,11 @@ def main(argv):
         for b in (int(x) for x in _BATCHES.value):
             state = create(init, state_sh)
             n_params = count_params(state.params)
+            host = _synthetic(task, b, seq, model_cfg.vocab_size, mesh)
             step = jit_train_step(make_train_step(task, model, tx, lr, seed=0,
                                                   grad_accum_steps=run.train.grad_accum_steps),
-                                  state_sh, bsh)
-            batch = _synthetic(b, seq, model_cfg.vocab_size, bsh)
+                                  state_sh, sharding.batch_shardings(mesh, host))
+            batch = sharding.global_batch(host, mesh, b)
             dt, state, loss = _time(step, state, lambda i: batch, _STEPS.value, _WARMUP.value)
             row = {"batch": b, "ms": 1e3 * dt, "tok_s": b * seq / dt, "loss": loss,
                    "mem": _peak_memory(), "ref": _reference(model_cfg, seq, b)}

@@ -18,8 +18,8 @@ def write_corpus(directory, num_files: int = 12, max_chars: int = 20_000) -> str
     return f"text:{directory}/*.txt"
 
 
-def tiny_config(dataset: str, **overrides):
-    c = base_config()
+def tiny_config(dataset: str, model: str = "gpt", task: str = "lm", **overrides):
+    c = base_config(model, task)
     c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = 2, 32, 4, 64
     c.data.dataset, c.data.tokenizer, c.data.seq_len = dataset, "byte", 32
     c.data.val_fraction = 0.2

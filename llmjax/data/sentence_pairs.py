@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import math
 import time
-from collections import OrderedDict
 
 import numpy as np
 
+from llmjax.data.order import EpochOrder
 from llmjax.data.tokenizers import Tokenizer
 
 _SENTENCE_ENDS = (".", "!", "?")
@@ -233,16 +232,18 @@ def build_pass(seg: Segments, max_num_tokens: int, short_seq_prob: float,
 # ---------------------------------------------------------------- batches
 
 
+_PASS_STREAM = 1  # pass p draws from default_rng([seed, p, 1]); epoch order from [seed, epoch]
+
+
 class SentencePairs:
     """[CLS] A [SEP] B [SEP] examples with NSP labels; the batch of a step is a pure function.
 
     Instances come from `passes` passes over the documents (BERT's dupe_factor), pass p drawn
-    from default_rng([seed, p]), built once. Segments are at most half of max_num_tokens =
+    from default_rng([seed, p, 1]) (a stream apart from the epoch order's), built once. Segments are at most half of max_num_tokens =
     seq_len - 3, so a full-length chunk always holds two or more of them (a one-segment chunk
-    forces a random B, as in BERT). Training (shuffle=True) visits instances without
-    replacement exactly like PackedBatches: the k-th overall is perm(k // N)[k % N] with
-    perm(e) from default_rng([seed, e]). Eval (shuffle=False) goes in order; rows past the end
-    are all [PAD] with weight 0 (and attention_mask 0).
+    forces a random B, as in BERT). Instances are visited in llmjax.data.order.EpochOrder
+    (shuffled per epoch for training, in order for eval); eval rows past the end are all [PAD]
+    with weight 0 (and attention_mask 0).
     """
 
     def __init__(self, tokens: np.ndarray, tokenizer: Tokenizer, seq_len: int,
@@ -269,13 +270,13 @@ class SentencePairs:
                              "more data, at least two documents with text")
         t1 = time.perf_counter()
         built = [build_pass(self.segments, self.max_num_tokens, short_seq_prob,
-                            np.random.default_rng([seed, p])) for p in range(passes)]
+                            np.random.default_rng([seed, p, _PASS_STREAM])) for p in range(passes)]
         inst = {k: np.concatenate([b[k] for b in built]) for k in built[0]}
         self.a_start, self.a_len = inst["a_start"], inst["a_len"].astype(np.int32)
         self.b_start, self.b_len = inst["b_start"], inst["b_len"].astype(np.int32)
         self.labels, self.forced_random = inst["label"], inst["forced"]
         self.pad_id, self.cls_id, self.sep_id = tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id
-        self._perms: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._order = EpochOrder(self.num_examples, batch_size, seed, shuffle)
         t2 = time.perf_counter()
         self.stats = {"documents": n_docs, "segments": len(self.segments.start),
                       "examples": self.num_examples,
@@ -291,31 +292,11 @@ class SentencePairs:
     @property
     def num_batches(self) -> int:
         """Batches that cover every example once (the last one padded when not shuffling)."""
-        return math.ceil(self.num_examples / self.batch_size)
-
-    def _perm(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(
-                self.num_examples)
-            while len(self._perms) > 4:
-                self._perms.popitem(last=False)
-        return self._perms[epoch]
+        return self._order.num_batches
 
     def indices(self, step: int, rows: slice | None = None) -> np.ndarray:
         """Example indices of the step's batch (or its `rows` part); -1 marks padding."""
-        if step < 0:
-            raise ValueError(f"step={step} must be zero or more")
-        js = np.arange(self.batch_size)[rows if rows is not None else slice(None)]
-        ks = step * self.batch_size + js
-        n = self.num_examples
-        if not self.shuffle:
-            return np.where(ks < n, ks, -1)
-        idx = np.empty(len(ks), np.int64)
-        epochs = ks // n
-        for epoch in np.unique(epochs):
-            sel = epochs == epoch
-            idx[sel] = self._perm(int(epoch))[ks[sel] % n]
-        return idx
+        return self._order.indices(step, rows)
 
     def batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
         """tokens, token_types, attention_mask int32 (B, L); nsp_labels int32, weights f32 (B,)."""

@@ -96,7 +96,8 @@ def restore_params(path: str, params: Any, log: Log) -> Any:
     import orbax.checkpoint as ocp
 
     directory, step = locate(path)
-    manager = ocp.CheckpointManager(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+    manager = ocp.CheckpointManager(directory, item_handlers={
+        "state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
     try:
         saved_meta = manager.item_metadata(step)["state"]
         saved = _flat(dict(saved_meta["params"]) if saved_meta is not None else {})

@@ -174,9 +174,9 @@ def test_truncation_counts_match_berts_loop():
 
 def test_passes_are_deterministic(pairs):
     tok, stream, sp = pairs
-    p1 = sentence_pairs.build_pass(sp.segments, sp.max_num_tokens, 0.1, np.random.default_rng([3, 1]))
+    p1 = sentence_pairs.build_pass(sp.segments, sp.max_num_tokens, 0.1, np.random.default_rng([3, 1, 1]))
     p0 = sentence_pairs.build_pass(sp.segments, sp.max_num_tokens, 0.1,
-                                   np.random.default_rng([3, 0]))
+                                   np.random.default_rng([3, 0, 1]))
     n0 = len(p0["label"])
     np.testing.assert_array_equal(sp.a_start[n0:n0 + len(p1["label"])], p1["a_start"])
     np.testing.assert_array_equal(sp.labels[n0:n0 + len(p1["label"])], p1["label"])

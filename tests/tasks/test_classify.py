@@ -1,0 +1,73 @@
+"""Fine-tuning: warm-starting from a pretraining run (BERT and GPT), the classification task
+end to end, and the faults of init_from."""
+import json
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from llmjax.config import ConfigError
+from llmjax.experiment import resolve, train_and_evaluate
+from llmjax.training import warm_start
+from tests.helpers import tiny_config, write_corpus
+
+
+def _pretrain(tmp_path, family):
+    spec = write_corpus(tmp_path / "corpus", num_files=30, max_chars=8000)
+    task = "mlm" if family == "bert" else "lm"
+    extra = {"task__passes": 1} if family == "bert" else {}
+    cfg = resolve(tiny_config(spec, model=family, task=task, train__num_steps=6,
+                                  data__seq_len=64, **extra), num_devices=8)
+    workdir = tmp_path / f"{family}_pre"
+    train_and_evaluate(cfg, str(workdir), log=lambda _: None)
+    return workdir
+
+
+def _finetune_config(family, init_from, **overrides):
+    settings = dict(train__num_steps=4, data__seq_len=64, task__max_examples=64, train__eval_steps=2)
+    c = tiny_config("stdlib", model=family, task="classify", **{**settings, **overrides})
+    c.init_from = str(init_from)
+    return c
+
+
+def _saved_params(workdir):
+    directory, step = warm_start.locate(str(workdir))
+    with ocp.CheckpointManager(directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()}) as m:
+        return m.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]["params"]
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt"])
+def test_finetune_restores_the_pretrained_encoder_and_adds_a_head(tmp_path, family):
+    pre = _pretrain(tmp_path, family)
+    cfg = resolve(_finetune_config(family, pre, train__num_steps=1, optim__lr=0.0), num_devices=8)
+    msgs = []
+    out = train_and_evaluate(cfg, str(tmp_path / "ft"), log=msgs.append)
+    line = next(m for m in msgs if m.startswith("init_from") and "restored" in m)
+    assert "restored" in line and "classifier" in line.split("new:")[1]
+    # lr 0 (and no weight decay step): the encoder after one update is the pretrained one.
+    saved = warm_start._flat(_saved_params(pre))
+    tuned = warm_start._flat(_saved_params(tmp_path / "ft"))
+    shared = [k for k in tuned if k in saved]
+    assert len(shared) > 10 and any("classifier" in k for k in tuned if k not in saved)
+    for k in shared:
+        np.testing.assert_array_equal(np.asarray(tuned[k]), np.asarray(saved[k]), err_msg=k)
+    assert (tmp_path / "ft" / "tokenizer").exists()  # the pretraining run's tokenizer came along
+    results = json.loads((tmp_path / "ft" / "results.json").read_text())
+    for k in ("accuracy", "f1_macro", "precision", "recall", "confusion", "majority_accuracy"):
+        assert k in results, k
+    assert 0.0 <= out["accuracy"] <= 1.0
+
+
+def test_a_shape_mismatch_names_the_parameter(tmp_path):
+    pre = _pretrain(tmp_path, "gpt")
+    cfg = resolve(_finetune_config("gpt", pre, model__mlp_dim=48), num_devices=8)
+    with pytest.raises(ConfigError, match=r"parameter layer_0/ffn/w1/\S+ is \([^)]*64,?\) in \S+ but \([^)]*48,?\) in this model"):
+        train_and_evaluate(cfg, str(tmp_path / "ft"), log=lambda _: None)
+
+
+def test_init_from_a_path_without_checkpoints_is_refused_at_resolve(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve(_finetune_config("bert", tmp_path / "nowhere"), num_devices=8)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no checkpoint"):
+        resolve(_finetune_config("bert", tmp_path / "empty"), num_devices=8)
