@@ -13,7 +13,8 @@ from llmjax.experiment import base_config
 def get_config():
     c = base_config(model="bert", task="classify")
     c.init_from = "runs/bert_small"  # the pretraining run's workdir (its newest checkpoint and tokenizer)
-    c.model.num_layers = 4  # the pretrained model's shape
+    c.model.num_layers = 4  # the pretrained model's shape (init_from checks it against its config.json)
+    c.model.norm_position = "pre"
     c.model.d_model = 256
     c.model.num_heads = 4
     c.model.mlp_dim = 1024
@@ -23,16 +24,16 @@ def get_config():
     c.data.tokenizer = "sentencepiece"  # the pretraining run's tokenizer is reused
     c.data.vocab_size = 4096
     c.data.seq_len = 128
-    c.train.num_steps = 300
+    c.train.num_steps = 150
     c.train.batch_size = 32
-    c.train.eval_every = 100
+    c.train.eval_every = 50
     c.train.log_every = 10
     c.train.eval_steps = 0  # the whole eval split
     c.optim.lr = 3e-4
     c.optim.schedule = "linear"
     c.optim.min_lr_ratio = 0.0
-    c.optim.warmup_steps = 30
+    c.optim.warmup_steps = 15
     c.optim.b2 = 0.999
     c.optim.weight_decay = 0.01
-    c.checkpoint.every_steps = 300
+    c.checkpoint.every_steps = 150
     return c

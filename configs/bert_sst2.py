@@ -9,6 +9,7 @@ def get_config():
     c = base_config(model="bert", task="classify")
     c.init_from = "runs/bert_small"
     c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = 4, 256, 4, 1024
+    c.model.norm_position = "pre"
     c.model.dropout = c.model.attention_dropout = 0.1
     c.task.dataset = "tfds:glue/sst2"
     c.task.text_keys = "sentence"

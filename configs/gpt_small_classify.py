@@ -19,15 +19,15 @@ def get_config():
     c.data.tokenizer = "sentencepiece"
     c.data.vocab_size = 4096
     c.data.seq_len = 128
-    c.train.num_steps = 300
+    c.train.num_steps = 150
     c.train.batch_size = 32
-    c.train.eval_every = 100
+    c.train.eval_every = 50
     c.train.log_every = 10
     c.train.eval_steps = 0
     c.optim.lr = 3e-4
     c.optim.schedule = "linear"
     c.optim.min_lr_ratio = 0.0
-    c.optim.warmup_steps = 30
+    c.optim.warmup_steps = 15
     c.optim.weight_decay = 0.01
-    c.checkpoint.every_steps = 300
+    c.checkpoint.every_steps = 150
     return c

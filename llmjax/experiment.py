@@ -17,6 +17,7 @@ import ml_collections
 from llmjax import config as C
 from llmjax.models import registry as models
 from llmjax.tasks import registry as tasks
+from llmjax.training import warm_start
 
 GROUPS = ("model", "task", *C.SHARED_GROUPS)
 # Keys at the top of the config, beside the groups, with their defaults.
@@ -60,7 +61,6 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
     if not isinstance(top["init_from"], str):
         C.fail("init_from", top["init_from"], "must be a path (str)")
     if top["init_from"]:
-        from llmjax.training import warm_start
         warm_start.locate(top["init_from"])  # a checkpoint is there: before any data or compile
     for group in GROUPS:
         if group not in cfg:
@@ -68,6 +68,8 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
                                 "llmjax.experiment.base_config()")
     shared = {name: C.from_group(cls, cfg[name], name) for name, cls in C.SHARED_GROUPS.items()}
     run = RunConfig(model=models.resolve(cfg.model), task=tasks.resolve(cfg.task), **shared, **top)
+    if run.init_from:
+        warm_start.check_model(run.init_from, cfg.model.to_dict())
     sizes = None if num_devices is None else C.mesh_shape(run.mesh, num_devices)
     run.model.check_run(run.data, sizes)
     if sizes is not None:

@@ -5,3 +5,42 @@ flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
     os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture()
+def mocked_tfds(tmp_path, monkeypatch):
+    """Real glue / imdb_reviews builder code over tfds.testing.mock_data's random examples.
+
+    MockPolicy.USE_CODE leaves the builder unprepared with no splits, so we write each builder's
+    own metadata (features from its code, array_record, the splits) and mock with USE_FILES.
+    The mock's `__getitems__` drops `self` (tfds 4.9), so batch reads fall back to one by one.
+    """
+    # tfds imports its dataset modules lazily: these register the builders.
+    import tensorflow_datasets.text.glue
+    import tensorflow_datasets.text.imdb  # noqa: F401
+    from tensorflow_datasets.core import splits as splits_lib
+    from tensorflow_datasets.core.data_sources import base
+
+    import tensorflow_datasets as tfds
+
+    for name, splits in (("glue/sst2", ("train", "validation", "test")),
+                         ("glue/mrpc", ("train", "validation", "test")),
+                         ("imdb_reviews", ("train", "test", "unsupervised"))):
+        b = tfds.builder(name, data_dir=str(tmp_path), file_format="array_record")
+        b.info.set_splits(splits_lib.SplitDict([splits_lib.SplitInfo(
+            name=s, shard_lengths=[9], num_bytes=0,
+            filename_template=tfds.core.ShardedFileTemplate(
+                data_dir=b.data_dir, dataset_name=b.name, split=s,
+                filetype_suffix="array_record")) for s in splits]))
+        os.makedirs(b.data_dir)
+        b.info.write_to_directory(b.data_dir)
+    monkeypatch.setattr(base.BaseDataSource, "__getitems__",
+                        lambda self, keys: [self[k] for k in keys])
+    with tfds.testing.mock_data(num_examples=9, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(tmp_path)):
+        yield str(tmp_path)
+
+

@@ -22,3 +22,25 @@ def test_config_file_resolves(path):
     run = experiment.resolve(cfg, num_devices=1)
     assert run.model.name in experiment.models.names()
     assert run.task.name in experiment.tasks.names()
+
+
+@pytest.mark.parametrize("name", ["bert_sst2", "bert_imdb"])
+def test_tfds_finetuning_configs_train_on_mock_data(name, mocked_tfds, tmp_path):
+    """The shipped SST-2 / IMDB configs, as they are but for size, end to end on tfds's mock data
+    (nothing can be downloaded here): data, encoding, training, eval metrics, results.json."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("config_under_test", os.path.join(ROOT, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config()
+    cfg.init_from = ""
+    cfg.data.tfds_data_dir = mocked_tfds
+    cfg.data.tokenizer = "byte"  # 9 mock texts are too few to train sentencepiece
+    cfg.model.num_layers, cfg.model.d_model, cfg.model.mlp_dim = 1, 32, 64
+    cfg.train.num_steps, cfg.train.batch_size, cfg.train.eval_steps = 2, 8, 0
+    cfg.train.progress = False
+    out = experiment.train_and_evaluate(experiment.resolve(cfg, num_devices=8), str(tmp_path), log=lambda _: None)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["examples"] == 9 and 0.0 <= out["accuracy"] <= 1.0
+    assert sorted(results["recall"]) == (["neg", "pos"] if name == "bert_imdb" else ["negative", "positive"])

@@ -11,6 +11,7 @@ step) or one step's directory.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from typing import Any, Callable
@@ -47,6 +48,28 @@ def locate(path: str) -> tuple[str, int]:
         return os.path.dirname(path), int(name)
     raise ConfigError(f"config.init_from={path!r} holds no checkpoint: name a workdir that "
                       "saved one, its checkpoints/ directory or one step's directory")
+
+
+# Model keys a fine-tuning run may change: regularisation and how the same function is computed.
+MAY_DIFFER = ("dropout", "attention_dropout", "remat", "attention_backend")
+
+
+def check_model(path: str, model: dict) -> None:
+    """The model group must be the pretraining run's (from its config.json, when there is one)
+    except MAY_DIFFER: keys such as norm_position, ffn or norm_epsilon change what the restored
+    weights compute without changing any shape."""
+    directory, _ = locate(path)
+    recorded = os.path.join(os.path.dirname(directory), "config.json")
+    try:
+        with open(recorded) as f:
+            saved = json.load(f).get("model", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    for key in sorted(set(saved) & set(model)):
+        if key not in MAY_DIFFER and saved[key] != model[key]:
+            raise ConfigError(f"config.model.{key}={model[key]!r} but the run in {path} was trained "
+                              f"with {saved[key]!r}: set it the same to warm-start from it (only "
+                              f"{', '.join(MAY_DIFFER)} may differ)")
 
 
 def tokenizer_dir(path: str) -> str | None:

@@ -1,6 +1,7 @@
 """Fine-tuning: warm-starting from a pretraining run (BERT and GPT), the classification task
 end to end, and the faults of init_from."""
 import json
+import shutil
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -10,6 +11,18 @@ from llmjax.config import ConfigError
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.training import warm_start
 from tests.helpers import tiny_config, write_corpus
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """family -> the workdir of a 6-step pretraining run (made once per module)."""
+    made = {}
+
+    def get(family):
+        if family not in made:
+            made[family] = _pretrain(tmp_path_factory.mktemp(family), family)
+        return made[family]
+    return get
 
 
 def _pretrain(tmp_path, family):
@@ -37,8 +50,8 @@ def _saved_params(workdir):
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt"])
-def test_finetune_restores_the_pretrained_encoder_and_adds_a_head(tmp_path, family):
-    pre = _pretrain(tmp_path, family)
+def test_finetune_restores_the_pretrained_encoder_and_adds_a_head(tmp_path, family, pretrained):
+    pre = pretrained(family)
     cfg = resolve(_finetune_config(family, pre, train__num_steps=1, optim__lr=0.0), num_devices=8)
     msgs = []
     out = train_and_evaluate(cfg, str(tmp_path / "ft"), log=msgs.append)
@@ -58,8 +71,8 @@ def test_finetune_restores_the_pretrained_encoder_and_adds_a_head(tmp_path, fami
     assert 0.0 <= out["accuracy"] <= 1.0
 
 
-def test_a_shape_mismatch_names_the_parameter(tmp_path):
-    pre = _pretrain(tmp_path, "gpt")
+def test_a_shape_mismatch_names_the_parameter(tmp_path, pretrained):
+    pre = pretrained("gpt")
     cfg = resolve(_finetune_config("gpt", pre, model__mlp_dim=48), num_devices=8)
     with pytest.raises(ConfigError, match=r"parameter layer_0/ffn/w1/\S+ is \([^)]*64,?\) in \S+ but \([^)]*48,?\) in this model"):
         train_and_evaluate(cfg, str(tmp_path / "ft"), log=lambda _: None)
@@ -71,3 +84,13 @@ def test_init_from_a_path_without_checkpoints_is_refused_at_resolve(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no checkpoint"):
         resolve(_finetune_config("bert", tmp_path / "empty"), num_devices=8)
+
+
+def test_a_model_key_that_changes_the_function_is_refused(tmp_path, pretrained):
+    """norm_position changes no shape: only the recorded config can tell (caught at resolve)."""
+    pre = tmp_path / "pre"
+    shutil.copytree(pretrained("gpt"), pre)
+    (pre / "config.json").write_text(json.dumps({"model": {"norm_position": "pre", "dropout": 0.0}}))
+    resolve(_finetune_config("gpt", pre, model__dropout=0.1), num_devices=8)  # dropout may differ
+    with pytest.raises(ConfigError, match=r"config.model.norm_position='post' but the run in .* 'pre'"):
+        resolve(_finetune_config("gpt", pre, model__norm_position="post"), num_devices=8)
