@@ -24,7 +24,7 @@ def get_config():
     c.train.eval_every = 50
     c.train.log_every = 10
     c.train.eval_steps = 0
-    c.optim.lr = 3e-4
+    c.optim.lr = 1e-3
     c.optim.schedule = "linear"
     c.optim.min_lr_ratio = 0.0
     c.optim.warmup_steps = 15
