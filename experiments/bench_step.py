@@ -61,7 +61,11 @@ REFERENCE = {
 
 def _vocab(run) -> int:
     """The vocabulary size the tokenizer would give, without training one."""
-    return {"byte": 257, "char": 67}.get(run.data.tokenizer, run.data.vocab_size)
+    # byte: 256 + EOS; char: tinyshakespeare's 65 + EOS + UNK; sentencepiece: the pieces. Then
+    # the BERT specials every tokenizer appends ([PAD] [CLS] [SEP] [MASK]; [UNK] is its own, or
+    # a fifth for byte).
+    specials = 5 if run.data.tokenizer == "byte" else 4
+    return {"byte": 257, "char": 67}.get(run.data.tokenizer, run.data.vocab_size) + specials
 
 
 def _reference(model_cfg, seq_len: int, batch: int) -> str:

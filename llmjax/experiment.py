@@ -68,6 +68,10 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
                                 "llmjax.experiment.base_config()")
     shared = {name: C.from_group(cls, cfg[name], name) for name, cls in C.SHARED_GROUPS.items()}
     run = RunConfig(model=models.resolve(cfg.model), task=tasks.resolve(cfg.task), **shared, **top)
+    served = getattr(run.model, "tasks", ())
+    if run.task.name not in served:
+        C.fail("task.name", run.task.name, f"config.model.name={run.model.name!r} is trained on the tasks "
+               f"{', '.join(served) or '(none declared)'}: pick one, or another model family")
     if run.init_from:
         warm_start.check_model(run.init_from, cfg.model.to_dict())
     sizes = None if num_devices is None else C.mesh_shape(run.mesh, num_devices)

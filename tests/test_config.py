@@ -113,3 +113,11 @@ def test_wrong_type_is_one_line():
     c.train = ml_collections.ConfigDict(dict(c.train.to_dict(), num_steps="ten"))  # a whole group replaced
     with pytest.raises(C.ConfigError, match="config.train.num_steps='ten': must be of type int"):
         E.resolve(c, num_devices=1)
+
+
+@pytest.mark.parametrize("model, task", [("gpt", "mlm"), ("bert", "lm")])
+def test_a_task_the_family_cannot_train_is_one_line(model, task):
+    from llmjax.experiment import base_config, resolve
+
+    with pytest.raises(C.ConfigError, match=rf"config.task.name='{task}': config.model.name='{model}' is trained on"):
+        resolve(base_config(model, task))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -34,6 +35,7 @@ from llmjax.models.registry import register
 @dataclasses.dataclass(frozen=True)
 class BertConfig(TransformerConfig):
     """config.model for name="bert": the Transformer stack's keys (BERT's defaults) plus these."""
+    tasks: ClassVar[tuple[str, ...]] = ("mlm", "classify")  # the tasks (task.name) it can be trained on
     num_layers: int = 4  # transformer layers (BERT-Small)
     d_model: int = 512  # residual width
     num_heads: int = 8  # query heads; d_model must be divisible by it

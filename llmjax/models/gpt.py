@@ -9,6 +9,7 @@ Shape key: B batch, L length, E embed width (d_model), V padded vocabulary.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ from llmjax.models.registry import register
 @dataclasses.dataclass(frozen=True)
 class GPTConfig(TransformerConfig):
     """config.model for name="gpt": the Transformer stack's keys plus these."""
+    tasks: ClassVar[tuple[str, ...]] = ("lm", "classify")  # the tasks (task.name) it can be trained on
     name: str = "gpt"  # model family, looked up in llmjax.models.registry
     max_len: int = 0  # positional table / KV-cache length (0 = data.seq_len)
     tie_embeddings: bool = True  # output projection shares the token embedding

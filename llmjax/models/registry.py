@@ -9,6 +9,8 @@ A family's config is a frozen dataclass whose fields (with defaults) are the key
                                       lengths, attention backend, compute dtype
   flops_per_token(seq_len)            training FLOPs per token (forward + backward)
   summary()                           one line for the run's log (vocabulary, positions, ...)
+  tasks (ClassVar)                    the task names it can be trained on (checked on resolve)
+  num_labels (RUNTIME field)          > 0 turns the model into a sequence classifier (classify)
 """
 from __future__ import annotations
 
