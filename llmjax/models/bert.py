@@ -27,13 +27,14 @@ from llmjax.blocks.attention import Projection
 from llmjax.blocks.embed import Embed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
-from llmjax.blocks.transformer import TransformerConfig, run_layers
-from llmjax.config import RUNTIME, DataConfig, check_positive, fail
+from llmjax.blocks.transformer import run_layers
+from llmjax.config import check_positive
 from llmjax.models.registry import register
+from llmjax.models.token_model import TokenModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class BertConfig(TransformerConfig):
+class BertConfig(TokenModelConfig):
     """config.model for name="bert": the Transformer stack's keys (BERT's defaults) plus these."""
     tasks: ClassVar[tuple[str, ...]] = ("mlm", "classify")  # the tasks (task.name) it can be trained on
     num_layers: int = 4  # transformer layers (BERT-Small)
@@ -48,34 +49,10 @@ class BertConfig(TransformerConfig):
     name: str = "bert"  # model family, looked up in llmjax.models.registry
     max_len: int = 512  # learned position table length (0 = data.seq_len)
     type_vocab_size: int = 2  # token types (segments A/B)
-    vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
-    vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
-    # 0 = pretraining heads (MLM + NSP); k > 0 = a k-class sequence classifier (a fine-tuning task sets it)
-    num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)
 
     def validate(self) -> None:
         super().validate()
-        check_positive("model.vocab_multiple", self.vocab_multiple)
-        check_positive("model.max_len", self.max_len, allow_zero=True)
         check_positive("model.type_vocab_size", self.type_vocab_size)
-        if self.num_labels < 0:
-            raise ValueError(f"num_labels={self.num_labels} is negative: use 0 for the pretraining "
-                             "heads or the number of classes for a classifier")
-
-    def check_run(self, data: DataConfig, mesh_sizes: tuple[int, int, int] | None) -> None:
-        if self.max_len and data.seq_len > self.max_len:
-            fail("data.seq_len", data.seq_len, f"exceeds config.model.max_len={self.max_len} "
-                 "(the positional table): raise max_len or lower seq_len")
-        if mesh_sizes is not None:
-            self.validate_mesh(*mesh_sizes)
-
-    def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str) -> BertConfig:
-        """The runtime config: vocabulary padded to vocab_multiple, max_len 0 -> max_len,
-        num_kv_heads 0 -> num_heads, 'auto' attention resolved for the platform."""
-        padded = -(-vocab_size // self.vocab_multiple) * self.vocab_multiple
-        return dataclasses.replace(self.with_backend(platform), vocab_size=padded,
-                                   max_len=self.max_len or max_len, num_kv_heads=self.kv_heads,
-                                   dtype=dtype)
 
     def summary(self) -> str:
         heads = (f"classifier over {self.num_labels} labels" if self.num_labels

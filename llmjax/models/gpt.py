@@ -19,42 +19,18 @@ from llmjax.blocks.attention import Projection
 from llmjax.blocks.embed import Embed, Unembed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
-from llmjax.blocks.transformer import TransformerConfig, run_layers
-from llmjax.config import RUNTIME, DataConfig, check_positive, fail
+from llmjax.blocks.transformer import run_layers
 from llmjax.models.registry import register
+from llmjax.models.token_model import TokenModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class GPTConfig(TransformerConfig):
-    """config.model for name="gpt": the Transformer stack's keys plus these."""
+class GPTConfig(TokenModelConfig):
+    """config.model for name="gpt": the Transformer stack's keys plus these. num_labels > 0
+    (set by a task) puts a classifier on the last real token instead of the LM head."""
     tasks: ClassVar[tuple[str, ...]] = ("lm", "classify")  # the tasks (task.name) it can be trained on
     name: str = "gpt"  # model family, looked up in llmjax.models.registry
-    max_len: int = 0  # positional table / KV-cache length (0 = data.seq_len)
     tie_embeddings: bool = True  # output projection shares the token embedding
-    vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
-    vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
-    # 0 = language model; k > 0 = a k-class sequence classifier on the last real token (set by a task)
-    num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive("model.vocab_multiple", self.vocab_multiple)
-        check_positive("model.max_len", self.max_len, allow_zero=True)
-
-    def check_run(self, data: DataConfig, mesh_sizes: tuple[int, int, int] | None) -> None:
-        if self.max_len and data.seq_len > self.max_len:
-            fail("data.seq_len", data.seq_len, f"exceeds config.model.max_len={self.max_len} "
-                 "(the positional table): raise max_len or lower seq_len")
-        if mesh_sizes is not None:
-            self.validate_mesh(*mesh_sizes)
-
-    def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str) -> GPTConfig:
-        """The runtime config: vocabulary padded to vocab_multiple, max_len 0 -> max_len,
-        num_kv_heads 0 -> num_heads, 'auto' attention resolved for the platform."""
-        padded = -(-vocab_size // self.vocab_multiple) * self.vocab_multiple
-        return dataclasses.replace(self.with_backend(platform), vocab_size=padded,
-                                   max_len=self.max_len or max_len, num_kv_heads=self.kv_heads,
-                                   dtype=dtype)
 
     def summary(self) -> str:
         head = f", classifier over {self.num_labels} labels" if self.num_labels else ""
