@@ -59,14 +59,20 @@ class Task(abc.ABC):
         """Evaluation batch `index`; padding rows carry zero weight."""
 
     @property
-    @abc.abstractmethod
     def batch_size(self) -> int:
         """Rows of a train batch (all hosts together)."""
+        return self.run.train.batch_size
 
     @property
-    @abc.abstractmethod
     def eval_batch_size(self) -> int:
-        """Rows of an eval batch (all hosts together)."""
+        """Rows of an eval batch (all hosts together): one micro-batch, what fits in memory."""
+        return self.run.train.batch_size // self.run.train.grad_accum_steps
+
+    def finalized_model(self, vocab_size: int, platform: str) -> Any:
+        """run.model finalized for the tokenizer's vocabulary, rows of data.seq_len, the platform
+        and the compute dtype (what model_config returns, before any task-specific change)."""
+        return self.run.model.finalize(vocab_size=vocab_size, max_len=self.run.data.seq_len,
+                                       platform=platform, dtype=self.run.train.dtype)
 
     # ------------------------------------------------------------ objective (device, jitted)
 
@@ -101,9 +107,9 @@ class Task(abc.ABC):
     def flops_per_step(self, model_cfg: Any) -> float:
         """Training FLOPs of one update (forward + backward)."""
 
-    @abc.abstractmethod
     def tokens_per_step(self) -> int:
-        """Tokens one update trains on (for tokens/s)."""
+        """Tokens one update trains on (for tokens/s): every position of every row."""
+        return self.run.train.batch_size * self.run.data.seq_len
 
     def describe(self, log: Log) -> None:
         """Print the task's baselines (the numbers a model must beat)."""

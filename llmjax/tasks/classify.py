@@ -14,6 +14,7 @@ Shape key: B batch, L length (seq_len), K classes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -117,9 +118,8 @@ class ClassifyTask(Task):
         return len(self.labelled.label_names)
 
     def model_config(self, platform: str) -> Any:
-        cfg = self.run.model.finalize(vocab_size=self.tokenizer.vocab_size, max_len=self.run.data.seq_len,
-                                      platform=platform, dtype=self.run.train.dtype)
-        return dataclasses.replace(cfg, num_labels=self.num_labels)
+        return dataclasses.replace(self.finalized_model(self.tokenizer.vocab_size, platform),
+                                   num_labels=self.num_labels)
 
     def _model_inputs(self, batch: Batch) -> dict[str, Any]:
         extra = {"token_types": batch["token_types"]} if self._bert_style else {}
@@ -133,14 +133,6 @@ class ClassifyTask(Task):
                           **self._model_inputs(batch))["params"]
 
     # ------------------------------------------------------------ batches
-
-    @property
-    def batch_size(self) -> int:
-        return self.run.train.batch_size
-
-    @property
-    def eval_batch_size(self) -> int:
-        return self.run.train.batch_size // self.run.train.grad_accum_steps
 
     @staticmethod
     def _take(arrays: dict[str, np.ndarray], idx: np.ndarray) -> Batch:
@@ -194,13 +186,12 @@ class ClassifyTask(Task):
 
     # ------------------------------------------------------------ accounting and reporting
 
-    def tokens_per_step(self) -> int:
-        return self.run.train.batch_size * self.run.data.seq_len
-
     def flops_per_step(self, model_cfg: Any) -> float:
         return model_cfg.flops_per_token(self.run.data.seq_len) * self.tokens_per_step()
 
+    @functools.cached_property
     def _majority(self) -> dict[str, float]:
+        """The majority-class and chance baselines over the evaluated examples (once per run)."""
         n = min(len(self.labelled.eval_labels), self.num_eval_batches * self.eval_batch_size)
         labels = self.labelled.eval_labels[:n]
         top = int(np.bincount(self.labelled.train_labels, minlength=self.num_labels).argmax())
@@ -210,14 +201,14 @@ class ClassifyTask(Task):
                 "chance_accuracy": 1.0 / self.num_labels}
 
     def describe(self, log: Log) -> None:
-        b = self._majority()
+        b = self._majority
         log(f"eval: {self.num_eval_batches} batches of {self.eval_batch_size}; baselines: majority class "
             f"accuracy {b['majority_accuracy']:.4f} (macro-F1 {b['majority_f1_macro']:.4f}), chance "
             f"{b['chance_accuracy']:.4f}")
 
     def baselines(self) -> dict[str, float]:
-        return self._majority()
+        return dict(self._majority)
 
     def eval_line(self, m: dict[str, Any]) -> str:
         return (f"eval loss {m['loss']:.4f}, accuracy {m['accuracy']:.4f}, macro-F1 {m['f1_macro']:.4f} "
-                f"(majority class {self._majority()['majority_accuracy']:.4f})")
+                f"(majority class {self._majority['majority_accuracy']:.4f})")

@@ -69,23 +69,13 @@ class LMTask(Task):
         return nll / max(weight, 1.0)
 
     def model_config(self, platform: str) -> Any:
-        return self.run.model.finalize(vocab_size=self.data.tokenizer.vocab_size,
-                                       max_len=self.run.data.seq_len, platform=platform,
-                                       dtype=self.run.train.dtype)
+        return self.finalized_model(self.data.tokenizer.vocab_size, platform)
 
     def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
         tokens = jnp.zeros((1, self.run.data.seq_len), jnp.int32)
         return model.init(rng, tokens, deterministic=True)["params"]
 
     # ------------------------------------------------------------ batches
-
-    @property
-    def batch_size(self) -> int:
-        return self.run.train.batch_size
-
-    @property
-    def eval_batch_size(self) -> int:
-        return self.run.train.batch_size // self.run.train.grad_accum_steps
 
     def train_batch(self, step: int, rows: slice | None = None) -> Batch:
         return self._train.batch(step, rows)
@@ -131,9 +121,6 @@ class LMTask(Task):
                 "tokens": totals["weight_sum"]}
 
     # ------------------------------------------------------------ accounting and reporting
-
-    def tokens_per_step(self) -> int:
-        return self.run.train.batch_size * self.run.data.seq_len
 
     def flops_per_step(self, model_cfg: Any) -> float:
         return model_cfg.flops_per_token(self.run.data.seq_len) * self.tokens_per_step()

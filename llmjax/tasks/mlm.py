@@ -112,9 +112,7 @@ class MLMTask(Task):
                 "nsp_majority_accuracy": max(share, 1.0 - share), "mlm_majority_token": top}
 
     def model_config(self, platform: str) -> Any:
-        return self.run.model.finalize(vocab_size=self.data.tokenizer.vocab_size,
-                                       max_len=self.run.data.seq_len, platform=platform,
-                                       dtype=self.run.train.dtype)
+        return self.finalized_model(self.data.tokenizer.vocab_size, platform)
 
     def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
         L, P = self.run.data.seq_len, self.max_predictions
@@ -123,14 +121,6 @@ class MLMTask(Task):
                           masked_positions=jnp.zeros((1, P), jnp.int32), deterministic=True)["params"]
 
     # ------------------------------------------------------------ batches
-
-    @property
-    def batch_size(self) -> int:
-        return self.run.train.batch_size
-
-    @property
-    def eval_batch_size(self) -> int:
-        return self.run.train.batch_size // self.run.train.grad_accum_steps
 
     def train_batch(self, step: int, rows: slice | None = None) -> Batch:
         return self._mask(self._train.batch(step, rows), step, rows, TRAIN_STREAM)
@@ -189,9 +179,6 @@ class MLMTask(Task):
         return {**{k: float(v) for k, v in out.items()}, "predictions": float(totals["predictions"])}
 
     # ------------------------------------------------------------ accounting and reporting
-
-    def tokens_per_step(self) -> int:
-        return self.run.train.batch_size * self.run.data.seq_len
 
     def flops_per_step(self, model_cfg: Any) -> float:
         """The encoder on every position, the MLM head on the prediction slots only."""
