@@ -101,6 +101,16 @@ class Task(abc.ABC):
     def eval_metrics(self, totals: dict[str, float]) -> dict[str, float]:
         """An eval row's metrics (at least "loss") from the totals of eval_sums."""
 
+    def decoded_metrics(self, model: nn.Module, params: Any) -> dict[str, float]:
+        """Eval metrics that need decoding on the host (BLEU, ROUGE), added to the eval row.
+        Runs on every process (parameters may be sharded)."""
+        return {}
+
+    def eval_details(self, totals: dict[str, Any]) -> dict[str, Any]:
+        """Eval results too long for a metrics row (per-position loss), name -> JSON-able value;
+        the loop writes each to workdir/eval/<name>.json with the step."""
+        return {}
+
     # ------------------------------------------------------------ accounting and reporting
 
     @abc.abstractmethod

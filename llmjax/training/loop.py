@@ -24,7 +24,7 @@ from llmjax.models import registry
 from llmjax.tasks.base import Task
 from llmjax.training import optim, warm_start
 from llmjax.training.checkpoint import Checkpointer, CheckpointError
-from llmjax.training.metrics import MetricsWriter, peak_flops, write_results
+from llmjax.training.metrics import MetricsWriter, peak_flops, write_eval_details, write_results
 from llmjax.training.preemption import Preemption
 from llmjax.training.progress import Progress
 from llmjax.training.state import abstract_state, count_params, create, init_fn
@@ -87,13 +87,13 @@ def _put(mesh, make_batch: Callable[..., dict], index: int, rows: int) -> dict[s
     return sharding.global_batch(local, mesh, rows)
 
 
-def _evaluate(task: Task, eval_step, params, put_eval) -> dict[str, float]:
-    totals: dict[str, float] = {}
+def _eval_totals(task: Task, eval_step, params, put_eval) -> dict[str, Any]:
+    totals: dict[str, Any] = {}
     for i in range(task.num_eval_batches):
         sums = jax.device_get(eval_step(params, put_eval(i)))
         for k, v in sums.items():  # scalars, or arrays such as a confusion matrix
             totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
-    return task.eval_metrics(totals)
+    return totals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +201,9 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
                                     "tokens_seen": step * tokens_per_step})
 
         def evaluate(step: int) -> dict[str, float]:
-            out = _evaluate(task, eval_step, state.params, put_eval)
+            totals = _eval_totals(task, eval_step, state.params, put_eval)
+            out = {**task.eval_metrics(totals), **task.decoded_metrics(model, state.params)}
+            write_eval_details(workdir, step, task.eval_details(totals))
             writer.write({"step": step, "split": "eval", **out})
             progress.write(f"step {step}: {task.eval_line(out)}")
             return out

@@ -94,6 +94,20 @@ def write_results(workdir: str, results: dict[str, Any]) -> str:
     return path
 
 
+def write_eval_details(workdir: str, step: int, details: dict[str, Any]) -> None:
+    """Each detail as workdir/eval/<name>.json = {"step": step, name: value}: the newest eval's
+    (process 0, atomic; a resumed run overwrites them at its next eval)."""
+    if not details or jax.process_index() != 0:
+        return
+    directory = os.path.join(workdir, "eval")
+    os.makedirs(directory, exist_ok=True)
+    for name, value in details.items():
+        path = os.path.join(directory, f"{name}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(jsonable({"step": step, name: value}), f)
+        os.replace(path + ".tmp", path)
+
+
 class MetricsWriter:
     """Writes one JSON object per logged step; process 0 only."""
 
