@@ -1,5 +1,6 @@
-"""Text generation from trained models (sampling on the KV cache)."""
-from llmjax.generation.decode import (decode_step, filter_logits, generate, init_cache, left_pad,
-                                      sample_token)
+"""Text generation from trained models: sampling and beam search on each family's cache."""
+from llmjax.generation.decode import (extend, filter_logits, generate, init_cache, left_pad, prefill,
+                                      prompt_mask, sample_token)
 
-__all__ = ["decode_step", "filter_logits", "generate", "init_cache", "left_pad", "sample_token"]
+__all__ = ["extend", "filter_logits", "generate", "init_cache", "left_pad", "prefill", "prompt_mask",
+           "sample_token"]

@@ -1,12 +1,19 @@
 """Autoregressive sampling on the KV cache: prefill the prompt in one call, then one jitted
 `lax.while_loop` emits token after token with no host round trip.
 
-Prompts of different lengths are left-padded; every call into the model carries per-row
-positions (0 at each row's first real token) and segment ids (0 = padding), so padding is never
-attended to and each row continues exactly as it would alone.
+Any family that implements the generation protocol decodes here (GPT, the encoder-decoder, the
+LSTM), through three linen methods of its module:
+  prefill(prompt_BxP, mask_BxP, *, max_new_tokens) -> logits_BxV   run left-padded prompts (mask
+      1 = token, 0 = padding) onto a fresh cache (KV cache, encoder output and cross-attention
+      keys, or recurrent state) with room for max_new_tokens; under init it creates that cache;
+  extend(token_B) -> logits_BxV                                   one new token per row;
+  score(prompt_BxP, mask_BxP, continuation_BxN) -> logits_Bx(N+1)xV  the same logits without a
+      cache, from one forward (uncached decoding, tests).
+Each row continues exactly as it would alone: padding is masked and positions start at each
+row's first real token.
 
-Small pieces (cache init, prefill, step, logit filtering, sampling) so beam search and
-streaming can reuse them.
+Small pieces (cache init, prefill, extend, logit filtering, sampling) so beam search and
+streaming reuse them.
 
 Shape key: B batch, P prompt length, N new tokens, V vocabulary.
 """
@@ -58,21 +65,28 @@ def sample_token(logits_BxV: jnp.ndarray, rng: jax.Array, *, temperature: float 
 # ---------------------------------------------------------------- the model on its cache
 
 
-def init_cache(model: nn.Module, batch: int, length: int) -> Any:
-    """A zero KV cache for `length` tokens per row, without running the model (eval_shape)."""
-    dummy = jnp.zeros((batch, length), jnp.int32)
-    shapes = jax.eval_shape(functools.partial(model.init, decode=True), jax.random.key(0), dummy)
+def init_cache(model: nn.Module, prompt_shape: tuple[int, int], max_new_tokens: int) -> Any:
+    """A zero cache for prompts of prompt_shape (B, P) and max_new_tokens more tokens, without
+    running the model (eval_shape of the model's prefill under init)."""
+    dummy = jnp.zeros(prompt_shape, jnp.int32)
+    shapes = jax.eval_shape(functools.partial(model.init, method="prefill", max_new_tokens=max_new_tokens),
+                            jax.random.key(0), dummy, dummy)
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
 
 
-def decode_step(model: nn.Module, params: Any, cache: Any, tokens_BxL: jnp.ndarray,
-                positions_BxL: jnp.ndarray | None = None, segment_ids_BxL: jnp.ndarray | None = None):
-    """Feed L tokens (prompt prefill or one new token); return last-position logits and cache.
-    Without positions the model continues from what is cached; segment id 0 marks padding."""
-    logits_BxLxV, mutated = model.apply({"params": params, "cache": cache}, tokens_BxL,
-                                        positions=positions_BxL, segment_ids=segment_ids_BxL,
-                                        decode=True, mutable=["cache"])
-    return logits_BxLxV[:, -1], mutated["cache"]
+def prefill(model: nn.Module, params: Any, cache: Any, prompt_BxP: jnp.ndarray, mask_BxP: jnp.ndarray,
+            max_new_tokens: int) -> tuple[jnp.ndarray, Any]:
+    """The prompts (left-padded, mask 1 = token) into the cache: (first new token's logits, cache)."""
+    logits_BxV, mutated = model.apply({"params": params, "cache": cache}, prompt_BxP, mask_BxP,
+                                      max_new_tokens=max_new_tokens, method="prefill", mutable=["cache"])
+    return logits_BxV, mutated["cache"]
+
+
+def extend(model: nn.Module, params: Any, cache: Any, token_B: jnp.ndarray) -> tuple[jnp.ndarray, Any]:
+    """One new token per row onto the cache: (next logits, cache)."""
+    logits_BxV, mutated = model.apply({"params": params, "cache": cache}, token_B, method="extend",
+                                      mutable=["cache"])
+    return logits_BxV, mutated["cache"]
 
 
 def left_pad(prompts: Sequence[Sequence[int]] | np.ndarray, lengths: Sequence[int] | None = None,
@@ -104,48 +118,59 @@ def left_pad(prompts: Sequence[Sequence[int]] | np.ndarray, lengths: Sequence[in
 # ---------------------------------------------------------------- generation
 
 
+def prompt_mask(tokens_BxP: np.ndarray, lengths_B: np.ndarray) -> np.ndarray:
+    """1 on each left-padded row's last lengths[i] columns (its prompt), 0 on the padding."""
+    column_BxP = np.arange(tokens_BxP.shape[1])[None]
+    return (column_BxP >= tokens_BxP.shape[1] - np.asarray(lengths_B)[:, None]).astype(np.int32)
+
+
 def generate(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]] | np.ndarray | jax.Array,
              *, max_new_tokens: int, rng: jax.Array, lengths: Sequence[int] | None = None,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             eos_id: int | None = None) -> np.ndarray:
+             eos_id: int | None = None, use_cache: bool = True) -> np.ndarray:
     """Continue each prompt by max_new_tokens tokens: int32 (B, max_new_tokens).
 
     prompts: a list of token-id lists (any lengths), a (B, P) array of whole prompts, or a
-    (B, P) array plus `lengths` (row i's prompt is its first lengths[i] entries). Each row
-    generates what it would alone. temperature 0 is greedy. After a row emits eos_id it emits
-    only eos_id (and the loop stops early once every row has)."""
+    (B, P) array plus `lengths` (row i's prompt is its first lengths[i] entries). For an
+    encoder-decoder the prompt is the source. Each row generates what it would alone. temperature
+    0 is greedy. After a row emits eos_id it emits only eos_id (and the loop stops early once
+    every row has). use_cache=False recomputes the whole sequence for every token (the
+    reference the cache must match; slow)."""
     tokens_BxP, lengths_B = left_pad(prompts, lengths)
-    total, max_len = tokens_BxP.shape[1] + max_new_tokens, model.cfg.max_len
-    if total > max_len:
-        raise ValueError(f"prompt length {tokens_BxP.shape[1]} + max_new_tokens {max_new_tokens} = "
-                         f"{total} exceeds the model's max_len {max_len}: shorten one of them")
     if max_new_tokens <= 0:
         return np.zeros((tokens_BxP.shape[0], 0), np.int32)
     params = nn.unbox(params)
-    out = _generate_jit(model, params, tokens_BxP, lengths_B, rng, max_new_tokens=max_new_tokens,
-                        temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
-                        eos_id=eos_id)
+    out = _generate_jit(model, params, tokens_BxP, prompt_mask(tokens_BxP, lengths_B), rng,
+                        max_new_tokens=max_new_tokens, temperature=float(temperature), top_k=int(top_k),
+                        top_p=float(top_p), eos_id=eos_id, use_cache=use_cache)
     return np.asarray(out)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "temperature", "top_k",
-                                             "top_p", "eos_id"))
-def _generate_jit(model, params, tokens_BxP, lengths_B, rng, *, max_new_tokens, temperature, top_k,
-                  top_p, eos_id):
-    B, P = tokens_BxP.shape
+                                             "top_p", "eos_id", "use_cache"))
+def _generate_jit(model, params, tokens_BxP, mask_BxP, rng, *, max_new_tokens, temperature, top_k,
+                  top_p, eos_id, use_cache):
+    B = tokens_BxP.shape[0]
     sample = functools.partial(sample_token, temperature=temperature, top_k=top_k, top_p=top_p)
-    cache = init_cache(model, B, P + max_new_tokens)
-    pad_B = P - lengths_B
-    column_BxP = jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (B, P))
-    segment_ids_BxP = (column_BxP >= pad_B[:, None]).astype(jnp.int32)
-    positions_BxP = jnp.maximum(column_BxP - pad_B[:, None], 0)
-    logits_BxV, cache = decode_step(model, params, cache, tokens_BxP, positions_BxP, segment_ids_BxP)
+    fill = 0 if eos_id is None else eos_id
+    out_BxN = jnp.full((B, max_new_tokens), fill, jnp.int32)
+    if use_cache:
+        cache = init_cache(model, tokens_BxP.shape, max_new_tokens)
+        logits_BxV, cache = prefill(model, params, cache, tokens_BxP, mask_BxP, max_new_tokens)
+    else:  # every step scores the whole fixed-size buffer; column i predicts new token i
+        cache = None
+        logits_BxV = model.apply({"params": params}, tokens_BxP, mask_BxP, out_BxN, method="score")[:, 0]
+
+    def next_logits(cache, out_BxN, token_B, i):
+        if use_cache:
+            return extend(model, params, cache, token_B)
+        logits_BxNxV = model.apply({"params": params}, tokens_BxP, mask_BxP, out_BxN, method="score")
+        return lax.dynamic_index_in_dim(logits_BxNxV, i, axis=1, keepdims=False), cache
+
     rng, first_rng = jax.random.split(rng)
     token_B = sample(logits_BxV, first_rng)
-    fill = 0 if eos_id is None else eos_id
-    out_BxN = jnp.full((B, max_new_tokens), fill, jnp.int32).at[:, 0].set(token_B)
+    out_BxN = out_BxN.at[:, 0].set(token_B)
     done_B = jnp.zeros((B,), bool) if eos_id is None else token_B == eos_id
-    real_Bx1 = jnp.ones((B, 1), jnp.int32)
 
     def cond(state):
         i, _, _, _, done_B, _ = state
@@ -153,9 +178,7 @@ def _generate_jit(model, params, tokens_BxP, lengths_B, rng, *, max_new_tokens, 
 
     def body(state):
         i, token_B, cache, out_BxN, done_B, rng = state
-        # New token i-1 sits at position length + i - 1 of its row.
-        position_Bx1 = (lengths_B + i - 1)[:, None]
-        logits_BxV, cache = decode_step(model, params, cache, token_B[:, None], position_Bx1, real_Bx1)
+        logits_BxV, cache = next_logits(cache, out_BxN, token_B, i)
         rng, step_rng = jax.random.split(rng)
         token_B = sample(logits_BxV, step_rng)
         if eos_id is not None:

@@ -31,6 +31,7 @@ class GPTConfig(TokenModelConfig):
     tasks: ClassVar[tuple[str, ...]] = ("lm", "classify")  # the tasks (task.name) it can be trained on
     name: str = "gpt"  # model family, looked up in llmjax.models.registry
     tie_embeddings: bool = True  # output projection shares the token embedding
+    inputs: ClassVar[tuple[str, ...]] = ("positions", "segment_ids")  # optional batch inputs it takes
 
     def summary(self) -> str:
         head = f", classifier over {self.num_labels} labels" if self.num_labels else ""
@@ -57,7 +58,7 @@ class GPT(nn.Module):
     """tokens (B, L) int32 -> next-token logits (B, L, V) float32, or with cfg.num_labels > 0
     class logits (B, num_labels) float32 from each row's last real token.
 
-    positions default to 0..L-1 (while decoding: continuing from the tokens already cached);
+    positions default to 0..L-1 (while decoding: each row continuing from its cached tokens);
     packed rows pass per-document positions and segment_ids (id 0 = padding), which also
     confine attention to each document. attention_mask (B, L) (1 real, 0 right padding) is the
     one-document form of segment_ids. decode=True runs on the KV cache (collection "cache",
@@ -76,9 +77,7 @@ class GPT(nn.Module):
                 raise ValueError("GPT got both attention_mask and segment_ids: pass one (attention_mask "
                                  "is the single-document form of segment_ids)")
             segment_ids = jnp.asarray(attention_mask).astype(jnp.int32)
-        if positions is None:
-            positions = self._default_positions(L, decode)
-        positions_BxL = jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (B, L))
+        positions_BxL = self._positions(positions, B, L, decode)
 
         embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, name="embed")
         x_BxLxE = embed(tokens_BxL)
@@ -118,18 +117,54 @@ class GPT(nn.Module):
                                 dtype=self.cfg.dtype, name="classifier")(last_BxE)
         return nn.with_logical_constraint(logits_BxC.astype(jnp.float32), (sh.BATCH, None))
 
-    def _default_positions(self, length: int, decode: bool) -> jnp.ndarray:
-        """0..L-1, or while decoding the next L positions after those already cached."""
-        positions = jnp.arange(length, dtype=jnp.int32)[None]
-        if not decode:
-            return positions
-        ready = self.has_variable("cache", "position_index")
-        index = self.variable("cache", "position_index", lambda: jnp.zeros((), jnp.int32))
-        if not ready:  # init call: creating the cache, nothing cached yet
-            return positions
-        start = index.value
-        index.value = start + length
-        return positions + start
+    # ---------------------------------------------------------- the generation protocol
+
+    def prefill(self, prompt_BxP: jnp.ndarray, prompt_mask_BxP: jnp.ndarray, *,
+                max_new_tokens: int) -> jnp.ndarray:
+        """Run left-padded prompts (mask 1 = token, 0 = padding) on a fresh KV cache with room for
+        max_new_tokens more; the logits of each row's first new token (B, V). Under init it
+        creates that cache."""
+        B, P = prompt_BxP.shape
+        total = P + max_new_tokens
+        if total > self.cfg.max_len:
+            raise ValueError(f"prompt length {P} + max_new_tokens {max_new_tokens} = {total} exceeds the "
+                             f"model's max_len {self.cfg.max_len}: shorten one of them")
+        if self.is_initializing():  # the cache takes the length of the input it is created with
+            return self(jnp.zeros((B, total), jnp.int32), decode=True)[:, -1]
+        mask_BxP = jnp.asarray(prompt_mask_BxP, jnp.int32)
+        positions_BxP = jnp.maximum(jnp.cumsum(mask_BxP, axis=1) - 1, 0)
+        return self(prompt_BxP, positions=positions_BxP, segment_ids=mask_BxP, decode=True)[:, -1]
+
+    def extend(self, token_B: jnp.ndarray) -> jnp.ndarray:
+        """One new token per row after what the cache holds; the next logits (B, V)."""
+        ones_Bx1 = jnp.ones((token_B.shape[0], 1), jnp.int32)
+        return self(token_B[:, None], segment_ids=ones_Bx1, decode=True)[:, 0]
+
+    def score(self, prompt_BxP: jnp.ndarray, prompt_mask_BxP: jnp.ndarray,
+              continuation_BxN: jnp.ndarray) -> jnp.ndarray:
+        """Without a cache: the logits predicting continuation[0..N-1] and the token after,
+        (B, N+1, V), from one forward over prompt + continuation."""
+        B, P = prompt_BxP.shape
+        tokens_BxT = jnp.concatenate([prompt_BxP, continuation_BxN], axis=1)
+        mask_BxT = jnp.concatenate([jnp.asarray(prompt_mask_BxP, jnp.int32),
+                                    jnp.ones(continuation_BxN.shape, jnp.int32)], axis=1)
+        positions_BxT = jnp.maximum(jnp.cumsum(mask_BxT, axis=1) - 1, 0)
+        return self(tokens_BxT, positions=positions_BxT, segment_ids=mask_BxT)[:, P - 1:]
+
+    def _positions(self, positions: jnp.ndarray | None, batch: int, length: int,
+                   decode: bool) -> jnp.ndarray:
+        """(B, L) positions: as given, else 0..L-1; while decoding, by default each row continues
+        from its cached next position, and the cache records where each row stands."""
+        if positions is None and not decode:
+            positions = jnp.arange(length, dtype=jnp.int32)[None]
+        if decode:
+            ready = self.has_variable("cache", "next_position")
+            next_B = self.variable("cache", "next_position", jnp.zeros, (batch,), jnp.int32)
+            if positions is None:
+                positions = jnp.arange(length, dtype=jnp.int32)[None] + (next_B.value[:, None] if ready else 0)
+            if ready:  # not while init creates the cache
+                next_B.value = jnp.broadcast_to(positions, (batch, length))[:, -1].astype(jnp.int32) + 1
+        return jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
 
 
 @register("gpt", GPTConfig)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from llmjax.models.gpt import GPTConfig
-from llmjax.generation.decode import decode_step, filter_logits, generate, init_cache, sample_token
+from llmjax.generation.decode import (extend, filter_logits, generate, init_cache, prefill, prompt_mask,
+                                      sample_token)
 from llmjax.models.registry import build
 
 CFG = GPTConfig(vocab_size=32, num_layers=2, d_model=16, num_heads=4, num_kv_heads=4, mlp_dim=32,
@@ -29,7 +30,15 @@ def _forward(model, params, tokens):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _step(model, params, cache, tokens):
-    return decode_step(model, params, cache, tokens)
+    """Feed a chunk of tokens onto the raw KV cache (positions continue from what is cached)."""
+    logits, mutated = model.apply({"params": params, "cache": cache}, tokens, decode=True, mutable=["cache"])
+    return logits[:, -1], mutated["cache"]
+
+
+def _raw_cache(model, batch, length):
+    shapes = jax.eval_shape(functools.partial(model.init, decode=True), jax.random.key(0),
+                            jnp.zeros((batch, length), jnp.int32))
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
 
 
 @pytest.mark.parametrize("changes", [
@@ -42,7 +51,7 @@ def test_cache_decode_equals_full_forward(changes):
     model, params = _model(**changes)
     full = np.asarray(_forward(model, params, TOKENS))
     tol = 5e-2 if changes.get("dtype") == "bfloat16" else 1e-5
-    cache = init_cache(model, 2, 12)
+    cache = _raw_cache(model, 2, 12)
     # Prefill 5 tokens at once (last-position logits), then a chunk of 2, then one at a time.
     logits, cache = _step(model, params, cache, TOKENS[:, :5])
     np.testing.assert_allclose(logits, full[:, 4], atol=tol)
@@ -51,6 +60,26 @@ def test_cache_decode_equals_full_forward(changes):
     for t in range(7, 12):
         logits, cache = _step(model, params, cache, TOKENS[:, t:t + 1])
         np.testing.assert_allclose(logits, full[:, t], atol=tol, err_msg=f"position {t}")
+
+
+def test_prefill_extend_equal_score_on_left_padded_prompts():
+    """The generation protocol: prefill + extend on the cache give the logits of one uncached
+    forward (score), row by row, for prompts of different lengths."""
+    model, params = _model(position="rope", num_kv_heads=2)
+    prompt = np.array([[0, 0, 3, 9], [5, 6, 7, 8]], np.int32)
+    mask = prompt_mask(prompt, np.array([2, 4]))
+    cont = TOKENS[:, 4:9]
+    want = np.asarray(model.apply({"params": params}, prompt, mask, cont, method="score"))
+    cache = init_cache(model, prompt.shape, 5)
+    logits, cache = jax.jit(prefill, static_argnums=(0, 5))(model, params, cache, prompt, mask, 5)
+    np.testing.assert_allclose(logits, want[:, 0], atol=1e-5)
+    step = jax.jit(extend, static_argnums=0)
+    for i in range(5):
+        logits, cache = step(model, params, cache, jnp.asarray(cont[:, i]))
+        np.testing.assert_allclose(logits, want[:, i + 1], atol=1e-5, err_msg=f"token {i}")
+    # Row 0 alone (no padding) scores the same.
+    alone = model.apply({"params": params}, prompt[:1, 2:], np.ones((1, 2), np.int32), cont[:1], method="score")
+    np.testing.assert_allclose(alone[0], want[0], atol=1e-5)
 
 
 def _naive_greedy(model, params, prompt, n):
@@ -74,6 +103,14 @@ def test_greedy_equals_naive_loop_and_top_k_1():
     np.testing.assert_array_equal(greedy, want)
     top1 = generate(model, params, prompt, max_new_tokens=8, rng=jax.random.key(5), top_k=1)
     np.testing.assert_array_equal(top1, want)
+
+
+def test_cached_and_uncached_sampling_give_the_same_tokens():
+    model, params = _model(**GREEDY)
+    kw = dict(max_new_tokens=8, rng=jax.random.key(3), temperature=1.0, top_k=20)
+    cached = generate(model, params, [[3, 4, 5], [9]], **kw)
+    assert len(np.unique(cached)) > 4
+    np.testing.assert_array_equal(generate(model, params, [[3, 4, 5], [9]], use_cache=False, **kw), cached)
 
 
 def test_eos_then_only_eos():
