@@ -14,6 +14,7 @@ A family's config is a frozen dataclass whose fields (with defaults) are the key
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -33,3 +34,20 @@ register, names, default_group, resolve = (FAMILIES.register, FAMILIES.names,
 def build(cfg: Any) -> nn.Module:
     """The model of cfg's family, built from cfg (a finalized family config)."""
     return FAMILIES.entry(cfg.name).target(cfg)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A finalized family config as plain JSON values (runtime fields included): what rebuilds
+    the exact model of a run without its data (sampling, export)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(values: dict[str, Any]) -> Any:
+    """The finalized family config that config_to_dict wrote."""
+    entry = FAMILIES.entry(values.get("name", ""))
+    known = {f.name for f in dataclasses.fields(entry.config_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"model config of family {entry.name!r} has unknown keys {unknown}: it was "
+                         "written by another llmjax version; retrain or edit model.json")
+    return entry.config_cls(**values)

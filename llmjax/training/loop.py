@@ -24,13 +24,15 @@ from llmjax.models import registry
 from llmjax.tasks.base import Task
 from llmjax.training import optim, warm_start
 from llmjax.training.checkpoint import Checkpointer, CheckpointError
-from llmjax.training.metrics import MetricsWriter, peak_flops, write_eval_details, write_results
+from llmjax.training.metrics import (MetricsWriter, peak_flops, write_eval_details, write_json,
+                                    write_results)
 from llmjax.training.preemption import Preemption
 from llmjax.training.progress import Progress
 from llmjax.training.state import abstract_state, count_params, create, init_fn
 from llmjax.training.step import jit_train_step, make_eval_step, make_train_step
 
 Log = Callable[[str], None]
+MODEL_JSON = "model.json"
 
 
 class DivergedError(UserError):
@@ -188,6 +190,8 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
 
         if on_start is not None:
             on_start()
+        # The finalized model config (vocabulary, lengths): rebuilds this model without the data.
+        write_json(workdir, MODEL_JSON, registry.config_to_dict(model_cfg))
         writer = MetricsWriter(workdir, resume_step=start)
         preempt = Preemption()
         stopped = False  # saved and stopped on request (SIGTERM, Ctrl-C)

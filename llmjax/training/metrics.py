@@ -86,10 +86,15 @@ def jsonable(value: Any) -> Any:
 
 def write_results(workdir: str, results: dict[str, Any]) -> str:
     """The run's final metrics and baselines as workdir/results.json (process 0, atomic)."""
-    path = os.path.join(workdir, "results.json")
+    return write_json(workdir, "results.json", results)
+
+
+def write_json(workdir: str, name: str, value: Any) -> str:
+    """workdir/<name> as JSON (process 0, atomic)."""
+    path = os.path.join(workdir, name)
     if jax.process_index() == 0:
         with open(path + ".tmp", "w") as f:
-            json.dump(jsonable(results), f, indent=1)
+            json.dump(jsonable(value), f, indent=1)
         os.replace(path + ".tmp", path)
     return path
 

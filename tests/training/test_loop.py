@@ -1,4 +1,5 @@
 """The training loop in-process: a resumed run reproduces an uninterrupted one exactly."""
+import dataclasses
 import json
 import shutil
 
@@ -6,6 +7,7 @@ import numpy as np
 
 from llmjax.experiment import resolve
 from llmjax.experiment import train_and_evaluate
+from llmjax.models.registry import config_from_dict
 from tests.helpers import tiny_config, write_corpus
 
 
@@ -39,6 +41,11 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert out_a["loss"] == out_b["loss"] and out_a["step"] == out_b["step"] == 12
     assert (b / "metrics.discarded.jsonl").exists()  # the killed run's rows are kept aside
     assert np.isfinite(out_a["unigram_loss"]) and out_a["loss"] < rows_first_loss(ra)
+    # model.json rebuilds the run's exact model (padded vocabulary, lengths) without the data.
+    model_cfg = config_from_dict(json.loads((a / "model.json").read_text()))
+    assert model_cfg.vocab_size % 64 == 0 and model_cfg.vocab_size >= 262
+    assert model_cfg == dataclasses.replace(cfg.model, vocab_size=model_cfg.vocab_size, max_len=cfg.data.seq_len,
+                                            num_kv_heads=cfg.model.kv_heads, attention_backend="xla")
 
 
 def rows_first_loss(rows):
