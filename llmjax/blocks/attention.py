@@ -209,17 +209,21 @@ class Projection(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head (grouped-query) attention; `kv` given = cross-attention onto it.
+    """Multi-head (grouped-query) attention; cross=True attends onto `kv` (an encoder's output).
 
     RoPE/ALiBi act when both sides' positions are known: always in self-attention, in
     cross-attention only if `positions` and `kv_positions` are both given (usually not).
     With decode=True self-attention keeps a KV cache (collection "cache") whose length is
     the length of the input the cache was initialised with; each call appends its L tokens
-    and attends causally to everything filled. Decoding always uses the "xla" kernel: one
-    query row against a masked cache is memory-bound, and cuDNN's shape limits are avoided."""
+    and attends causally to everything filled. Cross-attention with decode=True projects `kv`
+    into keys and values once, when it is given (the first decoding call), caches them with
+    its segment ids, and attends to the cache when it is not. Decoding always uses the "xla"
+    kernel: one query row against a masked cache is memory-bound, and cuDNN's shape limits are
+    avoided."""
 
     cfg: AttentionConfig
     causal: bool = True
+    cross: bool = False
 
     @nn.compact
     def __call__(self, x_BxLxE: jax.Array, kv_BxSxE: jax.Array | None = None, *,
@@ -229,19 +233,25 @@ class Attention(nn.Module):
         cfg = self.cfg
         H, K, D, E = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, x_BxLxE.shape[-1]
         B, L = x_BxLxE.shape[:2]
-        self_attention = kv_BxSxE is None
-        source = x_BxLxE if self_attention else kv_BxSxE
+        self_attention = not self.cross
+        if self.cross and kv_BxSxE is None and not decode:
+            raise ValueError("cross-attention needs the encoder output (kv) unless decoding on its cache")
         dense = functools.partial(Projection, use_bias=cfg.use_bias, dtype=cfg.dtype)
         std = cfg.init_std
         q = dense((H, D), (sh.EMBED, sh.HEADS, sh.HEAD_DIM), init_std=std, name="query")(x_BxLxE)
-        k = dense((K, D), (sh.EMBED, sh.KV_HEADS, sh.HEAD_DIM), init_std=std, name="key")(source)
-        v = dense((K, D), (sh.EMBED, sh.KV_HEADS, sh.HEAD_DIM), init_std=std, name="value")(source)
         q = nn.with_logical_constraint(q, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_HEADS, None))
+        q_seg, kv_seg = segment_ids, kv_segment_ids
+        if self.cross and decode:  # keys and values of the source: projected once, then cached
+            k, v, kv_seg = self._cross_cache(dense, kv_BxSxE, kv_segment_ids)
+            q_seg = None  # one source per row while decoding
+        else:
+            source = x_BxLxE if self_attention else kv_BxSxE
+            k = dense((K, D), (sh.EMBED, sh.KV_HEADS, sh.HEAD_DIM), init_std=std, name="key")(source)
+            v = dense((K, D), (sh.EMBED, sh.KV_HEADS, sh.HEAD_DIM), init_std=std, name="value")(source)
         k = nn.with_logical_constraint(k, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_KV_HEADS, None))
         v = nn.with_logical_constraint(v, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_KV_HEADS, None))
 
         q_offset = 0
-        q_seg, kv_seg = segment_ids, kv_segment_ids
         cache = self._cache(k, v) if decode and self_attention else None
         if self_attention:
             if positions is None:
@@ -271,6 +281,24 @@ class Attention(nn.Module):
         out = dense((E,), (sh.HEADS, sh.HEAD_DIM, sh.EMBED), in_dims=2, init_std=out_std,
                     name="out")(out_BxLxHxD)
         return nn.with_logical_constraint(out, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_EMBED))
+
+    def _cross_cache(self, dense, kv_BxSxE, kv_segment_ids):
+        """Cross-attention keys, values and source segment ids: computed from kv_BxSxE and stored
+        when it is given, read back when it is None."""
+        cfg = self.cfg
+        K, D = cfg.num_kv_heads, cfg.head_dim
+        if kv_BxSxE is not None:
+            B, S = kv_BxSxE.shape[:2]
+            k = dense((K, D), (sh.EMBED, sh.KV_HEADS, sh.HEAD_DIM), init_std=cfg.init_std, name="key")(kv_BxSxE)
+            v = dense((K, D), (sh.EMBED, sh.KV_HEADS, sh.HEAD_DIM), init_std=cfg.init_std, name="value")(kv_BxSxE)
+            seg = jnp.ones((B, S), jnp.int32) if kv_segment_ids is None else jnp.asarray(kv_segment_ids, jnp.int32)
+            for name, value in (("cross_key", k), ("cross_value", v), ("cross_segment_ids", seg)):
+                self.variable("cache", name, jnp.zeros, value.shape, value.dtype).value = value
+            return k, v, seg
+        if not self.has_variable("cache", "cross_key"):
+            raise ValueError("cross-attention decoding without the encoder output: the first decoding "
+                             "call must pass it, so its keys and values are cached")
+        return tuple(self.get_variable("cache", n) for n in ("cross_key", "cross_value", "cross_segment_ids"))
 
     def _cache(self, k_BxLxKxD, v_BxLxKxD) -> dict:
         """Cache variables, created at init with the init input's length as the cache length."""

@@ -139,13 +139,15 @@ class TransformerLayer(nn.Module):
             decode=self.decode), "attn_norm")
 
         if self.cross_attention:
-            if encoded_BxSxE is None:
+            if encoded_BxSxE is None and not self.decode:
                 raise ValueError("a cross-attention layer needs the encoder output")
-            cross = Attention(cfg.attention(), causal=False, name="cross_attn")
-            # Packed cross-attention: decoder segment i sees only encoder segment i.
+            cross = Attention(cfg.attention(), causal=False, cross=True, name="cross_attn")
+            # Packed cross-attention: decoder segment i sees only encoder segment i. While
+            # decoding, the source's keys and values come from the cache after the first call.
             x_BxLxE = sublayer(x_BxLxE, lambda h: cross(
                 h, encoded_BxSxE, segment_ids=segment_ids if encoded_segment_ids is not None else None,
-                kv_segment_ids=encoded_segment_ids, deterministic=deterministic), "cross_norm")
+                kv_segment_ids=encoded_segment_ids, deterministic=deterministic, decode=self.decode),
+                "cross_norm")
 
         ffn = FeedForward(mlp_dim=cfg.mlp_dim, kind=cfg.ffn, use_bias=cfg.use_bias, dropout=0.0,
                           dtype=cfg.dtype, init_std=cfg.init_std, num_layers=cfg.num_layers,

@@ -187,7 +187,7 @@ def test_cross_attention_shapes_and_padding():
     cfg = dataclasses.replace(CFG, position="rope")
     x = np.ones((2, 3, 16), np.float32)
     src = np.random.default_rng(2).normal(size=(2, 6, 24)).astype(np.float32)
-    layer = Attention(cfg, causal=False)
+    layer = Attention(cfg, causal=False, cross=True)
     p = layer.init(jax.random.key(0), x, src)["params"]
     assert p["key"]["kernel"].value.shape == (24, 2, 8) and p["out"]["kernel"].value.shape == (4, 8, 16)
     a = layer.apply({"params": p}, x, src, kv_segment_ids=PAD_SEG)
@@ -195,6 +195,28 @@ def test_cross_attention_shapes_and_padding():
     src2[0, 4:] = 100.0  # padding keys of row 0 must not matter
     b = layer.apply({"params": p}, x, src2, kv_segment_ids=PAD_SEG)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_cross_attention_decoding_projects_the_source_once():
+    """While decoding, the first call caches the source's keys and values; later calls read them
+    (no source given) and equal attention onto the source itself."""
+    x = np.random.default_rng(1).normal(size=(2, 3, 16)).astype(np.float32)
+    src = np.random.default_rng(2).normal(size=(2, 6, 24)).astype(np.float32)
+    layer = Attention(CFG, causal=False, cross=True)
+    p = layer.init(jax.random.key(0), x, src)["params"]
+    want = layer.apply({"params": p}, x, src, kv_segment_ids=PAD_SEG)
+    cache = layer.init(jax.random.key(0), x[:, :1], src, kv_segment_ids=PAD_SEG, decode=True)["cache"]
+    assert set(cache) == {"cross_key", "cross_value", "cross_segment_ids"}
+    first, mutated = layer.apply({"params": p, "cache": cache}, x[:, :1], src, kv_segment_ids=PAD_SEG,
+                                 decode=True, mutable=["cache"])
+    np.testing.assert_allclose(first, want[:, :1], atol=1e-6)
+    calls = []
+    with nn.intercept_methods(lambda f, args, kw, ctx: calls.append(ctx.module.name) or f(*args, **kw)):
+        later = layer.apply({"params": p, **mutated}, x[:, 1:], decode=True)
+    np.testing.assert_allclose(later, want[:, 1:], atol=1e-6)
+    assert "key" not in calls and "value" not in calls and "query" in calls
+    with pytest.raises(ValueError, match="first decoding call must pass it"):
+        layer.apply({"params": p}, x, decode=True, mutable=["cache"])
 
 
 @pytest.mark.parametrize("position", ["learned", "rope", "alibi"])

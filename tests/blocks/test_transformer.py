@@ -17,7 +17,7 @@ CFG = GPTConfig(vocab_size=16, num_layers=2, d_model=16, num_heads=4, num_kv_hea
 
 
 def _parts(cfg, p):
-    attn = lambda h, name="attn", **kw: Attention(cfg.attention(), causal=name == "attn").apply(  # noqa
+    attn = lambda h, name="attn", **kw: Attention(cfg.attention(), causal=name == "attn", cross=name == "cross_attn").apply(  # noqa
         {"params": p[name]}, h, **kw)
     ffn = lambda h: FeedForward(mlp_dim=cfg.mlp_dim, kind=cfg.ffn).apply({"params": p["ffn"]}, h)  # noqa
     norm = lambda name, h: make_norm(cfg.norm).apply({"params": p[name]}, h)  # noqa
