@@ -1,0 +1,214 @@
+"""The encoder-decoder Transformer (Vaswani et al. 2017), wired from the shared blocks: a
+bidirectional encoder stack, a causal decoder stack whose layers cross-attend to the encoder
+output, shared or separate token tables, a tied or untied output head.
+
+Packed rows carry segment and position ids on both sides, so no example attends across another
+(decoder segment i sees only encoder segment i). While decoding (the generation protocol:
+prefill / extend / score), the encoder runs once and each decoder layer caches the source's
+cross-attention keys and values on the first call.
+
+Shape key: B batch, S source length, T target length, E embed width (d_model), V padded vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from llmjax import sharding as sh
+from llmjax.blocks.embed import Embed, Unembed
+from llmjax.blocks.norms import make_norm
+from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
+from llmjax.blocks.transformer import run_layers
+from llmjax.config import RUNTIME, check_positive
+from llmjax.models.registry import register
+from llmjax.models.token_model import TokenModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class EncDecConfig(TokenModelConfig):
+    """config.model for name="encdec": the Transformer stack's keys (for both stacks) plus these."""
+    tasks: ClassVar[tuple[str, ...]] = ("seq2seq",)  # the tasks (task.name) it can be trained on
+    name: str = "encdec"  # model family, looked up in llmjax.models.registry
+    position: str = "sinusoidal"  # sinusoidal (the paper) | learned | rope | alibi
+    num_decoder_layers: int = 0  # decoder layers (0 = num_layers, the encoder's)
+    share_embeddings: bool = True  # one token table for source and target (a shared vocabulary)
+    tie_embeddings: bool = True  # output logits through the target token table
+    scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model) (the paper, 3.4)
+    start_id: int = dataclasses.field(default=0, metadata=RUNTIME)  # decoder start token (set by the task)
+
+    def validate(self) -> None:
+        super().validate()
+        check_positive("model.num_decoder_layers", self.num_decoder_layers, allow_zero=True)
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.num_decoder_layers or self.num_layers
+
+    def decoder(self) -> EncDecConfig:
+        """The decoder stack's config (its depth also scales its output-projection init)."""
+        return dataclasses.replace(self, num_layers=self.decoder_layers)
+
+    def summary(self) -> str:
+        tables = "shared" if self.share_embeddings else "separate"
+        return (f"{self.num_layers}+{self.decoder_layers} layers, vocab {self.vocab_size} ({tables} tables, "
+                f"{'tied' if self.tie_embeddings else 'untied'} output), {self.position} positions")
+
+    def matmul_params(self) -> tuple[int, int]:
+        """(encoder, decoder + head) parameters that take part in matmuls per token."""
+        d, h, kv, hd = self.d_model, self.num_heads, self.kv_heads, self.head_dim
+        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
+        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.mlp_dim
+        return (self.num_layers * (attn + ffn),
+                self.decoder_layers * (2 * attn + ffn) + d * self.vocab_size)
+
+    def flops_per_row(self, source_len: int, target_len: int) -> float:
+        """Training FLOPs (forward + backward) of one (source row, target row) pair: 6 N_matmul
+        per token on each side, plus attention scores and mixing (12 n_layers d_model per key):
+        encoder self-attention over S keys, decoder self-attention over T and cross over S.
+        The cross-attention key/value projections act on source tokens but are counted per
+        target token (in the decoder's N), an overcount of at most 2 d^2 per layer when S != T."""
+        enc, dec = self.matmul_params()
+        d = self.d_model
+        encoder = source_len * (6.0 * enc + 12.0 * self.num_layers * d * source_len)
+        decoder = target_len * (6.0 * dec + 12.0 * self.decoder_layers * d * (target_len + source_len))
+        return encoder + decoder
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Per token of a pair of rows both seq_len long (the family protocol's form)."""
+        return self.flops_per_row(seq_len, seq_len) / (2 * seq_len)
+
+
+class _Stack(nn.Module):
+    """Positions, dropout, the layers, the final norm: the encoder (bidirectional) or the
+    decoder (causal, cross-attending to the encoder)."""
+
+    cfg: EncDecConfig
+    is_decoder: bool
+
+    @nn.compact
+    def __call__(self, x_BxLxE: jnp.ndarray, *, positions: jnp.ndarray | None,
+                 segment_ids: jnp.ndarray | None, encoded_BxSxE: jnp.ndarray | None = None,
+                 encoded_segment_ids: jnp.ndarray | None = None, deterministic: bool = True,
+                 decode: bool = False) -> jnp.ndarray:
+        cfg = self.cfg
+        B, L, E = x_BxLxE.shape
+        positions_BxL = self._positions(positions, B, L, decode)
+        if cfg.position == "learned":
+            x_BxLxE = x_BxLxE + LearnedPositions(cfg.max_len, E, cfg.init_std, cfg.dtype,
+                                                 name="pos_embed")(positions_BxL)
+        elif cfg.position == "sinusoidal":
+            x_BxLxE = x_BxLxE + sinusoidal_embedding(positions_BxL, E).astype(cfg.dtype)
+        x_BxLxE = nn.Dropout(cfg.dropout)(x_BxLxE, deterministic=deterministic)
+        x_BxLxE = run_layers(cfg, x_BxLxE, causal=self.is_decoder, cross_attention=self.is_decoder,
+                             deterministic=deterministic, decode=decode, encoded_BxSxE=encoded_BxSxE,
+                             positions=positions_BxL, segment_ids=segment_ids,
+                             encoded_segment_ids=encoded_segment_ids)
+        if cfg.norm_position == "pre":
+            x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm", epsilon=cfg.norm_epsilon)(x_BxLxE)
+        return x_BxLxE
+
+    def _positions(self, positions, batch: int, length: int, decode: bool) -> jnp.ndarray:
+        """As given, else 0..L-1; while decoding, continuing from the tokens already cached."""
+        start = 0
+        if decode and positions is None:
+            ready = self.has_variable("cache", "next_position")
+            index = self.variable("cache", "next_position", lambda: jnp.zeros((), jnp.int32))
+            if ready:
+                start, index.value = index.value, index.value + length
+        if positions is None:
+            positions = jnp.arange(length, dtype=jnp.int32)[None] + start
+        return jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
+
+
+class EncoderDecoder(nn.Module):
+    """(source (B, S), decoder inputs (B, T)) -> next-token logits (B, T, V) float32.
+
+    Segment ids (0 = padding) and positions default to one unpadded example per row."""
+
+    cfg: EncDecConfig
+
+    def setup(self):
+        cfg = self.cfg
+        self.embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype)
+        self.target_embed = (self.embed if cfg.share_embeddings else
+                             Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype))
+        self.encoder = _Stack(cfg, is_decoder=False)
+        self.decoder = _Stack(cfg.decoder(), is_decoder=True)
+        if not cfg.tie_embeddings:
+            self.head = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype)
+
+    def _embed(self, table: Embed, tokens_BxL: jnp.ndarray) -> jnp.ndarray:
+        x_BxLxE = table(tokens_BxL)
+        return x_BxLxE * math.sqrt(self.cfg.d_model) if self.cfg.scale_embeddings else x_BxLxE
+
+    def encode(self, source_BxS: jnp.ndarray, *, source_segment_ids: jnp.ndarray | None = None,
+               source_positions: jnp.ndarray | None = None, deterministic: bool = True) -> jnp.ndarray:
+        """The encoder output (B, S, E)."""
+        return self.encoder(self._embed(self.embed, source_BxS), positions=source_positions,
+                            segment_ids=source_segment_ids, deterministic=deterministic)
+
+    def decode(self, decoder_inputs_BxT: jnp.ndarray, encoded_BxSxE: jnp.ndarray | None, *,
+               source_segment_ids: jnp.ndarray | None = None, target_segment_ids: jnp.ndarray | None = None,
+               target_positions: jnp.ndarray | None = None, deterministic: bool = True,
+               decode: bool = False) -> jnp.ndarray:
+        """Logits (B, T, V) float32; while decoding, encoded may be None after the first call."""
+        y_BxTxE = self.decoder(self._embed(self.target_embed, decoder_inputs_BxT), positions=target_positions,
+                               segment_ids=target_segment_ids, encoded_BxSxE=encoded_BxSxE,
+                               encoded_segment_ids=source_segment_ids, deterministic=deterministic,
+                               decode=decode)
+        logits_BxTxV = self.target_embed.attend(y_BxTxE) if self.cfg.tie_embeddings else self.head(y_BxTxE)
+        logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+        return nn.with_logical_constraint(logits_BxTxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
+
+    def __call__(self, source_BxS: jnp.ndarray, decoder_inputs_BxT: jnp.ndarray, *,
+                 source_segment_ids: jnp.ndarray | None = None, source_positions: jnp.ndarray | None = None,
+                 target_segment_ids: jnp.ndarray | None = None, target_positions: jnp.ndarray | None = None,
+                 deterministic: bool = True) -> jnp.ndarray:
+        encoded_BxSxE = self.encode(source_BxS, source_segment_ids=source_segment_ids,
+                                    source_positions=source_positions, deterministic=deterministic)
+        return self.decode(decoder_inputs_BxT, encoded_BxSxE, source_segment_ids=source_segment_ids,
+                           target_segment_ids=target_segment_ids, target_positions=target_positions,
+                           deterministic=deterministic)
+
+    # ---------------------------------------------------------- the generation protocol
+
+    def _encode_prompt(self, source_BxS: jnp.ndarray, mask_BxS: jnp.ndarray) -> jnp.ndarray:
+        mask_BxS = jnp.asarray(mask_BxS, jnp.int32)
+        positions_BxS = jnp.maximum(jnp.cumsum(mask_BxS, axis=1) - 1, 0)
+        return self.encode(source_BxS, source_segment_ids=mask_BxS, source_positions=positions_BxS)
+
+    def prefill(self, source_BxS: jnp.ndarray, mask_BxS: jnp.ndarray, *, max_new_tokens: int) -> jnp.ndarray:
+        """Encode the (left-padded) sources once; feed the start token onto a fresh decoder cache
+        with room for max_new_tokens; the logits of the first target token (B, V)."""
+        B, S = source_BxS.shape
+        for what, n in (("source length", S), ("max_new_tokens", max_new_tokens)):
+            if n > self.cfg.max_len:
+                raise ValueError(f"{what} {n} exceeds the model's max_len {self.cfg.max_len}: shorten it")
+        encoded_BxSxE = self._encode_prompt(source_BxS, mask_BxS)
+        mask_BxS = jnp.asarray(mask_BxS, jnp.int32)
+        if self.is_initializing():  # the decoder cache takes the length it is created with
+            inputs_BxT = jnp.zeros((B, max_new_tokens), jnp.int32)
+            return self.decode(inputs_BxT, encoded_BxSxE, source_segment_ids=mask_BxS, decode=True)[:, -1]
+        start_Bx1 = jnp.full((B, 1), self.cfg.start_id, jnp.int32)
+        return self.decode(start_Bx1, encoded_BxSxE, source_segment_ids=mask_BxS, decode=True)[:, 0]
+
+    def extend(self, token_B: jnp.ndarray) -> jnp.ndarray:
+        """One target token per row on the cache (source keys and values cached); next logits (B, V)."""
+        return self.decode(token_B[:, None], None, decode=True)[:, 0]
+
+    def score(self, source_BxS: jnp.ndarray, mask_BxS: jnp.ndarray, continuation_BxN: jnp.ndarray) -> jnp.ndarray:
+        """Without a cache: logits predicting continuation[0..N-1] and the token after (B, N+1, V)."""
+        B = source_BxS.shape[0]
+        encoded_BxSxE = self._encode_prompt(source_BxS, mask_BxS)
+        inputs_BxT = jnp.concatenate([jnp.full((B, 1), self.cfg.start_id, jnp.int32),
+                                      jnp.asarray(continuation_BxN, jnp.int32)], axis=1)
+        return self.decode(inputs_BxT, encoded_BxSxE, source_segment_ids=jnp.asarray(mask_BxS, jnp.int32))
+
+
+@register("encdec", EncDecConfig)
+def build_encdec(cfg: EncDecConfig) -> EncoderDecoder:
+    return EncoderDecoder(cfg)
