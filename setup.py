@@ -24,6 +24,8 @@ setup(
         "numpy",
         "tqdm",
         "tensorboardX",
+        "sacrebleu>=2.0",  # seq2seq eval (imported when first used)
+        "rouge-score",
     ],
     extras_require={
         "test": ["pytest", "scikit-learn"],
