@@ -7,11 +7,16 @@ import jax.numpy as jnp
 
 
 def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_BxL: jax.Array,
-                       z_loss: float = 0.0) -> dict[str, jax.Array]:
+                       z_loss: float = 0.0, label_smoothing: float = 0.0,
+                       num_classes: int | None = None) -> dict[str, jax.Array]:
     """Summed next-token cross-entropy in float32 (plus z-loss), and the token count.
 
-    z-loss (PaLM) adds z_loss * log(Z)^2 per token to keep the softmax normaliser near 1,
-    which keeps bf16 logits well conditioned.
+    nll_sum is always the plain cross-entropy; loss_sum, what is trained, adds:
+    z-loss (PaLM): z_loss * log(Z)^2 per token, keeping the softmax normaliser near 1 so bf16
+    logits stay well conditioned;
+    label smoothing (Szegedy et al. 2016; the Transformer's 0.1): the target distribution puts
+    label_smoothing uniformly over the first num_classes ids (the real vocabulary, not the
+    padding of the table) and the rest on the target.
     """
     logits = logits_BxLxV.astype(jnp.float32)
     log_z_BxL = jax.nn.logsumexp(logits, axis=-1)
@@ -20,6 +25,10 @@ def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_
     w = weights_BxL.astype(jnp.float32)
     out = {"nll_sum": jnp.sum(nll_BxL * w), "weight_sum": jnp.sum(w)}
     out["loss_sum"] = out["nll_sum"]
+    if label_smoothing:
+        V = num_classes or logits.shape[-1]
+        uniform_nll_BxL = log_z_BxL - jnp.mean(logits[..., :V], axis=-1)
+        out["loss_sum"] = jnp.sum(((1.0 - label_smoothing) * nll_BxL + label_smoothing * uniform_nll_BxL) * w)
     if z_loss:
         out["loss_sum"] = out["loss_sum"] + z_loss * jnp.sum(jnp.square(log_z_BxL) * w)
     return out

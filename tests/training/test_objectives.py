@@ -1,4 +1,5 @@
 """Cross-entropy sums against a float64 numpy reference, with weights and z-loss."""
+import jax.numpy as jnp
 import numpy as np
 
 from llmjax.training.objectives import cross_entropy_sums
@@ -17,3 +18,22 @@ def test_cross_entropy_matches_numpy():
     assert float(out["weight_sum"]) == weights.sum()
     z = 1e-2 * (log_z ** 2 * weights).sum()
     assert np.isclose(float(out["loss_sum"]), (nll * weights).sum() + z, rtol=1e-5)
+
+
+def test_label_smoothing_matches_soft_target_cross_entropy():
+    """loss = -sum_v q_v log p_v with q = (1-eps) onehot + eps/V' over the first V' ids (the real
+    vocabulary); ids past V' (table padding) get no target mass. nll stays the plain loss."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 5, 16)).astype(np.float32)
+    targets = rng.integers(0, 12, size=(2, 5))
+    weights = (rng.random((2, 5)) > 0.3).astype(np.float32)
+    out = cross_entropy_sums(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights),
+                             label_smoothing=0.1, num_classes=12)
+    logp = logits.astype(np.float64) - np.log(np.exp(logits.astype(np.float64)).sum(-1, keepdims=True))
+    q = np.zeros_like(logp)
+    q[..., :12] = 0.1 / 12
+    np.put_along_axis(q, targets[..., None], np.take_along_axis(q, targets[..., None], -1) + 0.9, -1)
+    want = -(q * logp).sum(-1)
+    np.testing.assert_allclose(out["loss_sum"], (want * weights).sum(), rtol=1e-5)
+    nll = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+    np.testing.assert_allclose(out["nll_sum"], (nll * weights).sum(), rtol=1e-5)
