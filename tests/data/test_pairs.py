@@ -331,3 +331,16 @@ def test_tfds_bad_keys_and_splits(mocked_tfds):
     assert mrpc.eval_sources == [r["sentence1"] for r in _records(mocked_tfds, "validation", "glue/mrpc")]
     assert "tfds build" in _err(ValueError, _quiet, "tfds:wmt14_translate/fr-en",
                                 tfds_data_dir=mocked_tfds)
+
+
+def test_tfds_drops_empty_pairs_from_train_only(mocked_tfds, monkeypatch):
+    read = sources.read_records
+
+    def with_an_empty_pair(builder, split, limit=0):
+        yield from read(builder, split, limit)
+        yield -1, {"de": " ", "en": "an empty source"}
+
+    monkeypatch.setattr(sources, "read_records", with_an_empty_pair)
+    data = _quiet(WMT, tfds_data_dir=mocked_tfds)
+    assert data.stats["train"]["dropped"] == {"empty": 1} and " " not in data.train_sources
+    assert data.eval_sources[-1] == " " and data.stats["eval"]["dropped"] == {}  # eval stays whole
