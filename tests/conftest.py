@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 
 @pytest.fixture()
 def mocked_tfds(tmp_path, monkeypatch):
-    """Real glue / imdb_reviews builder code over tfds.testing.mock_data's random examples.
+    """Real glue / imdb_reviews / wmt14_translate builder code over tfds.testing.mock_data's
+    random examples.
 
     MockPolicy.USE_CODE leaves the builder unprepared with no splits, so we write each builder's
     own metadata (features from its code, array_record, the splits) and mock with USE_FILES.
@@ -20,7 +21,8 @@ def mocked_tfds(tmp_path, monkeypatch):
     """
     # tfds imports its dataset modules lazily: these register the builders.
     import tensorflow_datasets.text.glue
-    import tensorflow_datasets.text.imdb  # noqa: F401
+    import tensorflow_datasets.text.imdb
+    import tensorflow_datasets.translate.wmt14  # noqa: F401
     from tensorflow_datasets.core import splits as splits_lib
     from tensorflow_datasets.core.data_sources import base
 
@@ -28,7 +30,8 @@ def mocked_tfds(tmp_path, monkeypatch):
 
     for name, splits in (("glue/sst2", ("train", "validation", "test")),
                          ("glue/mrpc", ("train", "validation", "test")),
-                         ("imdb_reviews", ("train", "test", "unsupervised"))):
+                         ("imdb_reviews", ("train", "test", "unsupervised")),
+                         ("wmt14_translate/de-en", ("train", "validation", "test"))):
         b = tfds.builder(name, data_dir=str(tmp_path), file_format="array_record")
         b.info.set_splits(splits_lib.SplitDict([splits_lib.SplitInfo(
             name=s, shard_lengths=[9], num_bytes=0,

@@ -219,7 +219,7 @@ def _read_split(builder, split: str, key: str) -> Iterator[tuple[str, str]]:
 # ---------------------------------------------------------------- text: files
 
 
-def _glob_root(pattern: str) -> str:
+def glob_root(pattern: str) -> str:
     """The directory part of a glob before its first wildcard: paths are hashed relative to it."""
     parts = pattern.split(os.sep)
     fixed = []
@@ -236,7 +236,7 @@ def _read_files(spec: str) -> Iterator[tuple[str, str]]:
     if not files:
         raise ValueError(f"data.dataset={spec!r}: the glob matches no files: check the path "
                          "(quote it in the shell)")
-    root = _glob_root(pattern)
+    root = glob_root(pattern)
     for path in files:
         with open(path, encoding="utf-8", errors="replace") as f:
             yield os.path.relpath(path, root).replace(os.sep, "/"), f.read()

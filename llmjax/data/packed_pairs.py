@@ -1,0 +1,161 @@
+"""Tokenized (source, target) pairs packed into fixed rows; the batch of a step is pure.
+
+Each example is its source ids + EOS (cut to source_len) and its target ids + EOS (cut to
+target_len); the decoder reads [start_id] + target[:-1] of the same example. Examples are packed
+as Flax's examples/wmt input_pipeline does (pack_dataset): in a fixed order (a permutation drawn
+from the seed, or the given order), an example joins the current row while both its source and
+its target still fit, else it opens a new row. Packing happens once; batches then walk the rows
+in llmjax.data.order.EpochOrder (shuffled per epoch for training, in order for evaluation with
+zero-weight padding rows at the end), so a batch is a function of (seed, step) alone.
+
+Rows are never materialised: the tokens sit in one flat array per side, in packing order, so a
+row is a contiguous slice and segment ids, positions and decoder inputs follow from the
+examples' start offsets when a batch is built.
+
+Shape key: B batch rows, S source_len, T target_len, N examples, R rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from llmjax.data.order import EpochOrder
+
+_PACK_STREAM = 0x5EED  # second rng key of the packing permutation (EpochOrder's are epochs)
+
+
+def example_ids(ids: np.ndarray, eos_id: int, length: int) -> np.ndarray:
+    """ids + [eos_id], cut to length: one side of an example as the model sees it."""
+    return np.append(np.asarray(ids, np.int32), np.int32(eos_id))[:length]
+
+
+def pad_batch(seqs: list[np.ndarray], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (B, length) int32 right-padded with pad_id and cut, segment ids (B, length) int32:
+    1 on tokens, 0 on padding) of unpacked sequences, e.g. eval sources for decoding.
+
+    Right-padded to a fixed length so every batch has one shape (one compilation) and each
+    row's positions are simply 0..length-1; generation.decode.left_pad serves prompts instead.
+    """
+    if length < 1:
+        raise ValueError(f"length={length} must be positive")
+    ids_BxL = np.full((len(seqs), length), pad_id, np.int32)
+    segment_ids_BxL = np.zeros((len(seqs), length), np.int32)
+    for row, seq in enumerate(seqs):
+        seq = np.asarray(seq, np.int32)[:length]
+        ids_BxL[row, :len(seq)] = seq
+        segment_ids_BxL[row, :len(seq)] = 1
+    return ids_BxL, segment_ids_BxL
+
+
+class _Side:
+    """One side (source or target) of every example, flat in packing order."""
+
+    def __init__(self, seqs: list[np.ndarray], order_N: np.ndarray, eos_id: int, length: int):
+        """`example_ids` of every sequence, vectorised (millions of examples take seconds)."""
+        ordered = [seqs[i] for i in order_N.tolist()]
+        raw_lengths_N = np.fromiter(map(len, ordered), np.int64, len(ordered))
+        raw = np.concatenate([*ordered, [0]]).astype(np.int32)  # [0]: room for the EOS slot
+        self.truncated = int((raw_lengths_N + 1 > length).sum())
+        self.lengths_N = np.minimum(raw_lengths_N + 1, length)
+        self.starts_N = np.cumsum(self.lengths_N) - self.lengths_N
+        raw_starts_N = np.cumsum(raw_lengths_N) - raw_lengths_N
+        offsets = np.repeat(raw_starts_N - self.starts_N, self.lengths_N)
+        self.tokens = raw[offsets + np.arange(len(offsets))]
+        ends = raw_lengths_N < length  # examples that keep their EOS
+        self.tokens[self.starts_N[ends] + raw_lengths_N[ends]] = eos_id
+        self.length = length
+
+    def rows(self, first_B: np.ndarray, end_B: np.ndarray, real_B: np.ndarray):
+        """(tokens, example index in packing order, position) of rows holding examples
+        [first, end), each (B, length); token -1 marks padding."""
+        row_start_B = np.where(real_B, self.starts_N[first_B], 0)
+        row_end_B = np.where(real_B, self.starts_N[end_B - 1] + self.lengths_N[end_B - 1], 0)
+        flat_BxL = row_start_B[:, None] + np.arange(self.length)
+        inside_BxL = flat_BxL < row_end_B[:, None]
+        flat_BxL = np.where(inside_BxL, flat_BxL, 0)
+        example_BxL = np.searchsorted(self.starts_N, flat_BxL, side="right") - 1
+        positions_BxL = np.where(inside_BxL, flat_BxL - self.starts_N[example_BxL], 0)
+        tokens_BxL = np.where(inside_BxL, self.tokens[flat_BxL], -1)
+        return tokens_BxL, np.where(inside_BxL, example_BxL, -1), positions_BxL.astype(np.int32)
+
+
+class PackedPairs:
+    """Packed rows of tokenized pairs and the batches that walk them (see the module docstring).
+
+    `stats`: examples, rows, examples per row, source/target examples truncated and the share
+    of source/target slots that hold tokens.
+    """
+
+    def __init__(self, sources: list[np.ndarray], targets: list[np.ndarray], *, source_len: int,
+                 target_len: int, batch_size: int, seed: int, shuffle: bool, eos_id: int,
+                 pad_id: int, start_id: int):
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets: give one "
+                             "target per source")
+        if not sources:
+            raise ValueError("no examples to pack: the split is empty")
+        if source_len < 1 or target_len < 1 or batch_size < 1:
+            raise ValueError(f"source_len={source_len}, target_len={target_len} and "
+                             f"batch_size={batch_size} must be positive")
+        n = len(sources)
+        order_N = (np.random.default_rng([seed, _PACK_STREAM]).permutation(n) if shuffle
+                   else np.arange(n))
+        self._src = _Side(sources, order_N, eos_id, source_len)
+        self._tgt = _Side(targets, order_N, eos_id, target_len)
+        self._first_R = _pack(self._src.lengths_N, self._tgt.lengths_N, source_len, target_len)
+        self.num_examples, self.num_rows = n, len(self._first_R) - 1
+        self.batch_size, self.pad_id, self.start_id = batch_size, pad_id, start_id
+        self._order = EpochOrder(self.num_rows, batch_size, seed, shuffle)
+        self.stats = {
+            "examples": n, "rows": self.num_rows,
+            "examples_per_row": round(n / self.num_rows, 3),
+            "source_truncated": int(self._src.truncated),
+            "target_truncated": int(self._tgt.truncated),
+            "source_fill": round(len(self._src.tokens) / (self.num_rows * source_len), 4),
+            "target_fill": round(len(self._tgt.tokens) / (self.num_rows * target_len), 4)}
+
+    @property
+    def num_batches(self) -> int:
+        """Batches that cover every row once (the last one padded when not shuffling)."""
+        return self._order.num_batches
+
+    def rows(self, index: int, rows: slice | None = None) -> np.ndarray:
+        """Row indices of batch `index` (or of its `rows`); -1 marks padding."""
+        return self._order.indices(index, rows)
+
+    def batch(self, index: int, rows: slice | None = None) -> dict[str, np.ndarray]:
+        """Batch `index` (or its `rows`): int32 (B, S) / (B, T) arrays, weights float32 (B, T)."""
+        row_B = self.rows(index, rows)
+        real_B = row_B >= 0
+        first_B = np.where(real_B, self._first_R[np.maximum(row_B, 0)], 0)
+        end_B = np.where(real_B, self._first_R[np.maximum(row_B, 0) + 1], 1)
+        src_BxS, src_ex_BxS, src_pos_BxS = self._src.rows(first_B, end_B, real_B)
+        tgt_BxT, tgt_ex_BxT, tgt_pos_BxT = self._tgt.rows(first_B, end_B, real_B)
+        tgt_real_BxT = tgt_BxT >= 0
+        previous_BxT = np.concatenate([np.full_like(tgt_BxT[:, :1], -1), tgt_BxT[:, :-1]], axis=1)
+        decoder_inputs_BxT = np.where(tgt_pos_BxT == 0, self.start_id, previous_BxT)
+        pad = lambda x, real: np.where(real, x, self.pad_id).astype(np.int32)  # noqa: E731
+        segments = lambda ex, real: np.where(real, ex - first_B[:, None] + 1, 0).astype(np.int32)  # noqa: E731
+        return {
+            "source": pad(src_BxS, src_BxS >= 0),
+            "source_segment_ids": segments(src_ex_BxS, src_BxS >= 0),
+            "source_positions": src_pos_BxS,
+            "decoder_inputs": pad(decoder_inputs_BxT, tgt_real_BxT),
+            "targets": pad(tgt_BxT, tgt_real_BxT),
+            "target_segment_ids": segments(tgt_ex_BxT, tgt_real_BxT),
+            "target_positions": tgt_pos_BxT,
+            "weights": tgt_real_BxT.astype(np.float32),
+        }
+
+
+def _pack(source_lengths_N: np.ndarray, target_lengths_N: np.ndarray, source_len: int,
+          target_len: int) -> np.ndarray:
+    """First example of each row, plus N at the end (R + 1,): greedy, both sides must fit."""
+    firsts, used_s, used_t = [0], 0, 0
+    for i, (s, t) in enumerate(zip(source_lengths_N.tolist(), target_lengths_N.tolist())):
+        if used_s + s > source_len or used_t + t > target_len:
+            firsts.append(i)
+            used_s, used_t = 0, 0
+        used_s += s
+        used_t += t
+    firsts.append(len(source_lengths_N))
+    return np.asarray(firsts, np.int64)

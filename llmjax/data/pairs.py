@@ -1,0 +1,405 @@
+"""(source, target) text pairs for sequence-to-sequence tasks, with fixed train/eval splits.
+
+Three kinds of spec, one result (`Pairs`):
+  stdlib_docstrings   the embedded task, offline and real: a function of the running Python's
+                      standard library (its code, docstring removed) -> the docstring's summary
+  pairs:GLOB          UTF-8 text files of `source<TAB>target` lines
+  tfds:NAME[/CONFIG]  a tfds dataset already prepared on disk, e.g. wmt14_translate/de-en; the
+                      two features default to the builder's supervised_keys
+
+stdlib_docstrings, decided once so that the task means the same on every machine:
+  files     every .py file under the stdlib root except tests (test/, tests/, idle_test/ dirs
+            and test_*.py files: their docstrings describe test cases) and two applications
+            that are not library code (idlelib, lib2to3); site-packages is never walked.
+  examples  every def / async def (methods and nested functions too) whose body starts with a
+            docstring. source = the whole definition, decorators included (@property or
+            @classmethod shape what the summary says), dedented, the docstring statement's lines
+            removed; target = the docstring's first paragraph joined into one line and cut after
+            its first sentence (summaries often wrap over two lines).
+  filters   each dropped function counts under the first reason that applies (DROP_REASONS):
+            the docstring shares a line with code, a target under MIN_TARGET_WORDS words, a
+            body with nothing but the docstring, pass, ... or raise NotImplementedError, a
+            source over MAX_SOURCE_CHARS characters, a (source, target) pair seen before (train
+            is read before eval, so eval never repeats a training pair). There is no minimum
+            length: what is left always has the def line and a statement, and one-statement
+            functions (`def ne(a, b): return a != b` -> "Same as a != b.") are real examples.
+  split     by file: sha1 of the path relative to the stdlib root (sources.is_validation), so
+            a file's functions are all on one side and the split does not move between machines
+            with this Python.
+  order     both splits in order of sha1("path:line"), so a prefix (max_examples, a few eval
+            batches) is a fair sample of the library.
+
+pairs:GLOB is split by file (the same hash) when it matches MIN_FILES_FOR_HASH_SPLIT files or
+more, else the last val_fraction of its lines (sorted files, in order) are eval; pairs with an
+empty side are dropped, and repeats as above. tfds: keeps its own splits untouched apart from
+dropping train pairs with an empty side (eval stays whole, so scores compare with published
+ones).
+"""
+from __future__ import annotations
+
+import ast
+import collections
+import dataclasses
+import glob
+import hashlib
+import os
+import re
+import sysconfig
+import textwrap
+import time
+from collections.abc import Callable, Iterable
+
+from llmjax.config import ConfigError
+from llmjax.data import sources
+
+PAIR_SOURCES = ("stdlib_docstrings", "pairs:GLOB", "tfds:NAME[/CONFIG]")
+MIN_TARGET_WORDS = 3
+MAX_SOURCE_CHARS = 2000
+DROP_REASONS = ("inline_docstring", "short_target", "trivial_body", "long_source",
+                "duplicate", "empty", "max_examples")
+_NOISE_DIRS = frozenset(("test", "tests", "idle_test", "idlelib", "lib2to3"))
+_BLANK_LINE = re.compile(r"\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+@dataclasses.dataclass
+class Pairs:
+    """Both splits as parallel lists of texts; `stats` is JSON-able (see `split_stats`)."""
+    train_sources: list[str]
+    train_targets: list[str]
+    eval_sources: list[str]
+    eval_targets: list[str]
+    stats: dict
+
+
+def check_pairs_spec(spec: str, key: str = "task.dataset") -> None:
+    """One-line ConfigError for a spec of none of the PAIR_SOURCES forms (globs are checked)."""
+    if spec == "stdlib_docstrings":
+        return
+    if spec.startswith("tfds:") and spec[len("tfds:"):]:
+        return
+    if spec.startswith("pairs:") and spec[len("pairs:"):]:
+        if not _match(spec):
+            raise ConfigError(f"config.{key}={spec!r}: the glob matches no files: check the path "
+                              "(quote it in the shell)")
+        return
+    raise ConfigError(f"config.{key}={spec!r}: must be one of {', '.join(PAIR_SOURCES)} "
+                      "(e.g. tfds:wmt14_translate/de-en)")
+
+
+def load_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", target_key: str = "",
+               train_split: str = "train", eval_split: str = "", val_fraction: float = 0.05,
+               max_examples: int = 0, log: Callable[[str], None] = print) -> Pairs:
+    """Read the pairs named by spec (see the module docstring); max_examples caps train (0 = all).
+
+    source_key/target_key and the splits are for tfds: only ('' = supervised_keys, validation
+    else test); val_fraction is the eval share of stdlib_docstrings and pairs:GLOB.
+    """
+    check_pairs_spec(spec)
+    if max_examples < 0:
+        raise ValueError(f"max_examples={max_examples}: must be >= 0 (0 = the whole train split)")
+    if not spec.startswith("tfds:"):
+        if source_key or target_key:
+            raise ValueError(f"spec={spec!r} has its own sources and targets: leave source_key "
+                             "and target_key empty (they name tfds: features)")
+        if train_split != "train" or eval_split not in ("", "validation"):
+            raise ValueError(f"spec={spec!r} has splits 'train' and 'validation': got "
+                             f"train_split={train_split!r}, eval_split={eval_split!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction}: must be in (0, 1), e.g. 0.05")
+    start = time.time()
+    if spec == "stdlib_docstrings":
+        data = stdlib_docstrings(val_fraction=val_fraction, max_examples=max_examples)
+    elif spec.startswith("pairs:"):
+        data = _load_files(spec, val_fraction, max_examples, log)
+    else:
+        data = _load_tfds(spec, tfds_data_dir, source_key, target_key, train_split, eval_split,
+                          max_examples)
+    log(f"data {spec}: {describe(data.stats)}; {time.time() - start:.1f}s")
+    return data
+
+
+def split_stats(dropped: Iterable[str]) -> dict:
+    """read / kept / dropped per reason of one split, from each read pair's reason ('' = kept)."""
+    counts = collections.Counter(dropped)
+    kept = counts.pop("", 0)
+    return {"read": kept + sum(counts.values()), "kept": kept,
+            "dropped": {r: counts[r] for r in DROP_REASONS if counts[r]}}
+
+
+def describe(stats: dict) -> str:
+    """One line: pairs kept per split, then what was dropped and why."""
+    parts = []
+    for split in ("train", "eval"):
+        s = stats[split]
+        files = f" from {s['files']} files" if "files" in s else ""
+        why = ", ".join(f"{n} {r}" for r, n in s["dropped"].items())
+        parts.append(f"{split} {s['kept']:,} pairs{files} (of {s['read']:,} read"
+                     + (f"; dropped {why})" if why else ")"))
+    return ", ".join(parts)
+
+
+def _sha1(key: str) -> str:
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()
+
+
+def _repeats(pair: tuple[str, str], seen: set[tuple[str, str]]) -> bool:
+    """Whether pair was seen before; remembers it."""
+    if pair in seen:
+        return True
+    seen.add(pair)
+    return False
+
+
+def _dedup(rows: list[list], seen: set[tuple[str, str]]) -> None:
+    """Mark kept rows [reason, source, target] whose pair was seen before as duplicates."""
+    for row in rows:
+        if not row[0] and _repeats((row[1], row[2]), seen):
+            row[0] = "duplicate"
+
+
+def _cap(rows: list[list], max_examples: int) -> None:
+    """Mark kept rows [reason, ...] past the first max_examples (0 = none) as capped."""
+    kept = 0
+    for row in rows:
+        if not row[0]:
+            kept += 1
+            if max_examples and kept > max_examples:
+                row[0] = "max_examples"
+
+
+def _pairs(train: list[list], evals: list[list], stats: dict | None = None) -> Pairs:
+    """Pairs of the kept rows ([reason, source, target]) and each split's counts."""
+    stats = stats or {}
+    for split, rows in (("train", train), ("eval", evals)):
+        stats[split] = dict(stats.get(split, {}), **split_stats(r[0] for r in rows))
+    keep = lambda rows, i: [r[i] for r in rows if not r[0]]  # noqa: E731
+    return Pairs(train_sources=keep(train, 1), train_targets=keep(train, 2),
+                 eval_sources=keep(evals, 1), eval_targets=keep(evals, 2), stats=stats)
+
+
+# ---------------------------------------------------------------- stdlib_docstrings
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One documented function of the stdlib; `dropped` names the filter that removed it."""
+    path: str  # relative to the stdlib root, "/"-separated
+    line: int  # 1-based line of its `def`
+    split: str  # "train" or "eval"
+    source: str
+    target: str
+    dropped: str = ""
+
+
+def docstring_examples(stdlib_dir: str | None = None,
+                       val_fraction: float = 0.05) -> list[Example]:
+    """Every documented function of the stdlib at stdlib_dir (default: this Python's), dropped
+    ones included; in order of path and line, duplicates marked in train-then-eval order."""
+    from llmjax.data.stdlib_corpus import iter_documents  # imports tfds: only for this spec
+
+    rows = []
+    for path, text in iter_documents(stdlib_dir):
+        if not path.endswith(".py") or _is_noise(path):
+            continue
+        split = "eval" if sources.is_validation(path, val_fraction) else "train"
+        rows.extend(_file_examples(path, text, split))
+    seen: set[tuple[str, str]] = set()
+    for split in ("train", "eval"):
+        for i, ex in enumerate(rows):
+            if ex.split == split and not ex.dropped and _repeats((ex.source, ex.target), seen):
+                rows[i] = dataclasses.replace(ex, dropped="duplicate")
+    return rows
+
+
+def stdlib_docstrings(stdlib_dir: str | None = None, val_fraction: float = 0.05,
+                      max_examples: int = 0) -> Pairs:
+    """The embedded task built from the stdlib at stdlib_dir (default: this Python's)."""
+    examples = docstring_examples(stdlib_dir, val_fraction)
+    by_split: dict[str, list[list]] = {"train": [], "eval": []}
+    for ex in sorted(examples, key=lambda e: _sha1(f"{e.path}:{e.line}")):
+        by_split[ex.split].append([ex.dropped, ex.source, ex.target])
+    _cap(by_split["train"], max_examples)
+    files = {s: len({e.path for e in examples if e.split == s}) for s in by_split}
+    if not files["train"] or not files["eval"]:
+        root = stdlib_dir or sysconfig.get_paths()["stdlib"]
+        raise ValueError(f"stdlib_docstrings: {root} gives {files['train']} train and "
+                         f"{files['eval']} eval files with documented functions: run on a full "
+                         "CPython, or use pairs: or tfds:")
+    return _pairs(by_split["train"], by_split["eval"], {s: {"files": n} for s, n in files.items()})
+
+
+def _is_noise(path: str) -> bool:
+    """Tests and the two non-library applications (see the module docstring)."""
+    *dirs, name = path.split("/")
+    return name.startswith("test_") or any(d in _NOISE_DIRS for d in dirs)
+
+
+def _file_examples(path: str, text: str, split: str) -> list[Example]:
+    """The documented functions of one file; a file that does not parse gives none."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # ast counts lines this way
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):  # deliberately broken files (e.g. bad encodings) exist
+        return []
+    lines = text.split("\n")
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=True)
+            if doc is not None:
+                source, dropped = _source(node, lines)
+                target = _summary(doc)
+                dropped = dropped or _drop_reason(node, source, target)
+                out.append(Example(path, node.lineno, split, source, target, dropped))
+    return sorted(out, key=lambda e: e.line)
+
+
+def _source(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> tuple[str, str]:
+    """(the definition with decorators, dedented, docstring lines removed; drop reason or '')."""
+    first = min([d.lineno for d in node.decorator_list] + [node.lineno])
+    doc = node.body[0]
+    before = lines[doc.lineno - 1].encode()[:doc.col_offset].decode(errors="replace")
+    after = lines[doc.end_lineno - 1].encode()[doc.end_col_offset:].decode(errors="replace")
+    rest = after.strip()
+    if before.strip() or (rest and not rest.startswith("#")):
+        return "", "inline_docstring"
+    body = lines[doc.end_lineno:node.end_lineno]
+    while body and not body[0].strip():  # the blank line a docstring is usually followed by
+        body = body[1:]
+    return textwrap.dedent("\n".join(lines[first - 1:doc.lineno - 1] + body)), ""
+
+
+def _summary(doc: str) -> str:
+    """The first paragraph on one line, cut after its first sentence."""
+    paragraph = _BLANK_LINE.split(doc.strip(), maxsplit=1)[0]
+    line = " ".join(paragraph.split())
+    return _SENTENCE_END.split(line, maxsplit=1)[0]
+
+
+def _drop_reason(node: ast.FunctionDef | ast.AsyncFunctionDef, source: str, target: str) -> str:
+    """The first filter (after inline_docstring) that drops this function, or ''."""
+    if len(target.split()) < MIN_TARGET_WORDS:
+        return "short_target"
+    if _trivial(node.body[1:]):
+        return "trivial_body"
+    if len(source) > MAX_SOURCE_CHARS:
+        return "long_source"
+    return ""
+
+
+def _trivial(body: list[ast.stmt]) -> bool:
+    """Nothing, `pass`, `...` or `raise NotImplementedError[(...)]`: nothing to summarise."""
+    if not body:
+        return True
+    if len(body) > 1:
+        return False
+    stmt = body[0]
+    if isinstance(stmt, ast.Pass):
+        return True
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return stmt.value.value is Ellipsis
+    if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+        exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+        return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+    return False
+
+
+# ---------------------------------------------------------------- pairs:GLOB
+
+
+def _match(spec: str) -> list[str]:
+    pattern = os.path.expanduser(spec[len("pairs:"):])
+    return sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
+
+
+def _load_files(spec: str, val_fraction: float, max_examples: int,
+                log: Callable[[str], None]) -> Pairs:
+    """Every file's pairs, split by file (10+ files) or by the tail of the lines, then filtered."""
+    root = sources.glob_root(os.path.expanduser(spec[len("pairs:"):]))
+    files = [(os.path.relpath(f, root).replace(os.sep, "/"), _read_pairs(f)) for f in _match(spec)]
+    if not any(rows for _, rows in files):
+        raise ValueError(f"spec={spec!r}: the {len(files)} matched files hold no pairs: add "
+                         "source<TAB>target lines")
+    train, evals = [], []
+    if len(files) >= sources.MIN_FILES_FOR_HASH_SPLIT:
+        for rel, rows in files:
+            (evals if sources.is_validation(rel, val_fraction) else train).extend(rows)
+        if not (train and evals):
+            log(f"data {spec}: the by-file split of {len(files)} files held out "
+                f"{len(evals)} pairs; holding out the last {val_fraction:.0%} of the lines instead")
+    if not (train and evals):
+        rows = [r for _, file_rows in files for r in file_rows]
+        cut = int(len(rows) * (1 - val_fraction))
+        train, evals = rows[:cut], rows[cut:]
+        if not (train and evals):
+            raise ValueError(f"spec={spec!r}: {len(rows)} pairs leave {len(train)} for train and "
+                             f"{len(evals)} for eval at val_fraction={val_fraction}: add pairs "
+                             "or change val_fraction")
+    seen: set[tuple[str, str]] = set()
+    _dedup(train, seen)
+    _dedup(evals, seen)
+    _cap(train, max_examples)
+    return _pairs(train, evals)
+
+
+def _read_pairs(path: str) -> list[list]:
+    """[reason, source, target] of each non-blank line; a line without exactly one tab fails."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if line.count("\t") != 1:
+                raise ValueError(f"{path}:{number}: {line.count(chr(9))} tabs, a pairs: line must "
+                                 "be source<TAB>target with exactly one tab: replace tabs inside "
+                                 "the texts (e.g. by spaces)")
+            source, target = (side.strip() for side in line.split("\t"))
+            rows.append(["" if source and target else "empty", source, target])
+    return rows
+
+
+# ---------------------------------------------------------------- tfds:
+
+
+def _load_tfds(spec: str, data_dir: str, source_key: str, target_key: str, train_split: str,
+               eval_split: str, max_examples: int) -> Pairs:
+    builder = sources.open_prepared(spec[len("tfds:"):], data_dir, f"spec={spec!r}")
+    eval_split = eval_split or sources.default_eval_split(builder)
+    sources.check_split(builder, train_split, "train_split")
+    sources.check_split(builder, eval_split, "eval_split")
+    source_key, target_key = _keys(builder, source_key, target_key)
+    train, evals = [], []
+    for rows, split, limit in ((train, train_split, max_examples), (evals, eval_split, 0)):
+        for _, record in sources.read_records(builder, split, limit):
+            source = sources.as_text(record[source_key], f"source_key={source_key!r}")
+            target = sources.as_text(record[target_key], f"target_key={target_key!r}")
+            empty = rows is train and not (source.strip() and target.strip())
+            rows.append(["empty" if empty else "", source, target])
+        if not rows:
+            raise ValueError(f"{'train' if rows is train else 'eval'}_split={split!r}: "
+                             f"{sources.dataset_name(builder)} has no examples there: pick "
+                             "another split")
+    return _pairs(train, evals)
+
+
+def _keys(builder, source_key: str, target_key: str) -> tuple[str, str]:
+    """(source, target) Text features: the ones given, else the builder's supervised_keys."""
+    import tensorflow_datasets as tfds
+
+    name = sources.dataset_name(builder)
+    features = builder.info.features  # a FeaturesDict (a Translation is one too)
+    texts = ", ".join(k for k, f in features.items() if isinstance(f, tfds.features.Text)) or "none"
+    supervised = builder.info.supervised_keys
+    plain = (isinstance(supervised, tuple) and len(supervised) == 2
+             and all(isinstance(k, str) for k in supervised))
+    if not (source_key and target_key) and not plain:
+        raise ValueError(f"{name} has no (source, target) supervised_keys: set source_key and "
+                         f"target_key; Text features: {texts}")
+    keys = (source_key or supervised[0], target_key or supervised[1])
+    for what, key in zip(("source_key", "target_key"), keys):
+        if key not in features or not isinstance(features[key], tfds.features.Text):
+            raise ValueError(f"{what}={key!r}: {name} has no such Text feature; Text features: "
+                             f"{texts}")
+    return keys
