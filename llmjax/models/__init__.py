@@ -1,6 +1,7 @@
 """Model families built from blocks; importing this package registers each in the registry."""
-from llmjax.models import bert, gpt, registry
+from llmjax.models import bert, gpt, lstm, registry
 from llmjax.models.bert import BERT, BertConfig
 from llmjax.models.gpt import GPT, GPTConfig
+from llmjax.models.lstm import LSTM, LSTMConfig
 
-__all__ = ["BERT", "GPT", "BertConfig", "GPTConfig", "bert", "gpt", "registry"]
+__all__ = ["BERT", "GPT", "LSTM", "BertConfig", "GPTConfig", "LSTMConfig", "bert", "gpt", "lstm", "registry"]
