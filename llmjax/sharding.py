@@ -29,6 +29,7 @@ LAYERS = "layers"  # the stacking axis of scanned layers' parameters
 EMBED_OUT = "embed_out"  # the output side of a (d_model, d_model) kernel (BERT's pooler, MLM transform)
 LABELS = "labels"  # classes of a classifier or NSP head: few, not divisible by a mesh axis
 TYPE_VOCAB = "type_vocab"  # BERT's token-type (segment A/B) table rows: two
+RNN_HIDDEN = "rnn_hidden"  # a recurrent cell's units (each gate's output side, its biases)
 # Activation axes.
 BATCH = "act_batch"
 ACT_LENGTH = "act_length"
@@ -65,6 +66,9 @@ RULES: tuple[tuple[str, Any], ...] = (
     (EMBED_OUT, None),
     (LABELS, None),
     (TYPE_VOCAB, None),
+    # Replicated: every time step reads all of h, so splitting the units would put a collective
+    # inside the recurrence; fsdp still splits the input side (EMBED) of each gate kernel.
+    (RNN_HIDDEN, None),
 )
 
 

@@ -20,7 +20,9 @@ def write_corpus(directory, num_files: int = 12, max_chars: int = 20_000) -> str
 
 def tiny_config(dataset: str, model: str = "gpt", task: str = "lm", **overrides):
     c = base_config(model, task)
-    c.model.num_layers, c.model.d_model, c.model.num_heads, c.model.mlp_dim = 2, 32, 4, 64
+    for key, value in (("num_layers", 2), ("d_model", 32), ("num_heads", 4), ("mlp_dim", 64)):
+        if key in c.model:  # the family's size keys (an LSTM has no heads or MLP)
+            c.model[key] = value
     c.data.dataset, c.data.tokenizer, c.data.seq_len = dataset, "byte", 32
     c.data.val_fraction = 0.2
     c.train.num_steps, c.train.batch_size = 12, 8

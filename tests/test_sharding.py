@@ -37,7 +37,7 @@ def _batches(n, batch=16, length=16, seed=0):
 def _train(shape, devices=None, steps=10, cfg=CFG, accum=1, batch=16):
     mesh = sharding.make_mesh(shape, devices)
     model = registry.build(cfg)
-    task = LMTask(SimpleNamespace(train=TrainConfig(), data=DataConfig(seq_len=cfg.max_len)))
+    task = LMTask(SimpleNamespace(model=cfg, train=TrainConfig(), data=DataConfig(seq_len=cfg.max_len)))
     tx, lr = optim.optimizer(OPT, 100), optim.schedule(OPT, 100)
     bsh = sharding.batch_shardings(mesh, _batches(1, batch)[0])
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):

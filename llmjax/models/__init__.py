@@ -1,8 +1,9 @@
 """Model families built from blocks; importing this package registers each in the registry."""
-from llmjax.models import bert, encdec, gpt, registry
+from llmjax.models import bert, encdec, gpt, lstm, registry
 from llmjax.models.bert import BERT, BertConfig
 from llmjax.models.encdec import EncDecConfig, EncoderDecoder
 from llmjax.models.gpt import GPT, GPTConfig
+from llmjax.models.lstm import LSTM, LSTMConfig
 
-__all__ = ["BERT", "GPT", "BertConfig", "EncDecConfig", "EncoderDecoder", "GPTConfig", "bert", "encdec",
-           "gpt", "registry"]
+__all__ = ["BERT", "GPT", "LSTM", "BertConfig", "EncDecConfig", "EncoderDecoder", "GPTConfig", "LSTMConfig",
+           "bert", "encdec", "gpt", "lstm", "registry"]

@@ -10,7 +10,10 @@ A family's config is a frozen dataclass whose fields (with defaults) are the key
   flops_per_token(seq_len)            training FLOPs per token (forward + backward)
   summary()                           one line for the run's log (vocabulary, positions, ...)
   tasks (ClassVar)                    the task names it can be trained on (checked on resolve)
-  num_labels (RUNTIME field)          > 0 turns the model into a sequence classifier (classify)
+  inputs (ClassVar)                   the optional batch inputs its model takes as keywords, e.g.
+                                      ("positions", "segment_ids"); a task passes only these
+  num_labels (RUNTIME field)          > 0 turns the model into a sequence classifier (classify;
+                                      only families that serve it)
 """
 from __future__ import annotations
 

@@ -10,6 +10,12 @@ from llmjax.blocks.transformer import TransformerConfig
 from llmjax.config import RUNTIME, DataConfig, check_positive, fail
 
 
+def pad_vocab(vocab_size: int, multiple: int) -> int:
+    """The vocabulary rounded up to a multiple of `multiple` (fast matmuls, even sharding);
+    the extra rows are never a target. Shared with families outside this class (the LSTM)."""
+    return -(-vocab_size // multiple) * multiple
+
+
 @dataclasses.dataclass(frozen=True)
 class TokenModelConfig(TransformerConfig):
     name: str = ""  # model family, looked up in llmjax.models.registry
@@ -37,7 +43,7 @@ class TokenModelConfig(TransformerConfig):
     def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str):
         """The runtime config: vocabulary padded to vocab_multiple, max_len 0 -> max_len,
         num_kv_heads 0 -> num_heads, 'auto' attention resolved for the platform."""
-        padded = -(-vocab_size // self.vocab_multiple) * self.vocab_multiple
-        return dataclasses.replace(self.with_backend(platform), vocab_size=padded,
+        return dataclasses.replace(self.with_backend(platform),
+                                   vocab_size=pad_vocab(vocab_size, self.vocab_multiple),
                                    max_len=self.max_len or max_len, num_kv_heads=self.kv_heads,
                                    dtype=dtype)

@@ -1,10 +1,13 @@
 """Language-model pretraining: next-token cross-entropy on packed rows of a token stream.
 
-Serves every causal LM family (GPT today; the LSTM next). Data: the run's token streams
+Serves every causal LM family (GPT, the LSTM). Data: the run's token streams
 (llmjax.data.pipeline), cut into rows of seq_len + 1 tokens; the batch of a step is a pure
-function of (seed, step). Objective: float32 cross-entropy (plus z-loss) summed over target
-tokens, normalised by the update's token count. Eval: token-weighted loss, perplexity and bits
-per byte over the validation stream. Baseline: the unigram loss of the train token frequencies.
+function of (seed, step); the model gets the optional batch inputs its config declares
+(`inputs`). Objective: float32 cross-entropy (plus z-loss) summed over target tokens,
+normalised by the update's token count. Eval: token-weighted loss, perplexity and bits per byte
+over the validation stream, and the loss at each context position (Kaplan et al. 2020 fig. 7)
+in workdir/eval/per_position_loss.json. Baseline: the unigram loss of the train token
+frequencies.
 
 Shape key: B batch, L length (seq_len), V padded vocabulary.
 """
@@ -25,10 +28,11 @@ from llmjax.generation.decode import generate
 from llmjax.tasks.base import Batch, Log, Task
 from llmjax.tasks.registry import register
 from llmjax.training.metrics import bits_per_byte
-from llmjax.training.objectives import cross_entropy_sums
+from llmjax.training.objectives import cross_entropy_sums, token_nll
 
 PROMPTS = ("def ", "class ", "import ", "The ")
-_MODEL_KEYS = ("positions", "segment_ids")  # batch keys the model takes besides the inputs
+# Optional batch inputs of a family config without `inputs` (the Transformer LMs' pair).
+_DEFAULT_MODEL_KEYS = ("positions", "segment_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,13 +43,26 @@ class LMTaskConfig:
         check_choice("task.name", self.name, ("lm",))
 
 
-def _model_kwargs(batch: Batch) -> dict[str, Any]:
-    return {k: batch[k] for k in _MODEL_KEYS if k in batch}
+def position_sums(nll_BxL: jax.Array, weights_BxL: jax.Array,
+                  positions_BxL: jax.Array | None = None) -> dict[str, jax.Array]:
+    """nll and weight summed over the batch at each context position, (L,) each: the column,
+    or with per-document positions (packed rows under document_mask) the place in the document."""
+    B, L = nll_BxL.shape
+    if positions_BxL is None:
+        positions_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), (B, L))
+    index = positions_BxL.reshape(-1)
+    return {"position_nll": jax.ops.segment_sum((nll_BxL * weights_BxL).reshape(-1), index, num_segments=L),
+            "position_weight": jax.ops.segment_sum(weights_BxL.reshape(-1), index, num_segments=L)}
 
 
 @register("lm", LMTaskConfig)
 class LMTask(Task):
     data: Prepared
+
+    def _model_kwargs(self, batch: Batch) -> dict[str, Any]:
+        """The batch inputs the model's config declares it takes, where the batch has them."""
+        keys = getattr(self.run.model, "inputs", _DEFAULT_MODEL_KEYS)
+        return {k: batch[k] for k in keys if k in batch}
 
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
         d, t = self.run.data, self.run.train
@@ -96,7 +113,7 @@ class LMTask(Task):
 
     def objective(self, model, params, batch, denoms, rng):
         logits_BxLxV = model.apply({"params": params}, batch["inputs"], deterministic=False,
-                                   rngs={"dropout": rng}, **_model_kwargs(batch))
+                                   rngs={"dropout": rng}, **self._model_kwargs(batch))
         sums = cross_entropy_sums(logits_BxLxV, batch["targets"], batch["weights"], self.run.train.z_loss)
         return sums["loss_sum"], {"nll_sum": sums["nll_sum"], "loss_sum": sums["loss_sum"]}
 
@@ -109,16 +126,27 @@ class LMTask(Task):
 
     def eval_sums(self, model, params, batch):
         logits_BxLxV = model.apply({"params": params}, batch["inputs"], deterministic=True,
-                                   **_model_kwargs(batch))
-        sums = cross_entropy_sums(logits_BxLxV, batch["targets"], batch["weights"])
-        n_bytes = jnp.sum(self._byte_lengths[batch["targets"]] * batch["weights"])
-        return {"nll_sum": sums["nll_sum"], "weight_sum": sums["weight_sum"], "byte_sum": n_bytes}
+                                   **self._model_kwargs(batch))
+        nll_BxL, _ = token_nll(logits_BxLxV, batch["targets"])
+        w_BxL = batch["weights"].astype(jnp.float32)
+        n_bytes = jnp.sum(self._byte_lengths[batch["targets"]] * w_BxL)
+        return {"nll_sum": jnp.sum(nll_BxL * w_BxL), "weight_sum": jnp.sum(w_BxL), "byte_sum": n_bytes,
+                **position_sums(nll_BxL, w_BxL, batch.get("positions"))}
 
     def eval_metrics(self, totals: dict[str, float]) -> dict[str, float]:
         loss = totals["nll_sum"] / max(totals["weight_sum"], 1.0)
         return {"loss": loss, "perplexity": float(np.exp(min(loss, 50.0))),
                 "bits_per_byte": bits_per_byte(totals["nll_sum"], totals["byte_sum"]),
                 "tokens": totals["weight_sum"]}
+
+    def eval_details(self, totals: dict[str, Any]) -> dict[str, Any]:
+        """per_position_loss: the loss at each context position 0..seq_len-1, null where no
+        token was scored (possible only under document_mask); per_position_tokens: the weight
+        behind each (their weighted mean is the eval loss)."""
+        nll_L = np.asarray(totals["position_nll"], np.float64)
+        weight_L = np.asarray(totals["position_weight"], np.float64)
+        loss = [float(n / w) if w > 0 else None for n, w in zip(nll_L, weight_L)]
+        return {"per_position_loss": loss, "per_position_tokens": weight_L.tolist()}
 
     # ------------------------------------------------------------ accounting and reporting
 
@@ -142,7 +170,8 @@ class LMTask(Task):
         t, tok = self.run.train, self.data.tokenizer
         prompts = PROMPTS[: t.num_samples]
         ids = [tok.encode(p) for p in prompts]
-        room = model.cfg.max_len - max((len(i) for i in ids), default=0)
+        limit = getattr(model.cfg, "max_len", 0)  # 0: no length limit (a recurrent state)
+        room = limit - max((len(i) for i in ids), default=0) if limit else t.sample_tokens
         if not prompts or room <= 0:
             return
         log("samples (temperature 0.8, top-k 50):")

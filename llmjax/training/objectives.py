@@ -6,6 +6,15 @@ import jax
 import jax.numpy as jnp
 
 
+def token_nll(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each token's negative log-likelihood (B, L) and log-normaliser log Z (B, L), in float32
+    (per-token views such as the loss by context position start here)."""
+    logits = logits_BxLxV.astype(jnp.float32)
+    log_z_BxL = jax.nn.logsumexp(logits, axis=-1)
+    target_logit_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]
+    return log_z_BxL - target_logit_BxL, log_z_BxL
+
+
 def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_BxL: jax.Array,
                        z_loss: float = 0.0, label_smoothing: float = 0.0,
                        num_classes: int | None = None) -> dict[str, jax.Array]:
@@ -18,10 +27,7 @@ def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_
     label_smoothing uniformly over the first num_classes ids (the real vocabulary, not the
     padding of the table) and the rest on the target.
     """
-    logits = logits_BxLxV.astype(jnp.float32)
-    log_z_BxL = jax.nn.logsumexp(logits, axis=-1)
-    target_logit_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]
-    nll_BxL = log_z_BxL - target_logit_BxL
+    nll_BxL, log_z_BxL = token_nll(logits_BxLxV, targets_BxL)
     w = weights_BxL.astype(jnp.float32)
     out = {"nll_sum": jnp.sum(nll_BxL * w), "weight_sum": jnp.sum(w)}
     out["loss_sum"] = out["nll_sum"]
