@@ -25,7 +25,6 @@ def get_config():
     c.train.eval_every = 400
     c.train.eval_steps = 0  # the whole validation split
     c.train.log_every = 10
-    c.train.num_samples = 0  # samples need llmjax.generation on prefill/extend (the LSTM has no decode=True)
     c.optim.lr = 2e-3
     c.optim.warmup_steps = 50
     c.checkpoint.every_steps = 400

@@ -32,7 +32,6 @@ from llmjax.training.objectives import cross_entropy_sums, token_nll
 
 PROMPTS = ("def ", "class ", "import ", "The ")
 # Optional batch inputs of a family config without `inputs` (the Transformer LMs' pair).
-_DEFAULT_MODEL_KEYS = ("positions", "segment_ids")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +60,7 @@ class LMTask(Task):
 
     def _model_kwargs(self, batch: Batch) -> dict[str, Any]:
         """The batch inputs the model's config declares it takes, where the batch has them."""
-        keys = getattr(self.run.model, "inputs", _DEFAULT_MODEL_KEYS)
-        return {k: batch[k] for k in keys if k in batch}
+        return {k: batch[k] for k in self.run.model.inputs if k in batch}
 
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
         d, t = self.run.data, self.run.train

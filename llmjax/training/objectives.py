@@ -32,8 +32,8 @@ def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_
     out = {"nll_sum": jnp.sum(nll_BxL * w), "weight_sum": jnp.sum(w)}
     out["loss_sum"] = out["nll_sum"]
     if label_smoothing:
-        V = num_classes or logits.shape[-1]
-        uniform_nll_BxL = log_z_BxL - jnp.mean(logits[..., :V], axis=-1)
+        V = num_classes or logits_BxLxV.shape[-1]
+        uniform_nll_BxL = log_z_BxL - jnp.mean(logits_BxLxV[..., :V].astype(jnp.float32), axis=-1)
         out["loss_sum"] = jnp.sum(((1.0 - label_smoothing) * nll_BxL + label_smoothing * uniform_nll_BxL) * w)
     if z_loss:
         out["loss_sum"] = out["loss_sum"] + z_loss * jnp.sum(jnp.square(log_z_BxL) * w)

@@ -36,8 +36,6 @@ def test_model_gets_the_inputs_its_config_declares():
     batch = {"inputs": 0, "positions": 1, "segment_ids": 2}
     lstm = LMTask(SimpleNamespace(model=LSTMConfig()))
     assert lstm._model_kwargs(batch) == {"segment_ids": 2}
-    undeclared = LMTask(SimpleNamespace(model=SimpleNamespace()))  # falls back to the Transformer pair
-    assert undeclared._model_kwargs(batch) == {"positions": 1, "segment_ids": 2}
     gpt = LMTask(SimpleNamespace(model=GPTConfig()))
     assert gpt._model_kwargs({"inputs": 0, "segment_ids": 2}) == {"segment_ids": 2}
 
