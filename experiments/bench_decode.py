@@ -7,8 +7,8 @@ runs the whole (prompt + new tokens) buffer, so it may use fewer new tokens (--u
 the table says how many). Parameters are random (throughput does not depend on them); the
 vocabulary is the one the config's tokenizer would give, padded as in training.
 
-  python experiments/bench_decode.py                                  # configs/gpt_small.py on this machine
-  python experiments/bench_decode.py --config=configs/gpt2_124m.py --uncached_new_tokens=112   # a GPU
+  python experiments/bench_decode.py                                  # configs/gpt_small.py (~2 min, 2 CPU cores)
+  python experiments/bench_decode.py --config=configs/gpt2_124m.py    # a GPU
 
 Like bench_step, the script first re-executes itself with malloc on transparent huge pages
 (llmjax.allocator; LLMJAX_NO_REEXEC=1 opts out), so its figures are the main job's.
@@ -41,8 +41,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/gpt_small.py", "Con
 _BATCHES = flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes (prompts decoded together).")
 _PROMPT = flags.DEFINE_integer("prompt_len", 16, "Prompt tokens per row.")
 _NEW = flags.DEFINE_integer("new_tokens", 112, "New tokens per row with the cache.")
-_UNCACHED_NEW = flags.DEFINE_integer("uncached_new_tokens", 16, "New tokens per row without the cache "
-                                     "(0: skip the uncached rows).")
+_UNCACHED_NEW = flags.DEFINE_integer("uncached_new_tokens", 112, "New tokens per row without the cache "
+                                     "(fewer where it is too slow; 0: skip the uncached rows).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per row (the median is reported).")
 
 # New tokens/s from a published source on the same device kind, by (device kind, (layers, width), batch,

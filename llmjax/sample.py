@@ -63,7 +63,8 @@ def check_flags() -> None:
     problems = [
         (not _WORKDIR.value, "--workdir is required: the run directory that python -m llmjax.main wrote"),
         (_INTERACTIVE.value and given, "--interactive reads prompts from stdin: drop --prompt/--prompts_file"),
-        (not _INTERACTIVE.value and not given, "no prompt: pass --prompt=TEXT, --prompts_file=FILE or --interactive"),
+        (not _INTERACTIVE.value and not given,
+         "no prompt: pass --prompt=TEXT, --prompts_file=FILE or --interactive"),
         (_MAX_NEW.value < 1, f"--max_new_tokens={_MAX_NEW.value}: must be at least 1"),
         (_TEMPERATURE.value < 0, f"--temperature={_TEMPERATURE.value}: must be >= 0 (0 is greedy)"),
         (_TOP_K.value < 0, f"--top_k={_TOP_K.value}: must be >= 0 (0 keeps every token)"),
@@ -116,7 +117,8 @@ def model_config(workdir: str) -> Any:
         with open(path) as f:
             cfg = registry.config_from_dict(json.load(f))
     except (ValueError, TypeError, ConfigError) as e:
-        raise ConfigError(f"{path} cannot be read ({str(e).splitlines()[0]}): retrain, or fix the file") from None
+        raise ConfigError(f"{path} cannot be read ({str(e).splitlines()[0]}): retrain, or fix the "
+                          "file") from None
     if getattr(cfg, "num_labels", 0):
         raise ConfigError(f"the run in {workdir} trained a classifier (num_labels={cfg.num_labels}): "
                           "sampling needs a language model")
@@ -204,22 +206,20 @@ def load_run(cfg: Any, tokenizer: Any, path: str) -> Run:
 def continue_prompts(run: Run, ids: list[list[int]]) -> list[list[tuple[str, float | None]]]:
     """For each prompt its continuation(s) as text, with the beam score (None when sampling)."""
     import jax
-    import numpy as np
 
     from llmjax.generation import beam_search, generate
 
-    eos = run.tokenizer.eos_id
+    tok = run.tokenizer
     if _METHOD.value == "beam":
         tokens, scores = beam_search(run.model, run.params, ids, beam_size=_BEAM_SIZE.value,
-                                     max_new_tokens=_MAX_NEW.value, eos_id=eos, alpha=_ALPHA.value,
+                                     max_new_tokens=_MAX_NEW.value, eos_id=tok.eos_id, alpha=_ALPHA.value,
                                      num_return=_NUM_RETURN.value)
-    else:
-        tokens = generate(run.model, run.params, ids, max_new_tokens=_MAX_NEW.value, rng=jax.random.key(_SEED.value),
-                          temperature=_temperature(), top_k=_TOP_K.value, top_p=_TOP_P.value, eos_id=eos,
-                          use_cache=_USE_CACHE.value)[:, None]
-        scores = np.full(tokens.shape[:2], np.nan)
-    return [[(_text(run.tokenizer, t), None if np.isnan(s) else float(s)) for t, s in zip(row_t, row_s)]
-            for row_t, row_s in zip(tokens.tolist(), scores.tolist())]
+        return [[(_text(tok, t), s) for t, s in zip(row_t, row_s)]
+                for row_t, row_s in zip(tokens.tolist(), scores.tolist())]
+    tokens = generate(run.model, run.params, ids, max_new_tokens=_MAX_NEW.value,
+                      rng=jax.random.key(_SEED.value), temperature=_temperature(), top_k=_TOP_K.value,
+                      top_p=_TOP_P.value, eos_id=tok.eos_id, use_cache=_USE_CACHE.value)
+    return [[(_text(tok, row), None)] for row in tokens.tolist()]
 
 
 def _temperature() -> float:
@@ -265,9 +265,11 @@ def interactive(run: Run, read: Callable[[str], str] | None = None) -> None:
                 continue
             detok = generation.IncrementalDetokenizer(run.tokenizer, ids[0])
             print(prompt, end="", flush=True)
-            for token in generation.stream_tokens(run.model, run.params, ids[0], max_new_tokens=_MAX_NEW.value,
-                                       rng=jax.random.key(_SEED.value), temperature=_temperature(),
-                                       top_k=_TOP_K.value, top_p=_TOP_P.value, eos_id=run.tokenizer.eos_id):
+            tokens = generation.stream_tokens(run.model, run.params, ids[0], max_new_tokens=_MAX_NEW.value,
+                                              rng=jax.random.key(_SEED.value), temperature=_temperature(),
+                                              top_k=_TOP_K.value, top_p=_TOP_P.value,
+                                              eos_id=run.tokenizer.eos_id)
+            for token in tokens:
                 print(detok.push(token), end="", flush=True)
             print(detok.flush(), flush=True)
         except KeyboardInterrupt:
