@@ -31,5 +31,5 @@ setup(
         "test": ["pytest", "scikit-learn"],
         "plots": ["matplotlib"],
     },
-    entry_points={"console_scripts": ["llmjax=llmjax.main:run"]},
+    entry_points={"console_scripts": ["llmjax=llmjax.main:run", "llmjax-sample=llmjax.sample:run"]},
 )

@@ -1,0 +1,338 @@
+"""Entry point: continue prompts with a trained run's model.
+
+  python -m llmjax.sample --workdir=runs/gpt_small --prompt="def main(" [--prompt=...]
+  python -m llmjax.sample --workdir=runs/gpt_small --prompts_file=prompts.txt --method=beam --num_return=3
+  python -m llmjax.sample --workdir=runs/gpt_small --interactive
+
+The run's workdir gives everything: model.json (the finalized model config), tokenizer/ and
+checkpoints/<step>/ (the newest, or --step). Generation stops at the tokenizer's EOS; a fixed
+--seed gives the same output. Every bad input is one line on stderr and exit code 1, found
+before anything heavy is loaded where it can be.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable, NamedTuple
+
+from absl import app, flags, logging
+
+from llmjax.config import ConfigError, UserError
+
+FLAGS = flags.FlagValues()  # its own: llmjax.main's --workdir may share a process (tests)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory (holds model.json, tokenizer/, "
+                               "checkpoints/).", flag_values=FLAGS)
+_PROMPT = flags.DEFINE_multi_string("prompt", [], "A prompt (repeat the flag for several).", flag_values=FLAGS)
+_PROMPTS_FILE = flags.DEFINE_string("prompts_file", None, "A file of prompts, one per line.", flag_values=FLAGS)
+_METHOD = flags.DEFINE_enum("method", "sample", ["greedy", "sample", "beam"], "How tokens are chosen.",
+                            flag_values=FLAGS)
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature (0: greedy).", flag_values=FLAGS)
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most likely tokens (0: all).", flag_values=FLAGS)
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Sample within this probability mass (1: all).", flag_values=FLAGS)
+_BEAM_SIZE = flags.DEFINE_integer("beam_size", 4, "Beams (--method=beam).", flag_values=FLAGS)
+_ALPHA = flags.DEFINE_float("alpha", 0.6, "Beam length penalty exponent: ((5 + len) / 6) ** alpha.",
+                            flag_values=FLAGS)
+_NUM_RETURN = flags.DEFINE_integer("num_return", 1, "Best hypotheses printed per prompt (--method=beam).",
+                                   flag_values=FLAGS)
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "New tokens at most per prompt.", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=FLAGS)
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", flag_values=FLAGS)
+_INTERACTIVE = flags.DEFINE_bool("interactive", False, "Read prompts at a '> ' prompt and stream the "
+                                 "output (empty line or EOF quits; Ctrl-C stops one generation).",
+                                 flag_values=FLAGS)
+_USE_CACHE = flags.DEFINE_bool("use_cache", True, "Decode on the KV cache (false: recompute every step, "
+                               "the slow reference).", flag_values=FLAGS)
+_HELP = ("-h", "--help", "-help", "--helpfull", "--helpshort")
+
+
+class Run(NamedTuple):
+    model: Any
+    params: Any
+    tokenizer: Any
+    max_len: int | None  # the model's longest prompt + continuation, if it has one
+
+
+# ---------------------------------------------------------------- checks before loading
+
+
+def check_flags() -> None:
+    """Flag combinations that cannot work; a one-line ConfigError."""
+    beam = _METHOD.value == "beam"
+    given = bool(_PROMPT.value or _PROMPTS_FILE.value)
+    problems = [
+        (not _WORKDIR.value, "--workdir is required: the run directory that python -m llmjax.main wrote"),
+        (_INTERACTIVE.value and given, "--interactive reads prompts from stdin: drop --prompt/--prompts_file"),
+        (not _INTERACTIVE.value and not given,
+         "no prompt: pass --prompt=TEXT, --prompts_file=FILE or --interactive"),
+        (_MAX_NEW.value < 1, f"--max_new_tokens={_MAX_NEW.value}: must be at least 1"),
+        (_TEMPERATURE.value < 0, f"--temperature={_TEMPERATURE.value}: must be >= 0 (0 is greedy)"),
+        (_TOP_K.value < 0, f"--top_k={_TOP_K.value}: must be >= 0 (0 keeps every token)"),
+        (not 0 < _TOP_P.value <= 1, f"--top_p={_TOP_P.value}: must be in (0, 1] (1 keeps every token)"),
+        (beam and _BEAM_SIZE.value < 1, f"--beam_size={_BEAM_SIZE.value}: must be at least 1"),
+        (_NUM_RETURN.value < 1, f"--num_return={_NUM_RETURN.value}: must be at least 1"),
+        (not beam and _NUM_RETURN.value > 1, "--num_return > 1 is beam search's n-best: add --method=beam"),
+        (beam and _NUM_RETURN.value > _BEAM_SIZE.value,
+         f"--num_return={_NUM_RETURN.value} > --beam_size={_BEAM_SIZE.value}: beam search keeps "
+         "beam_size hypotheses; raise --beam_size or lower --num_return"),
+        (not _USE_CACHE.value and (beam or _INTERACTIVE.value),
+         "--use_cache=false (the uncached reference) works for --method=greedy|sample without --interactive"),
+    ]
+    for bad, msg in problems:
+        if bad:
+            raise ConfigError(msg)
+
+
+def read_prompts() -> list[str]:
+    """--prompt values, then --prompts_file lines; an empty prompt is an error."""
+    prompts = [(f"--prompt #{i + 1}", p) for i, p in enumerate(_PROMPT.value)]
+    if _PROMPTS_FILE.value:
+        try:
+            with open(_PROMPTS_FILE.value, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise ConfigError(f"--prompts_file={_PROMPTS_FILE.value!r} cannot be read ({e.strerror}): "
+                              "pass a text file with one prompt per line") from None
+        if not lines:
+            raise ConfigError(f"--prompts_file={_PROMPTS_FILE.value!r} is empty: put one prompt per line")
+        prompts += [(f"line {i + 1} of {_PROMPTS_FILE.value}", p) for i, p in enumerate(lines)]
+    for where, p in prompts:
+        if not p:
+            raise ConfigError(f"{where} is an empty prompt: give every prompt some text")
+    return [p for _, p in prompts]
+
+
+def model_config(workdir: str) -> Any:
+    """The run's finalized model config, from workdir/model.json."""
+    from llmjax.models import registry
+    from llmjax.training.loop import MODEL_JSON
+
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir={workdir!r} does not exist: pass the directory of a training run")
+    path = os.path.join(workdir, MODEL_JSON)
+    if not os.path.exists(path):
+        raise ConfigError(f"{path} is missing: the run was made by an older llmjax that did not record "
+                          "its model; train it again (or resume it once) with this version")
+    try:
+        with open(path) as f:
+            cfg = registry.config_from_dict(json.load(f))
+    except (ValueError, TypeError, ConfigError) as e:
+        raise ConfigError(f"{path} cannot be read ({str(e).splitlines()[0]}): retrain, or fix the "
+                          "file") from None
+    if getattr(cfg, "num_labels", 0):
+        raise ConfigError(f"the run in {workdir} trained a classifier (num_labels={cfg.num_labels}): "
+                          "sampling needs a language model")
+    return cfg
+
+
+def load_tokenizer(workdir: str) -> Any:
+    from llmjax.data.tokenizers import load_tokenizer as load
+    from llmjax.training.warm_start import TOKENIZER_DIR
+
+    try:
+        return load(os.path.join(workdir, TOKENIZER_DIR))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def checkpoint_path(workdir: str, step: int | None) -> str:
+    """The checkpoint directory to read: checkpoints/<step>, the newest by default."""
+    from llmjax.training.warm_start import locate
+
+    root = os.path.join(workdir, "checkpoints")
+    steps = sorted(int(n) for n in os.listdir(root) if n.isdigit()) if os.path.isdir(root) else []
+    if not steps:
+        raise ConfigError(f"no checkpoint in {root}: train the run until it saves one "
+                          "(config.checkpoint.every_steps), or pass another --workdir")
+    if step is not None and step not in steps:
+        raise ConfigError(f"--step={step}: {root} holds steps {', '.join(map(str, steps))}; pick one of them")
+    chosen = step if step is not None else steps[-1]
+    locate(os.path.join(root, str(chosen)))  # checks it is one step's checkpoint
+    return os.path.join(root, str(chosen))
+
+
+def encode(tokenizer: Any, prompts: list[str], max_len: int | None, max_new_tokens: int) -> list[list[int]]:
+    """Token ids of each prompt; one that leaves no room for max_new_tokens is an error."""
+    ids = [tokenizer.encode(p) for p in prompts]
+    for i, x in enumerate(ids):
+        if max_len and len(x) + max_new_tokens > max_len:
+            raise ConfigError(f"prompt {i + 1} is {len(x)} tokens; with --max_new_tokens={max_new_tokens} "
+                              f"that exceeds the model's max_len {max_len}: shorten the prompt or lower "
+                              "--max_new_tokens")
+    return ids
+
+
+# ---------------------------------------------------------------- the model
+
+
+def load_params(model: Any, path: str) -> Any:
+    """Every parameter of model from the checkpoint at path (a one-line error if any is missing)."""
+    import jax
+    import jax.numpy as jnp
+
+    from llmjax.training.state import values
+    from llmjax.training.warm_start import restore_params
+
+    dummy = jnp.zeros((1, 1), jnp.int32)
+    shapes = values(jax.eval_shape(lambda: model.init(jax.random.key(0), dummy, dummy, max_new_tokens=1,
+                                                      method="prefill"))["params"])
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    wanted = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+    try:
+        params = restore_params(path, wanted, log=lambda _: None)
+    except ConfigError as e:
+        raise ConfigError(f"checkpoint {path} does not fit model.json ({e})") from None
+    missing = [jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(params)
+               if isinstance(v, jax.ShapeDtypeStruct)]
+    if missing:
+        raise ConfigError(f"checkpoint {path} lacks {len(missing)} parameters of the model in model.json "
+                          f"(first: {missing[0]}): pass the checkpoint of the same run")
+    return params
+
+
+def load_run(cfg: Any, tokenizer: Any, path: str) -> Run:
+    from llmjax.models import registry
+
+    model = registry.build(cfg)
+    if not all(hasattr(model, m) for m in ("prefill", "extend", "score")):
+        raise ConfigError(f"model family {cfg.name!r} does not generate (no prefill/extend/score): "
+                          "sample from a language-model run")
+    return Run(model, load_params(model, path), tokenizer, getattr(cfg, "max_len", None) or None)
+
+
+# ---------------------------------------------------------------- generation and output
+
+
+def continue_prompts(run: Run, ids: list[list[int]]) -> list[list[tuple[str, float | None]]]:
+    """For each prompt its continuation(s) as text, with the beam score (None when sampling)."""
+    import jax
+
+    from llmjax.generation import beam_search, generate
+
+    tok = run.tokenizer
+    if _METHOD.value == "beam":
+        tokens, scores = beam_search(run.model, run.params, ids, beam_size=_BEAM_SIZE.value,
+                                     max_new_tokens=_MAX_NEW.value, eos_id=tok.eos_id, alpha=_ALPHA.value,
+                                     num_return=_NUM_RETURN.value)
+        return [[(_text(tok, t), s) for t, s in zip(row_t, row_s)]
+                for row_t, row_s in zip(tokens.tolist(), scores.tolist())]
+    tokens = generate(run.model, run.params, ids, max_new_tokens=_MAX_NEW.value,
+                      rng=jax.random.key(_SEED.value), temperature=_temperature(), top_k=_TOP_K.value,
+                      top_p=_TOP_P.value, eos_id=tok.eos_id, use_cache=_USE_CACHE.value)
+    return [[(_text(tok, row), None)] for row in tokens.tolist()]
+
+
+def _temperature() -> float:
+    return 0.0 if _METHOD.value == "greedy" else _TEMPERATURE.value
+
+
+def _text(tokenizer: Any, row: list[int]) -> str:
+    """The text of a generated row up to its first EOS."""
+    return tokenizer.decode(row[:row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row)
+
+
+def show(prompt: str, results: list[tuple[str, float | None]]) -> None:
+    print(f"--- {prompt!r}")
+    for rank, (text, score) in enumerate(results, 1):
+        head = "" if score is None else f"[{rank}] score {score:.4f}: "
+        print(f"{head}{prompt}{text}", flush=True)
+
+
+def interactive(run: Run, read: Callable[[str], str] | None = None) -> None:
+    """Prompt (read, default input()), stream (or beam-search) the continuation, repeat. An empty
+    line, EOF or Ctrl-C at the prompt quits; Ctrl-C while generating stops that generation only."""
+    import jax
+
+    from llmjax import generation
+
+    read = read or input
+    while True:
+        try:
+            prompt = read("> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if not prompt:
+            return
+        try:
+            ids = encode(run.tokenizer, [prompt], run.max_len, _MAX_NEW.value)
+        except ConfigError as e:
+            print(f"llmjax.sample: error: {e}", file=sys.stderr, flush=True)
+            continue
+        try:
+            if _METHOD.value == "beam":
+                show(prompt, continue_prompts(run, ids)[0])
+                continue
+            detok = generation.IncrementalDetokenizer(run.tokenizer, ids[0])
+            print(prompt, end="", flush=True)
+            tokens = generation.stream_tokens(run.model, run.params, ids[0], max_new_tokens=_MAX_NEW.value,
+                                              rng=jax.random.key(_SEED.value), temperature=_temperature(),
+                                              top_k=_TOP_K.value, top_p=_TOP_P.value,
+                                              eos_id=run.tokenizer.eos_id)
+            for token in tokens:
+                print(detok.push(token), end="", flush=True)
+            print(detok.flush(), flush=True)
+        except KeyboardInterrupt:
+            print(flush=True)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _die(msg: str) -> None:
+    print(f"llmjax.sample: error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def parse(argv: list[str]) -> list[str]:
+    """Flags into FLAGS; a bad flag is one line and exit code 1."""
+    if any(a.split("=")[0] in _HELP for a in argv[1:]):
+        print(__doc__ + "\nFlags:\n" + FLAGS.get_help(), flush=True)
+        sys.exit(0)
+    FLAGS.unparse_flags()  # a second call (tests) starts from the defaults
+    try:
+        rest = FLAGS(argv)
+    except flags.Error as e:
+        _die(f"{str(e).splitlines()[0]} (see --help)")
+    flags.FLAGS.mark_as_parsed()  # absl's own flags (app.run checks them) keep their defaults
+    return rest
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _die(f"unexpected arguments {argv[1:]}: a prompt is passed as --prompt=TEXT")
+    logging.set_verbosity(logging.WARNING)  # Orbax narrates every restore at INFO
+    try:
+        check_flags()
+        prompts = [] if _INTERACTIVE.value else read_prompts()
+        workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+        cfg = model_config(workdir)
+        tokenizer = load_tokenizer(workdir)
+        path = checkpoint_path(workdir, _STEP.value)
+        ids = encode(tokenizer, prompts, getattr(cfg, "max_len", None), _MAX_NEW.value)
+        run = load_run(cfg, tokenizer, path)
+    except UserError as e:
+        _die(str(e))
+    print(f"model: {cfg.name}, {cfg.summary()}, from {path}", flush=True)
+    if _INTERACTIVE.value:
+        interactive(run)
+        return
+    for prompt, results in zip(prompts, continue_prompts(run, ids)):
+        show(prompt, results)
+
+
+def cli(argv: list[str]) -> None:
+    """Parse argv and run main (in-process use, such as tests)."""
+    main(parse(argv))
+
+
+def run() -> None:
+    """The console entry point: malloc on huge pages (a re-exec, see llmjax.allocator), then absl."""
+    from llmjax import allocator
+
+    allocator.reexec_with_huge_pages()
+    app.run(main, flags_parser=parse)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,230 @@
+"""`python -m llmjax.sample` in-process on a real tiny run: each method, seeds, a prompts file,
+the interactive loop (streaming, Ctrl-C), and every bad input as one line with exit code 1."""
+import builtins
+import json
+import re
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import llmjax.generation
+from llmjax import sample
+from llmjax.experiment import resolve, train_and_evaluate
+from llmjax.generation import generate
+from tests.helpers import tiny_config, write_corpus
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A 4-step byte-tokenizer GPT run (max_len 32) with checkpoints at steps 2 and 4."""
+    tmp = tmp_path_factory.mktemp("sample")
+    cfg = tiny_config(write_corpus(tmp / "corpus", num_files=4), train__num_steps=4, train__eval_every=4,
+                      checkpoint__every_steps=2, optim__lr=1e-2)
+    train_and_evaluate(resolve(cfg, num_devices=8), str(tmp / "run"), log=lambda _: None)
+    return tmp / "run"
+
+
+def _cli(capsys, workdir, *args):
+    """(exit code, stdout, stderr) of the command line."""
+    capsys.readouterr()
+    try:
+        sample.cli(["llmjax.sample", f"--workdir={workdir}", *args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _continuations(out, prompt):
+    """The text printed under the prompt's '--- prompt' header (texts may span lines)."""
+    block = out.split(f"--- {prompt!r}\n", 1)[1].split("\n--- '")[0]
+    return [block[:-1] if block.endswith("\n") else block]
+
+
+def _n_best(out, prompt):
+    """(rank, score, text) of each '[rank] score S: text' under the prompt's header."""
+    parts = re.split(r"(?m)^\[(\d+)\] score (\S+): ", _continuations(out, prompt)[0])[1:]
+    return [(int(r), float(sc), t.rstrip("\n")) for r, sc, t in zip(parts[::3], parts[1::3], parts[2::3])]
+
+
+def test_greedy_prints_the_models_greedy_continuation(capsys, workdir):
+    code, out, err = _cli(capsys, workdir, "--prompt=def ", "--prompt=import", "--method=greedy",
+                          "--max_new_tokens=12")
+    assert code == 0, err
+    assert out.startswith("model: gpt, ") and "checkpoints/4" in out.splitlines()[0]
+    # The same model and checkpoint through the library give the same text.
+    run = _library_run(workdir)
+    tok = run.tokenizer
+    new = generate(run.model, run.params, [tok.encode("def "), tok.encode("import")], max_new_tokens=12,
+                   rng=jax.random.key(0), temperature=0.0, eos_id=tok.eos_id)
+    for prompt, row in zip(("def ", "import"), new.tolist()):
+        assert _continuations(out, prompt) == [prompt + sample._text(tok, row)]
+
+
+def _library_run(workdir, step="4"):
+    tok = sample.load_tokenizer(str(workdir))
+    return sample.load_run(sample.model_config(str(workdir)), tok, str(workdir / "checkpoints" / step))
+
+
+def test_sampling_is_reproducible_by_seed(capsys, workdir):
+    args = ["--prompt=def ", "--prompt=class ", "--temperature=1.0", "--top_k=40", "--top_p=0.95",
+            "--max_new_tokens=20"]
+    first = _cli(capsys, workdir, *args, "--seed=3")
+    assert first[0] == 0, first[2]
+    assert _cli(capsys, workdir, *args, "--seed=3") == first
+    assert _cli(capsys, workdir, *args, "--seed=4")[1] != first[1]
+    # It is the library's draw with that seed, from the run's model and tokenizer.
+    run = _library_run(workdir)
+    tok = run.tokenizer
+    new = generate(run.model, run.params, [tok.encode("def "), tok.encode("class ")], max_new_tokens=20,
+                   rng=jax.random.key(3), temperature=1.0, top_k=40, top_p=0.95, eos_id=tok.eos_id)
+    for prompt, row in zip(("def ", "class "), new.tolist()):
+        assert _continuations(first[1], prompt) == [prompt + sample._text(tok, row)]
+        assert len(set(row)) > 5
+    # The uncached reference draws the same tokens.
+    assert _cli(capsys, workdir, *args, "--seed=3", "--use_cache=false") == first
+
+
+def test_beam_prints_a_sorted_n_best_list(capsys, workdir):
+    code, out, err = _cli(capsys, workdir, "--prompt=def ", "--method=beam", "--beam_size=4",
+                          "--num_return=3", "--max_new_tokens=8", "--step=2")
+    assert code == 0, err
+    assert "checkpoints/2" in out.splitlines()[0]
+    best = _n_best(out, "def ")
+    assert [r for r, _, _ in best] == [1, 2, 3]
+    scores = [sc for _, sc, _ in best]
+    assert scores == sorted(scores, reverse=True) and all(sc < 0 for sc in scores)
+    assert all(t.startswith("def ") for _, _, t in best)
+
+
+def test_prompts_file_equals_repeated_prompt_flags(capsys, workdir, tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_text("def \nimport os\n")
+    args = ["--method=greedy", "--max_new_tokens=6"]
+    from_file = _cli(capsys, workdir, f"--prompts_file={path}", *args)
+    assert from_file[0] == 0, from_file[2]
+    assert from_file == _cli(capsys, workdir, "--prompt=def ", "--prompt=import os", *args)
+
+
+def _script(monkeypatch, *lines):
+    """input() answers lines in turn, then raises EOFError (or an exception given as a line)."""
+    answers = iter(lines)
+
+    def fake_input(prompt):
+        print(prompt, end="")
+        line = next(answers, EOFError)
+        if isinstance(line, type) and issubclass(line, BaseException):
+            raise line()
+        return line
+
+    monkeypatch.setattr(builtins, "input", fake_input)
+
+
+@pytest.mark.parametrize("method", ["greedy", "sample"])
+def test_interactive_streams_what_the_batch_command_prints(capsys, workdir, monkeypatch, method):
+    args = [f"--method={method}", "--max_new_tokens=16", "--seed=7"]
+    code, batch_out, err = _cli(capsys, workdir, "--prompt=def ", *args)
+    assert code == 0, err
+    want = _continuations(batch_out, "def ")[0]
+    _script(monkeypatch, "def ", "")  # an empty line quits
+    code, out, err = _cli(capsys, workdir, "--interactive", *args)
+    assert code == 0, err
+    assert out.split("\n", 1)[1] == f"> {want}\n> "
+
+
+def test_interactive_ctrl_c_stops_one_generation_then_at_the_prompt_quits(capsys, workdir, monkeypatch):
+    real = llmjax.generation.stream_tokens
+    calls = []
+
+    def interrupted_after_3(*args, **kwargs):
+        calls.append(1)
+        for i, token in enumerate(real(*args, **kwargs)):
+            if i == 3 and len(calls) == 1:  # only the first generation is interrupted
+                raise KeyboardInterrupt
+            yield token
+
+    monkeypatch.setattr(llmjax.generation, "stream_tokens", interrupted_after_3)
+    args = ["--method=sample", "--max_new_tokens=10", "--seed=1"]
+    full = _continuations(_cli(capsys, workdir, "--prompt=def ", *args)[1], "def ")[0]
+    run = _library_run(workdir)
+    ids = generate(run.model, run.params, [run.tokenizer.encode("def ")], max_new_tokens=10,
+                   rng=jax.random.key(1), temperature=0.8, eos_id=run.tokenizer.eos_id)[0]
+    assert run.tokenizer.eos_id not in ids[:4]  # the interrupt comes mid-generation
+    partial = "def " + run.tokenizer.decode(ids[:3]).rstrip("\ufffd")  # what 3 streamed tokens print
+    assert len(partial) < len(full)
+    _script(monkeypatch, "def ", "def ", KeyboardInterrupt)
+    code, out, err = _cli(capsys, workdir, "--interactive", *args)
+    assert code == 0 and err == ""
+    assert out.split("\n", 1)[1] == f"> {partial}\n> {full}\n> \n"
+
+
+def test_interactive_beam_prints_the_n_best(capsys, workdir, monkeypatch):
+    _script(monkeypatch, "def ")
+    code, out, err = _cli(capsys, workdir, "--interactive", "--method=beam", "--num_return=2",
+                          "--max_new_tokens=6")
+    assert code == 0, err
+    assert [r for r, _, _ in _n_best(out, "def ")] == [1, 2]
+
+
+@pytest.fixture()
+def no_heavy_loading(monkeypatch):
+    """Bad input must be found before any parameter is read."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("parameters were loaded before the bad input was found")
+    monkeypatch.setattr(sample, "load_params", refuse)
+
+
+def _copy(workdir, tmp_path, without):
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns(without))
+    return copy
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--prompt=x", "--workdir=/nonexistent/run"], "does not exist"),
+    (["--prompt="], "--prompt #1 is an empty prompt"),
+    (["--prompt=x", f"--prompt={'y' * 30}", "--max_new_tokens=8"], "prompt 2 is 30 tokens"),
+    (["--prompt=x", "--method=beam", "--beam_size=4", "--num_return=5"], "--num_return=5 > --beam_size=4"),
+    (["--prompt=x", "--num_return=2"], "add --method=beam"),
+    (["--prompt=x", "--method=beam", "--use_cache=false"], "--use_cache=false"),
+    ([], "no prompt"),
+    (["--prompt=x", "--interactive"], "drop --prompt"),
+    (["--prompt=x", "--step=3"], "holds steps 2, 4"),
+    (["--prompt=x", "--top_p=0"], "--top_p=0.0"),
+    (["--prompt=x", "--method=nucleus"], "--method"),
+    (["--prompt=x", "--no_such_flag=1"], "no_such_flag"),
+    (["--prompt=x", "--prompts_file=/nonexistent.txt"], "cannot be read"),
+    (["--prompt=x", "extra"], "unexpected arguments"),
+])
+def test_bad_input_is_one_line_with_exit_code_1(capsys, workdir, no_heavy_loading, args, needle):
+    code, out, err = _cli(capsys, workdir, *args)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("llmjax.sample: error: "), err
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("without, needle", [("model.json", "older llmjax"), ("checkpoints", "no checkpoint"),
+                                              ("tokenizer", "no tokenizer")])
+def test_incomplete_workdir_is_one_line(capsys, workdir, tmp_path, no_heavy_loading, without, needle):
+    code, _, err = _cli(capsys, _copy(workdir, tmp_path, without), "--prompt=x")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize("change, needle", [({"num_layers": 3}, "lacks"), ({"d_model": 48}, "does not fit")])
+def test_checkpoint_of_another_model_is_one_line(capsys, workdir, tmp_path, change, needle):
+    copy = _copy(workdir, tmp_path, "nothing")
+    model = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**model, **change}))
+    code, _, err = _cli(capsys, copy, "--prompt=x", "--max_new_tokens=8")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_restores_every_parameter_of_the_checkpoint(workdir):
+    """The loaded parameters are the trained ones (not a fresh init): they differ from step 2's."""
+    tok, cfg = sample.load_tokenizer(str(workdir)), sample.model_config(str(workdir))
+    p2, p4 = (sample.load_run(cfg, tok, str(workdir / "checkpoints" / s)).params for s in ("2", "4"))
+    differ = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), p2, p4)
+    assert all(jax.tree.leaves(differ))
