@@ -1,0 +1,236 @@
+"""Sequence-to-sequence training (translation, summarisation) of encoder-decoder families.
+
+Data: (source, target) pairs from llmjax.data.pairs (the embedded stdlib task: a function's code
+to the first line of its docstring; `pairs:GLOB` tab-separated files; tfds translation datasets),
+one tokenizer trained on both sides (a shared vocabulary), packed Flax-wmt style with segment
+and position ids (llmjax.data.packed_pairs): the batch of a step is a pure function of (seed,
+step). Sources are data.seq_len tokens per row, targets task.target_len. Objective: teacher-forced
+cross-entropy with label smoothing, normalised by the update's target-token count. Eval: loss,
+perplexity and token accuracy over the packed eval split, then BLEU and ROUGE-1/2/L of
+beam-search decodes of the first task.decode_examples eval sources against their references.
+Baselines: copying the source's first line, and the most frequent train target.
+
+Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), V padded vocabulary.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from llmjax.config import ConfigError, check_fraction, check_positive
+from llmjax.data.packed_pairs import PackedPairs
+from llmjax.data.pairs import Pairs, check_pairs_spec, load_pairs
+from llmjax.data.tokenizers import Tokenizer, train_or_load_tokenizer
+from llmjax.evaluation.text_scores import text_scores
+from llmjax.generation.beam import beam_search
+from llmjax.generation.decode import generate
+from llmjax.tasks.base import Batch, Log, Task
+from llmjax.tasks.registry import register
+from llmjax.training.objectives import cross_entropy_sums
+
+_MODEL_KEYS = ("source_segment_ids", "source_positions", "target_segment_ids", "target_positions")
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqTaskConfig:
+    name: str = "seq2seq"  # the task, looked up in llmjax.tasks.registry
+    dataset: str = "stdlib_docstrings"  # stdlib_docstrings (embedded) | pairs:GLOB (source<TAB>target lines) | tfds:NAME[/CONFIG]
+    source_key: str = ""  # tfds: the source feature ('' = the dataset's supervised keys, e.g. de of de-en)
+    target_key: str = ""  # tfds: the target feature ('' = the supervised keys' second)
+    train_split: str = "train"  # tfds split to train on
+    eval_split: str = ""  # tfds split to evaluate on ('' = validation, else test)
+    max_examples: int = 0  # cap on training pairs (0 = all)
+    target_len: int = 32  # target tokens per row (sources take data.seq_len)
+    label_smoothing: float = 0.1  # target mass spread uniformly over the vocabulary (the Transformer's 0.1)
+    decode_examples: int = 200  # eval sources decoded at each eval for BLEU/ROUGE (0 = none)
+    beam_size: int = 4  # beam width of those decodes (1 = greedy)
+    alpha: float = 0.6  # length penalty ((5 + len) / 6) ** alpha of beam search
+    show_examples: int = 3  # decoded examples printed beside their references at the end
+
+    def validate(self) -> None:
+        check_pairs_spec(self.dataset)
+        for key in ("max_examples", "decode_examples", "show_examples", "alpha"):
+            check_positive(f"task.{key}", getattr(self, key), allow_zero=True)
+        for key in ("target_len", "beam_size"):
+            check_positive(f"task.{key}", getattr(self, key))
+        check_fraction("task.label_smoothing", self.label_smoothing)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+@register("seq2seq", Seq2SeqTaskConfig)
+class Seq2SeqTask(Task):
+    pairs: Pairs
+    tokenizer: Tokenizer
+
+    def __init__(self, run: Any):
+        super().__init__(run)
+        cfg, max_len = run.task, run.model.max_len
+        if max_len and cfg.target_len > max_len:
+            raise ConfigError(f"config.task.target_len={cfg.target_len} exceeds config.model.max_len={max_len} "
+                              "(the positional table): raise max_len or lower target_len")
+
+    def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
+        cfg, d, t = self.run.task, self.run.data, self.run.train
+        self.pairs = p = load_pairs(cfg.dataset, tfds_data_dir=d.tfds_data_dir, source_key=cfg.source_key,
+                                    target_key=cfg.target_key, train_split=cfg.train_split,
+                                    eval_split=cfg.eval_split, val_fraction=d.val_fraction,
+                                    max_examples=cfg.max_examples, log=log)
+        self.tokenizer = tok = train_or_load_tokenizer(d, p.train_sources + p.train_targets,
+                                                       os.path.join(workdir, "tokenizer"), log)
+        pack = functools.partial(PackedPairs, source_len=d.seq_len, target_len=cfg.target_len, seed=t.seed,
+                                 eos_id=tok.eos_id, pad_id=tok.pad_id, start_id=tok.eos_id)
+        self._train = pack(tok.encode_batch(p.train_sources), tok.encode_batch(p.train_targets),
+                           batch_size=t.batch_size, shuffle=True)
+        self._eval = pack(tok.encode_batch(p.eval_sources), tok.encode_batch(p.eval_targets),
+                          batch_size=self.eval_batch_size, shuffle=False)
+        n = min(cfg.decode_examples, len(p.eval_sources))
+        # Decoded sources end in EOS, as in training, within data.seq_len tokens.
+        self._decode_sources = [np.append(ids[:d.seq_len - 1], tok.eos_id).astype(np.int32)
+                                for ids in tok.encode_batch(p.eval_sources[:n])]
+        self._references = p.eval_targets[:n]
+        self._decoded: list[str] = []
+        log(f"data: {self._train.num_examples:,} train pairs in {self._train.num_rows:,} packed rows, "
+            f"{self._eval.num_examples:,} eval pairs in {self._eval.num_rows:,}; {n} eval sources decoded "
+            f"(beam {cfg.beam_size}) at each eval")
+
+    def model_config(self, platform: str) -> Any:
+        cfg = self.finalized_model(self.tokenizer.vocab_size, platform)
+        max_len = self.run.model.max_len or max(self.run.data.seq_len, self.run.task.target_len)
+        return dataclasses.replace(cfg, max_len=max_len, start_id=self.tokenizer.eos_id)
+
+    def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
+        source = jnp.zeros((1, self.run.data.seq_len), jnp.int32)
+        target = jnp.zeros((1, self.run.task.target_len), jnp.int32)
+        return model.init(rng, source, target, deterministic=True)["params"]
+
+    # ------------------------------------------------------------ batches
+
+    def train_batch(self, step: int, rows: slice | None = None) -> Batch:
+        return self._train.batch(step, rows)
+
+    @property
+    def num_eval_batches(self) -> int:
+        whole = math.ceil(self._eval.num_rows / self.eval_batch_size)
+        return min(self.run.train.eval_steps or whole, whole)
+
+    def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
+        return self._eval.batch(index, rows)
+
+    # ------------------------------------------------------------ objective
+
+    def _logits(self, model, params, batch, deterministic: bool, rng=None) -> jax.Array:
+        return model.apply({"params": params}, batch["source"], batch["decoder_inputs"],
+                           deterministic=deterministic, rngs=None if rng is None else {"dropout": rng},
+                           **{k: batch[k] for k in _MODEL_KEYS})
+
+    def denominators(self, batch: Batch) -> dict[str, jax.Array]:
+        return {"tokens": jnp.sum(batch["weights"].astype(jnp.float32))}
+
+    def objective(self, model, params, batch, denoms, rng):
+        logits_BxTxV = self._logits(model, params, batch, deterministic=False, rng=rng)
+        sums = cross_entropy_sums(logits_BxTxV, batch["targets"], batch["weights"], self.run.train.z_loss,
+                                  label_smoothing=self.run.task.label_smoothing,
+                                  num_classes=self.tokenizer.vocab_size)
+        return sums["loss_sum"], {"nll_sum": sums["nll_sum"], "loss_sum": sums["loss_sum"]}
+
+    def train_metrics(self, sums, denoms):
+        count = jnp.maximum(denoms["tokens"], 1.0)
+        return {"loss": sums["nll_sum"] / count, "smoothed_loss": sums["loss_sum"] / count,
+                "tokens": denoms["tokens"]}
+
+    def eval_sums(self, model, params, batch):
+        logits_BxTxV = self._logits(model, params, batch, deterministic=True)
+        sums = cross_entropy_sums(logits_BxTxV, batch["targets"], batch["weights"])
+        hits_BxT = (jnp.argmax(logits_BxTxV, axis=-1) == batch["targets"]).astype(jnp.float32)
+        return {"nll_sum": sums["nll_sum"], "weight_sum": sums["weight_sum"],
+                "hits": jnp.sum(hits_BxT * batch["weights"])}
+
+    def eval_metrics(self, totals: dict[str, Any]) -> dict[str, float]:
+        n = max(float(totals["weight_sum"]), 1.0)
+        loss = float(totals["nll_sum"]) / n
+        return {"loss": loss, "perplexity": float(np.exp(min(loss, 50.0))),
+                "token_accuracy": float(totals["hits"]) / n, "tokens": float(totals["weight_sum"])}
+
+    # ------------------------------------------------------------ decoding
+
+    def decode(self, model: nn.Module, params: Any, sources: list[np.ndarray]) -> list[str]:
+        """Beam search (greedy at beam 1) of each source, as text cut at EOS."""
+        cfg, tok = self.run.task, self.tokenizer
+        out: list[str] = []
+        for i in range(0, len(sources), self.eval_batch_size):
+            chunk = sources[i:i + self.eval_batch_size]
+            if cfg.beam_size > 1:
+                ids = beam_search(model, params, chunk, beam_size=cfg.beam_size, alpha=cfg.alpha,
+                                  max_new_tokens=cfg.target_len, eos_id=tok.eos_id)[0][:, 0]
+            else:
+                ids = generate(model, params, chunk, max_new_tokens=cfg.target_len, rng=jax.random.key(0),
+                               temperature=0.0, eos_id=tok.eos_id)
+            for row in np.asarray(ids).tolist():
+                cut = row.index(tok.eos_id) if tok.eos_id in row else len(row)
+                out.append(tok.decode(row[:cut]).strip())
+        return out
+
+    def decoded_metrics(self, model: nn.Module, params: Any) -> dict[str, float]:
+        if not self._decode_sources:
+            return {}
+        self._decoded = self.decode(model, params, self._decode_sources)
+        return text_scores(self._decoded, self._references)
+
+    # ------------------------------------------------------------ accounting and reporting
+
+    def flops_per_step(self, model_cfg: Any) -> float:
+        return self.batch_size * model_cfg.flops_per_row(self.run.data.seq_len, self.run.task.target_len)
+
+    def tokens_per_step(self) -> int:
+        """Source and target positions of every row."""
+        return self.batch_size * (self.run.data.seq_len + self.run.task.target_len)
+
+    @functools.cached_property
+    def _baselines(self) -> dict[str, float]:
+        """BLEU/ROUGE of copying each source's first line, and of always the most frequent train
+        target, over the decoded examples."""
+        n = len(self._references)
+        copy = text_scores([_first_line(s) for s in self.pairs.eval_sources[:n]], self._references)
+        common = collections.Counter(self.pairs.train_targets).most_common(1)
+        frequent = text_scores([common[0][0] if common else ""] * n, self._references)
+        return {**{f"copy_{k}": v for k, v in copy.items()}, **{f"frequent_{k}": v for k, v in frequent.items()}}
+
+    def describe(self, log: Log) -> None:
+        b = self._baselines
+        log(f"eval: {self.num_eval_batches} batches of {self.eval_batch_size} packed rows; baselines over the "
+            f"{len(self._references)} decoded examples: copy the source's first line BLEU {b['copy_bleu']:.2f} "
+            f"ROUGE-L {b['copy_rougeL']:.2f}; most frequent target BLEU {b['frequent_bleu']:.2f} "
+            f"ROUGE-L {b['frequent_rougeL']:.2f}")
+
+    def baselines(self) -> dict[str, float]:
+        return dict(self._baselines)
+
+    def eval_line(self, m: dict[str, float]) -> str:
+        line = f"eval loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}, token accuracy {m['token_accuracy']:.4f}"
+        if "bleu" in m:
+            b = self._baselines
+            line += (f", BLEU {m['bleu']:.2f}, ROUGE-1/2/L {m['rouge1']:.2f}/{m['rouge2']:.2f}/{m['rougeL']:.2f} "
+                     f"(copy first line BLEU {b['copy_bleu']:.2f}, ROUGE-L {b['copy_rougeL']:.2f})")
+        return line
+
+    def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
+        """A few decoded eval examples beside their references."""
+        k = min(self.run.task.show_examples, len(self._references))
+        if not k:
+            return
+        decoded = self._decoded[:k] or self.decode(model, params, self._decode_sources[:k])
+        log(f"decoded eval examples (beam {self.run.task.beam_size}):")
+        for source, hyp, ref in zip(self.pairs.eval_sources, decoded, self._references):
+            log(f"--- source: {_first_line(source)[:100]}\n    decoded:   {hyp}\n    reference: {ref}")
