@@ -50,7 +50,7 @@ class Run(NamedTuple):
     model: Any
     params: Any
     tokenizer: Any
-    max_len: int | None  # the model's longest prompt + continuation, if it has one
+    cfg: Any  # the finalized model config (its limits, whether a prompt is a source)
 
 
 # ---------------------------------------------------------------- checks before loading
@@ -151,14 +151,15 @@ def checkpoint_path(workdir: str, step: int | None) -> str:
     return os.path.join(root, str(chosen))
 
 
-def encode(tokenizer: Any, prompts: list[str], max_len: int | None, max_new_tokens: int) -> list[list[int]]:
-    """Token ids of each prompt; one that leaves no room for max_new_tokens is an error."""
-    ids = [tokenizer.encode(p) for p in prompts]
+def encode(tokenizer: Any, prompts: list[str], cfg: Any, max_new_tokens: int) -> list[list[int]]:
+    """Token ids of each prompt (a source for an encoder-decoder: ending with EOS, as in
+    training); one the model cannot take with max_new_tokens is an error."""
+    ids = [tokenizer.encode(p) + ([tokenizer.eos_id] if cfg.prompt_is_source else []) for p in prompts]
     for i, x in enumerate(ids):
-        if max_len and len(x) + max_new_tokens > max_len:
-            raise ConfigError(f"prompt {i + 1} is {len(x)} tokens; with --max_new_tokens={max_new_tokens} "
-                              f"that exceeds the model's max_len {max_len}: shorten the prompt or lower "
-                              "--max_new_tokens")
+        try:
+            cfg.check_generation(len(x), max_new_tokens)
+        except ValueError as e:
+            raise ConfigError(f"prompt {i + 1} ({len(x)} tokens), --max_new_tokens={max_new_tokens}: {e}") from e
     return ids
 
 
@@ -197,7 +198,7 @@ def load_run(cfg: Any, tokenizer: Any, path: str) -> Run:
     if not all(hasattr(model, m) for m in ("prefill", "extend", "score")):
         raise ConfigError(f"model family {cfg.name!r} does not generate (no prefill/extend/score): "
                           "sample from a language-model run")
-    return Run(model, load_params(model, path), tokenizer, getattr(cfg, "max_len", None) or None)
+    return Run(model, load_params(model, path), tokenizer, cfg)
 
 
 # ---------------------------------------------------------------- generation and output
@@ -231,11 +232,16 @@ def _text(tokenizer: Any, row: list[int]) -> str:
     return tokenizer.decode(row[:row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row)
 
 
-def show(prompt: str, results: list[tuple[str, float | None]]) -> None:
+def _lead(prompt: str, cfg: Any) -> str:
+    """What precedes the generated text: the prompt it continues, or an arrow after a source."""
+    return "-> " if cfg.prompt_is_source else prompt
+
+
+def show(prompt: str, results: list[tuple[str, float | None]], cfg: Any) -> None:
     print(f"--- {prompt!r}")
     for rank, (text, score) in enumerate(results, 1):
         head = "" if score is None else f"[{rank}] score {score:.4f}: "
-        print(f"{head}{prompt}{text}", flush=True)
+        print(f"{head}{_lead(prompt, cfg)}{text}", flush=True)
 
 
 def interactive(run: Run, read: Callable[[str], str] | None = None) -> None:
@@ -255,16 +261,16 @@ def interactive(run: Run, read: Callable[[str], str] | None = None) -> None:
         if not prompt:
             return
         try:
-            ids = encode(run.tokenizer, [prompt], run.max_len, _MAX_NEW.value)
+            ids = encode(run.tokenizer, [prompt], run.cfg, _MAX_NEW.value)
         except ConfigError as e:
             print(f"llmjax.sample: error: {e}", file=sys.stderr, flush=True)
             continue
         try:
             if _METHOD.value == "beam":
-                show(prompt, continue_prompts(run, ids)[0])
+                show(prompt, continue_prompts(run, ids)[0], run.cfg)
                 continue
             detok = generation.IncrementalDetokenizer(run.tokenizer, ids[0])
-            print(prompt, end="", flush=True)
+            print(_lead(prompt, run.cfg), end="", flush=True)
             tokens = generation.stream_tokens(run.model, run.params, ids[0], max_new_tokens=_MAX_NEW.value,
                                               rng=jax.random.key(_SEED.value), temperature=_temperature(),
                                               top_k=_TOP_K.value, top_p=_TOP_P.value,
@@ -309,7 +315,7 @@ def main(argv: list[str]) -> None:
         cfg = model_config(workdir)
         tokenizer = load_tokenizer(workdir)
         path = checkpoint_path(workdir, _STEP.value)
-        ids = encode(tokenizer, prompts, getattr(cfg, "max_len", None), _MAX_NEW.value)
+        ids = encode(tokenizer, prompts, cfg, _MAX_NEW.value)
         run = load_run(cfg, tokenizer, path)
     except UserError as e:
         _die(str(e))
@@ -318,7 +324,7 @@ def main(argv: list[str]) -> None:
         interactive(run)
         return
     for prompt, results in zip(prompts, continue_prompts(run, ids)):
-        show(prompt, results)
+        show(prompt, results, cfg)
 
 
 def cli(argv: list[str]) -> None:

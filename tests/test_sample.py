@@ -186,7 +186,7 @@ def _copy(workdir, tmp_path, without):
 @pytest.mark.parametrize("args, needle", [
     (["--prompt=x", "--workdir=/nonexistent/run"], "does not exist"),
     (["--prompt="], "--prompt #1 is an empty prompt"),
-    (["--prompt=x", f"--prompt={'y' * 30}", "--max_new_tokens=8"], "prompt 2 is 30 tokens"),
+    (["--prompt=x", f"--prompt={'y' * 30}", "--max_new_tokens=8"], "prompt 2 (30 tokens), --max_new_tokens=8: prompt length 30 + max_new_tokens 8 = 38 exceeds the model's max_len 32"),
     (["--prompt=x", "--method=beam", "--beam_size=4", "--num_return=5"], "--num_return=5 > --beam_size=4"),
     (["--prompt=x", "--num_return=2"], "add --method=beam"),
     (["--prompt=x", "--method=beam", "--use_cache=false"], "--use_cache=false"),
@@ -228,3 +228,58 @@ def test_restores_every_parameter_of_the_checkpoint(workdir):
     p2, p4 = (sample.load_run(cfg, tok, str(workdir / "checkpoints" / s)).params for s in ("2", "4"))
     differ = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), p2, p4)
     assert all(jax.tree.leaves(differ))
+
+
+# ---------------------------------------------------------------- the other generating families
+
+
+@pytest.fixture(scope="module")
+def family_runs(tmp_path_factory):
+    """family -> a 4-step run: an encoder-decoder on reversal pairs, an LSTM LM on stdlib text."""
+    from tests.tasks.test_seq2seq import write_pairs
+
+    tmp = tmp_path_factory.mktemp("families")
+    common = dict(train__num_steps=4, train__eval_every=4, checkpoint__every_steps=4, optim__lr=1e-2)
+    encdec = tiny_config("stdlib", model="encdec", task="seq2seq", task__dataset=write_pairs(tmp / "pairs"),
+                         task__target_len=16, task__decode_examples=2, model__max_len=32, **common)
+    lstm = tiny_config(write_corpus(tmp / "corpus", num_files=4), model="lstm", **common)
+    runs = {}
+    for name, cfg in (("encdec", encdec), ("lstm", lstm)):
+        train_and_evaluate(resolve(cfg, num_devices=8), str(tmp / name), log=lambda _: None)
+        runs[name] = tmp / name
+    return runs
+
+
+@pytest.mark.parametrize("family", ["encdec", "lstm"])
+@pytest.mark.parametrize("method", [["--method=greedy"], ["--method=sample", "--top_k=20", "--top_p=0.9"],
+                                    ["--method=beam", "--beam_size=3", "--num_return=2"]])
+def test_each_method_generates_from_an_encoder_decoder_and_an_lstm(capsys, family_runs, family, method):
+    workdir = family_runs[family]
+    code, out, err = _cli(capsys, workdir, "--prompt=alpha beta gamma", "--max_new_tokens=8", *method)
+    assert code == 0, err
+    assert out.startswith(f"model: {family}, ")
+    lead = "-> " if family == "encdec" else "alpha beta gamma"  # a source is not continued
+    if method[0] == "--method=beam":
+        ranked = _n_best(out, "alpha beta gamma")
+        assert [r for r, _, _ in ranked] == [1, 2] and ranked[0][1] >= ranked[1][1]
+        assert all(t.startswith(lead) for _, _, t in ranked)
+    else:
+        assert _continuations(out, "alpha beta gamma")[0].startswith(lead)
+    if method[0] == "--method=greedy":  # the library's greedy decode of the same input
+        run = _library_run(workdir)
+        ids = run.tokenizer.encode("alpha beta gamma") + ([run.tokenizer.eos_id] if family == "encdec" else [])
+        row = generate(run.model, run.params, [ids], max_new_tokens=8, rng=jax.random.key(0), temperature=0.0,
+                       eos_id=run.tokenizer.eos_id)[0]
+        assert _continuations(out, "alpha beta gamma") == [lead + sample._text(run.tokenizer, row.tolist())]
+
+
+@pytest.mark.parametrize("family", ["encdec", "lstm"])
+def test_interactive_streams_from_an_encoder_decoder_and_an_lstm(capsys, family_runs, monkeypatch, family):
+    workdir = family_runs[family]
+    args = ["--method=sample", "--seed=1", "--max_new_tokens=8"]
+    batch = _cli(capsys, workdir, "--prompt=delta epsilon", *args)[1]
+    lines = iter(["delta epsilon", ""])
+    monkeypatch.setattr(builtins, "input", lambda _: next(lines))
+    code, out, err = _cli(capsys, workdir, "--interactive", *args)
+    assert code == 0, err
+    assert _continuations(batch, "delta epsilon")[0] in out

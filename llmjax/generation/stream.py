@@ -24,12 +24,12 @@ _MIN_BUCKET = 8
 _INCOMPLETE = "\ufffd"  # what a decoder shows for the first bytes of an unfinished character
 
 
-def bucket_length(prompt_len: int, max_new_tokens: int, max_len: int | None) -> int:
-    """The padded prompt length: the next power of two (at least _MIN_BUCKET), kept within
-    max_len - max_new_tokens when the model has a max_len, and never below prompt_len."""
+def bucket_length(prompt_len: int, max_prompt_len: int | None) -> int:
+    """The padded prompt length: the next power of two (at least _MIN_BUCKET), kept within the
+    model's longest prompt (None: no limit), and never below prompt_len."""
     bucket = max(_MIN_BUCKET, 1 << (prompt_len - 1).bit_length())
-    if max_len:
-        bucket = min(bucket, max_len - max_new_tokens)
+    if max_prompt_len is not None:
+        bucket = min(bucket, max_prompt_len)
     return max(bucket, prompt_len)
 
 
@@ -43,7 +43,7 @@ def stream_tokens(model: nn.Module, params: Any, prompt_ids: Sequence[int], *, m
     params = nn.unbox(params)
     tokens_1xP, lengths_1 = left_pad([prompt_ids])
     P = tokens_1xP.shape[1]
-    width = bucket_length(P, max_new_tokens, getattr(getattr(model, "cfg", None), "max_len", None))
+    width = bucket_length(P, model.cfg.max_prompt_len(max_new_tokens))
     tokens_1xP = np.pad(tokens_1xP, ((0, 0), (width - P, 0)))  # more (masked) left padding
     mask_1xP = prompt_mask(tokens_1xP, lengths_1)
     how = dict(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p))

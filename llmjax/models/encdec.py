@@ -32,6 +32,7 @@ from llmjax.models.token_model import TokenModelConfig
 class EncDecConfig(TokenModelConfig):
     """config.model for name="encdec": the Transformer stack's keys (for both stacks) plus these."""
     tasks: ClassVar[tuple[str, ...]] = ("seq2seq",)  # the tasks (task.name) it can be trained on
+    prompt_is_source: ClassVar[bool] = True  # a generation prompt is a whole source (it ends with EOS)
     name: str = "encdec"  # model family, looked up in llmjax.models.registry
     position: str = "sinusoidal"  # sinusoidal (the paper) | learned | rope | alibi
     num_decoder_layers: int = 0  # decoder layers (0 = num_layers, the encoder's)
@@ -51,6 +52,14 @@ class EncDecConfig(TokenModelConfig):
     def decoder(self) -> EncDecConfig:
         """The decoder stack's config (its depth also scales its output-projection init)."""
         return dataclasses.replace(self, num_layers=self.decoder_layers)
+
+    def max_prompt_len(self, max_new_tokens: int) -> int | None:
+        return self.max_len
+
+    def check_generation(self, prompt_len: int, max_new_tokens: int) -> None:
+        for what, n in (("source length", prompt_len), ("max_new_tokens", max_new_tokens)):
+            if n > self.max_len:
+                raise ValueError(f"{what} {n} exceeds the model's max_len {self.max_len}: lower it")
 
     def summary(self) -> str:
         tables = "shared" if self.share_embeddings else "separate"
@@ -185,9 +194,7 @@ class EncoderDecoder(nn.Module):
         """Encode the (left-padded) sources once; feed the start token onto a fresh decoder cache
         with room for max_new_tokens; the logits of the first target token (B, V)."""
         B, S = source_BxS.shape
-        for what, n in (("source length", S), ("max_new_tokens", max_new_tokens)):
-            if n > self.cfg.max_len:
-                raise ValueError(f"{what} {n} exceeds the model's max_len {self.cfg.max_len}: shorten it")
+        self.cfg.check_generation(S, max_new_tokens)
         encoded_BxSxE = self._encode_prompt(source_BxS, mask_BxS)
         mask_BxS = jnp.asarray(mask_BxS, jnp.int32)
         if self.is_initializing():  # the decoder cache takes the length it is created with

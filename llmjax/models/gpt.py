@@ -32,6 +32,7 @@ class GPTConfig(TokenModelConfig):
     name: str = "gpt"  # model family, looked up in llmjax.models.registry
     tie_embeddings: bool = True  # output projection shares the token embedding
     inputs: ClassVar[tuple[str, ...]] = ("positions", "segment_ids")  # optional batch inputs it takes
+    prompt_is_source: ClassVar[bool] = False  # a generation prompt is a prefix to continue
 
     def summary(self) -> str:
         head = f", classifier over {self.num_labels} labels" if self.num_labels else ""
@@ -125,12 +126,9 @@ class GPT(nn.Module):
         max_new_tokens more; the logits of each row's first new token (B, V). Under init it
         creates that cache."""
         B, P = prompt_BxP.shape
-        total = P + max_new_tokens
-        if total > self.cfg.max_len:
-            raise ValueError(f"prompt length {P} + max_new_tokens {max_new_tokens} = {total} exceeds the "
-                             f"model's max_len {self.cfg.max_len}: shorten one of them")
+        self.cfg.check_generation(P, max_new_tokens)
         if self.is_initializing():  # the cache takes the length of the input it is created with
-            return self(jnp.zeros((B, total), jnp.int32), decode=True)[:, -1]
+            return self(jnp.zeros((B, P + max_new_tokens), jnp.int32), decode=True)[:, -1]
         mask_BxP = jnp.asarray(prompt_mask_BxP, jnp.int32)
         positions_BxP = jnp.maximum(jnp.cumsum(mask_BxP, axis=1) - 1, 0)
         return self(prompt_BxP, positions=positions_BxP, segment_ids=mask_BxP, decode=True)[:, -1]

@@ -32,6 +32,7 @@ class LSTMConfig:
     """config.model for name="lstm". No positions, heads or attention: order lives in the state."""
     tasks: ClassVar[tuple[str, ...]] = ("lm",)  # the tasks (task.name) it can be trained on
     inputs: ClassVar[tuple[str, ...]] = ("segment_ids",)  # optional batch inputs it takes
+    prompt_is_source: ClassVar[bool] = False  # a generation prompt is a prefix to continue
     name: str = "lstm"  # model family, looked up in llmjax.models.registry
     num_layers: int = 2  # stacked LSTM layers
     d_model: int = 256  # token embedding width
@@ -70,6 +71,12 @@ class LSTMConfig:
         for key, size in (("d_model", self.d_model), ("hidden", self.width)):
             if size % fsdp:
                 fail("mesh.fsdp", fsdp, f"must divide config.model.{key}={size} (the LSTM's widths)")
+
+    def max_prompt_len(self, max_new_tokens: int) -> int | None:
+        return None  # the recurrent state never grows
+
+    def check_generation(self, prompt_len: int, max_new_tokens: int) -> None:
+        """Any length fits."""
 
     def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str) -> LSTMConfig:
         """The runtime config: vocabulary padded to vocab_multiple, the compute dtype. max_len and

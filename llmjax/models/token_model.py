@@ -33,6 +33,17 @@ class TokenModelConfig(TransformerConfig):
             raise ValueError(f"num_labels={self.num_labels} is negative: 0 keeps the family's own "
                              "head, k > 0 makes a k-class classifier")
 
+    def max_prompt_len(self, max_new_tokens: int) -> int | None:
+        """The longest prompt that leaves room for max_new_tokens (None: no limit)."""
+        return self.max_len - max_new_tokens
+
+    def check_generation(self, prompt_len: int, max_new_tokens: int) -> None:
+        """A ValueError naming the limit when a prompt and its continuation do not fit."""
+        if prompt_len + max_new_tokens > self.max_len:
+            raise ValueError(f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} = "
+                             f"{prompt_len + max_new_tokens} exceeds the model's max_len {self.max_len}: "
+                             "shorten one of them")
+
     def check_run(self, data: DataConfig, mesh_sizes: tuple[int, int, int] | None) -> None:
         if self.max_len and data.seq_len > self.max_len:
             fail("data.seq_len", data.seq_len, f"exceeds config.model.max_len={self.max_len} "

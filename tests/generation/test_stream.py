@@ -58,9 +58,9 @@ def test_compiles_once_per_prompt_bucket_not_per_token():
 
 
 def test_bucket_length():
-    assert [bucket_length(p, 10, 32) for p in (1, 3, 8, 9, 16, 20)] == [8, 8, 8, 16, 16, 22]
-    assert bucket_length(9, 20, 32) == 12  # the cap: prompt + new tokens fit max_len
-    assert bucket_length(40, 10, None) == 64
+    assert [bucket_length(p, 22) for p in (1, 3, 8, 9, 16, 20)] == [8, 8, 8, 16, 16, 22]
+    assert bucket_length(9, 12) == 12  # the cap: the model's longest prompt
+    assert bucket_length(40, None) == 64
 
 
 def _pushes(tok, ids, context=()):
