@@ -77,3 +77,61 @@ def test_bad_configs_are_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="target_len=40 exceeds config.model.max_len=32"):
         train_and_evaluate(cfg, str(tmp_path / "w"), log=lambda _: None)
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+
+
+# ---------------------------------------------------------------- sharded = one device
+
+
+def _sharded_losses(shape, devices=None, steps=5, accum=1):
+    import functools
+    from types import SimpleNamespace
+
+    import flax.linen as nn
+    import jax
+
+    from llmjax import sharding
+    from llmjax.config import DataConfig, OptimConfig, TrainConfig
+    from llmjax.data.packed_pairs import PackedPairs
+    from llmjax.models import registry
+    from llmjax.models.encdec import EncDecConfig
+    from llmjax.tasks.seq2seq import Seq2SeqTask, Seq2SeqTaskConfig
+    from llmjax.training import optim
+    from llmjax.training.state import abstract_state, create, init_fn
+    from llmjax.training.step import jit_train_step, make_train_step
+
+    cfg = EncDecConfig(vocab_size=64, num_layers=2, d_model=64, num_heads=4, mlp_dim=128, max_len=16,
+                       position="learned", start_id=1)
+    run = SimpleNamespace(train=TrainConfig(batch_size=16), data=DataConfig(seq_len=16), model=cfg,
+                          task=Seq2SeqTaskConfig(target_len=12))
+    task = Seq2SeqTask(run)
+    task.tokenizer = SimpleNamespace(vocab_size=60)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(2, 60, size=rng.integers(2, 9)) for _ in range(400)]
+    packed = PackedPairs(seqs, [s[::-1] for s in seqs], source_len=16, target_len=12, batch_size=16, seed=0,
+                         shuffle=True, eos_id=1, pad_id=0, start_id=1)
+    opt = OptimConfig(lr=3e-3, warmup_steps=2)
+    tx, lr = optim.optimizer(opt, 100), optim.schedule(opt, 100)
+    mesh = sharding.make_mesh(shape, devices)
+    model = registry.build(cfg)
+    batches = [packed.batch(i) for i in range(steps)]
+    bsh = sharding.batch_shardings(mesh, batches[0])
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+        init = init_fn(functools.partial(task.init_params, model), tx, seed=0)
+        _, state_sh = abstract_state(init, mesh)
+        state = create(init, state_sh)
+        step = jit_train_step(make_train_step(task, model, tx, lr, seed=0, grad_accum_steps=accum), state_sh, bsh)
+        losses = []
+        for b in batches:
+            state, m = step(state, jax.device_put(b, bsh))
+            losses.append(float(m["smoothed_loss"]))
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("shape, accum", [((2, 2, 2), 1), ((8, 1, 1), 2)])
+def test_encoder_decoder_sharded_matches_one_device(shape, accum):
+    import jax
+
+    one = _sharded_losses((1, 1, 1), devices=jax.devices()[:1])
+    losses = _sharded_losses(shape, accum=accum)
+    assert losses[-1] < losses[0]
+    np.testing.assert_allclose(losses, one, rtol=2e-5)
