@@ -1,4 +1,5 @@
 """The benchmark script in CI-sized form: it runs, and its table is consistent with itself."""
+import json
 import os
 import re
 import subprocess
@@ -23,3 +24,22 @@ def test_bench_step_prints_a_consistent_table(tmp_path):
         expected = int(batch) * 32 / (float(ms) / 1e3)
         assert abs(float(tok_s.replace(",", "")) - expected) / expected < 0.05
     assert "FLOPs/token" in p.stdout and "reference" in p.stdout
+
+
+def test_context_loss_prints_each_run_at_log_spaced_positions(tmp_path):
+    runs = []
+    for name, curve in (("gpt", [3.0, 2.5, 2.2, 2.0, 1.9]), ("lstm", [3.1, 2.6, 2.4, 2.35, None])):
+        run = tmp_path / name
+        (run / "eval").mkdir(parents=True)
+        (run / "eval" / "per_position_loss.json").write_text(json.dumps({"step": 7, "per_position_loss": curve}))
+        (run / "model.json").write_text(json.dumps({"name": name}))
+        runs.append(str(run))
+    p = subprocess.run([sys.executable, "experiments/context_loss.py", f"--runs={','.join(runs)}"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = {int(line.split()[0]): line.split()[1:] for line in p.stdout.splitlines() if line.strip()[:1].isdigit()}
+    assert sorted(rows) == [1, 2, 4, 5]
+    assert rows[4] == ["2.0000", "2.3500"] and rows[5] == ["1.9000", "-"]
+    missing = subprocess.run([sys.executable, "experiments/context_loss.py", f"--runs={tmp_path}/none"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "per_position_loss.json is missing" in missing.stderr
