@@ -28,24 +28,6 @@ def example_ids(ids: np.ndarray, eos_id: int, length: int) -> np.ndarray:
     return np.append(np.asarray(ids, np.int32), np.int32(eos_id))[:length]
 
 
-def pad_batch(seqs: list[np.ndarray], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids (B, length) int32 right-padded with pad_id and cut, segment ids (B, length) int32:
-    1 on tokens, 0 on padding) of unpacked sequences, e.g. eval sources for decoding.
-
-    Right-padded to a fixed length so every batch has one shape (one compilation) and each
-    row's positions are simply 0..length-1; generation.decode.left_pad serves prompts instead.
-    """
-    if length < 1:
-        raise ValueError(f"length={length} must be positive")
-    ids_BxL = np.full((len(seqs), length), pad_id, np.int32)
-    segment_ids_BxL = np.zeros((len(seqs), length), np.int32)
-    for row, seq in enumerate(seqs):
-        seq = np.asarray(seq, np.int32)[:length]
-        ids_BxL[row, :len(seq)] = seq
-        segment_ids_BxL[row, :len(seq)] = 1
-    return ids_BxL, segment_ids_BxL
-
-
 class _Side:
     """One side (source or target) of every example, flat in packing order."""
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llmjax.config import ConfigError, check_fraction, check_positive
-from llmjax.data.packed_pairs import PackedPairs
+from llmjax.data.packed_pairs import PackedPairs, example_ids
 from llmjax.data.pairs import Pairs, check_pairs_spec, load_pairs
 from llmjax.data.tokenizers import Tokenizer, train_or_load_tokenizer
 from llmjax.evaluation.text_scores import text_scores
@@ -96,9 +96,8 @@ class Seq2SeqTask(Task):
         self._eval = pack(tok.encode_batch(p.eval_sources), tok.encode_batch(p.eval_targets),
                           batch_size=self.eval_batch_size, shuffle=False)
         n = min(cfg.decode_examples, len(p.eval_sources))
-        # Decoded sources end in EOS, as in training, within data.seq_len tokens.
-        self._decode_sources = [np.append(ids[:d.seq_len - 1], tok.eos_id).astype(np.int32)
-                                for ids in tok.encode_batch(p.eval_sources[:n])]
+        # Decoded sources are what training sees: ids + EOS, cut to data.seq_len.
+        self._decode_sources = [example_ids(ids, tok.eos_id, d.seq_len) for ids in tok.encode_batch(p.eval_sources[:n])]
         self._references = p.eval_targets[:n]
         self._decoded: list[str] = []
         log(f"data: {self._train.num_examples:,} train pairs in {self._train.num_rows:,} packed rows, "

@@ -1,11 +1,11 @@
 """PackedPairs: whole examples per row, segment layout, decoder shift, weights, one pass per
-epoch, batches as pure functions of (seed, step), eval padding; pad_batch and example_ids."""
+epoch, batches as pure functions of (seed, step), eval padding; and example_ids."""
 import collections
 
 import numpy as np
 import pytest
 
-from llmjax.data.packed_pairs import PackedPairs, example_ids, pad_batch
+from llmjax.data.packed_pairs import PackedPairs, example_ids
 
 EOS, PAD, START = 1, 0, 2
 S, T, B = 96, 48, 32
@@ -150,16 +150,10 @@ def test_truncation_counted_and_stats():
     assert s["target_fill"] == round(tokens / (packed.num_rows * T), 4)
 
 
-def test_example_ids_and_pad_batch():
+def test_example_ids():
     np.testing.assert_array_equal(example_ids(np.array([5, 6, 7]), EOS, 10), [5, 6, 7, EOS])
     np.testing.assert_array_equal(example_ids(np.array([5, 6, 7]), EOS, 2), [5, 6])
     np.testing.assert_array_equal(example_ids(np.array([], np.int32), EOS, 2), [EOS])
-    ids, segments = pad_batch([np.array([4, 5, 6]), np.arange(3, 20), np.array([9])], 8, PAD)
-    assert ids.shape == segments.shape == (3, 8) and ids.dtype == segments.dtype == np.int32
-    np.testing.assert_array_equal(ids[0], [4, 5, 6, 0, 0, 0, 0, 0])
-    np.testing.assert_array_equal(ids[1], np.arange(3, 11))
-    np.testing.assert_array_equal(segments.sum(axis=1), [3, 8, 1])
-    np.testing.assert_array_equal(segments[2], [1, 0, 0, 0, 0, 0, 0, 0])
 
 
 @pytest.mark.parametrize("kwargs, match", [
