@@ -54,6 +54,10 @@ class Task(abc.ABC):
     def num_eval_batches(self) -> int:
         """Batches in one evaluation."""
 
+    def capped_eval_batches(self, num_batches: int) -> int:
+        """train.eval_steps batches from the start of an eval split of num_batches, or all (0)."""
+        return min(self.run.train.eval_steps or num_batches, num_batches)
+
     @abc.abstractmethod
     def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
         """Evaluation batch `index`; padding rows carry zero weight."""

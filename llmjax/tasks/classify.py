@@ -148,7 +148,7 @@ class ClassifyTask(Task):
 
     @property
     def num_eval_batches(self) -> int:
-        return min(self.run.train.eval_steps or self._eval_order.num_batches, self._eval_order.num_batches)
+        return self.capped_eval_batches(self._eval_order.num_batches)
 
     def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
         return self._take(self._eval, self._eval_order.indices(index, rows))

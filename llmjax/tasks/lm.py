@@ -14,7 +14,6 @@ Shape key: B batch, L length (seq_len), V padded vocabulary.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -97,9 +96,7 @@ class LMTask(Task):
 
     @property
     def num_eval_batches(self) -> int:
-        """train.eval_steps batches from the start of the validation split, or all of it (0)."""
-        whole = math.ceil(self._eval.num_rows / self.eval_batch_size)
-        return min(self.run.train.eval_steps or whole, whole)
+        return self.capped_eval_batches(self._eval.num_batches)
 
     def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
         return self._eval.batch(index, rows)

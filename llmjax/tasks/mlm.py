@@ -127,8 +127,7 @@ class MLMTask(Task):
 
     @property
     def num_eval_batches(self) -> int:
-        whole = math.ceil(self._eval.num_examples / self.eval_batch_size)
-        return min(self.run.train.eval_steps or whole, whole)
+        return self.capped_eval_batches(self._eval.num_batches)
 
     def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
         return self._mask(self._eval.batch(index, rows), index, rows, EVAL_STREAM)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import math
 import os
 from typing import Any
 
@@ -121,8 +120,7 @@ class Seq2SeqTask(Task):
 
     @property
     def num_eval_batches(self) -> int:
-        whole = math.ceil(self._eval.num_rows / self.eval_batch_size)
-        return min(self.run.train.eval_steps or whole, whole)
+        return self.capped_eval_batches(self._eval.num_batches)
 
     def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
         return self._eval.batch(index, rows)
