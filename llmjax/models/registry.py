@@ -14,6 +14,12 @@ A family's config is a frozen dataclass whose fields (with defaults) are the key
                                       ("positions", "segment_ids"); a task passes only these
   num_labels (RUNTIME field)          > 0 turns the model into a sequence classifier (classify;
                                       only families that serve it)
+A family that generates also has (llmjax.generation.decode):
+  prompt_is_source (ClassVar)         True: a prompt is a whole source ending in EOS (encoder-
+                                      decoder); False: a prefix to continue
+  check_generation(prompt_len, n)     a one-line ValueError when a prompt and n new tokens do not fit
+  max_prompt_len(n)                   the longest prompt that leaves room for n new tokens (None: any)
+and its module the linen methods prefill / extend / score.
 """
 from __future__ import annotations
 
