@@ -250,9 +250,17 @@ def family_runs(tmp_path_factory):
     return runs
 
 
-@pytest.mark.parametrize("family", ["encdec", "lstm"])
-@pytest.mark.parametrize("method", [["--method=greedy"], ["--method=sample", "--top_k=20", "--top_p=0.9"],
-                                    ["--method=beam", "--beam_size=3", "--num_return=2"]])
+_SLOW = pytest.mark.slow  # the same code path as the default-run cases beside them
+
+
+@pytest.mark.parametrize("family, method", [
+    ("encdec", ["--method=beam", "--beam_size=3", "--num_return=2"]),
+    ("lstm", ["--method=greedy"]),
+    pytest.param("encdec", ["--method=greedy"], marks=_SLOW),
+    pytest.param("encdec", ["--method=sample", "--top_k=20", "--top_p=0.9"], marks=_SLOW),
+    pytest.param("lstm", ["--method=sample", "--top_k=20", "--top_p=0.9"], marks=_SLOW),
+    pytest.param("lstm", ["--method=beam", "--beam_size=3", "--num_return=2"], marks=_SLOW),
+])
 def test_each_method_generates_from_an_encoder_decoder_and_an_lstm(capsys, family_runs, family, method):
     workdir = family_runs[family]
     code, out, err = _cli(capsys, workdir, "--prompt=alpha beta gamma", "--max_new_tokens=8", *method)

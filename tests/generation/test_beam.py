@@ -60,7 +60,7 @@ def _exhaustive(model, params, prompt, n, eos, alpha, vocab):
     return hyps_HxN[order], score_H[order]
 
 
-@pytest.mark.parametrize("alpha", [0.6, 0.0])
+@pytest.mark.parametrize("alpha", [0.6, pytest.param(0.0, marks=pytest.mark.slow)])
 def test_wide_beam_equals_exhaustive_search(alpha):
     """V=8, 3 new tokens: 57 EOS-ended + 343 truncated hypotheses; a beam of 400 keeps them all."""
     model, params = _model(TINY)

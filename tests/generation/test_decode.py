@@ -165,7 +165,8 @@ RAGGED = GPTConfig(vocab_size=64, num_layers=2, d_model=128, num_heads=4, num_kv
 RAGGED_PROMPTS = [[5, 9, 2], [7, 1, 3, 3, 8, 12, 40], [33], [4, 4, 17, 60, 2]]
 
 
-@pytest.mark.parametrize("changes", [dict(position="learned"), dict(position="rope", num_kv_heads=2)])
+@pytest.mark.parametrize("changes", [dict(position="learned"),
+                                     pytest.param(dict(position="rope", num_kv_heads=2), marks=pytest.mark.slow)])
 def test_ragged_batch_equals_each_prompt_alone(changes):
     model = build(dataclasses.replace(RAGGED, **changes))
     params = model.init(jax.random.key(1), TOKENS[:, :4])["params"]

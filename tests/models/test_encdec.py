@@ -35,7 +35,8 @@ def test_parameter_tree():
     assert {"embed", "target_embed", "head"} <= set(q)
 
 
-@pytest.mark.parametrize("position", ["learned", "sinusoidal", "rope"])
+@pytest.mark.parametrize("position", ["learned", pytest.param("sinusoidal", marks=pytest.mark.slow),
+                                      pytest.param("rope", marks=pytest.mark.slow)])
 def test_packed_row_equals_each_example_alone(position):
     """Two (source, target) pairs packed in one row, with segment and position ids, give each
     pair's logits alone: no example attends across another, in either stack or across."""
@@ -71,7 +72,8 @@ def test_decoder_is_causal_and_reads_the_source():
     assert not np.allclose(model.apply({"params": p}, src2, TGT)[:, 0], a[:, 0])
 
 
-@pytest.mark.parametrize("changes", [dict(), dict(position="rope", num_kv_heads=2, scan_layers=True),
+@pytest.mark.parametrize("changes", [dict(), pytest.param(dict(position="rope", num_kv_heads=2, scan_layers=True),
+                                                          marks=pytest.mark.slow),
                                      dict(norm_position="post", share_embeddings=False, tie_embeddings=False)])
 def test_cached_decoding_equals_the_uncached_forward(changes):
     """prefill (encoder once, start token) + extend on the cache equal score (one full forward)

@@ -127,7 +127,7 @@ def _sharded_losses(shape, devices=None, steps=5, accum=1):
     return np.array(losses)
 
 
-@pytest.mark.parametrize("shape, accum", [((2, 2, 2), 1), ((8, 1, 1), 2)])
+@pytest.mark.parametrize("shape, accum", [((2, 2, 2), 1), pytest.param((8, 1, 1), 2, marks=pytest.mark.slow)])
 def test_encoder_decoder_sharded_matches_one_device(shape, accum):
     import jax
 
