@@ -269,7 +269,7 @@ def interactive(run: Run, read: Callable[[str], str] | None = None) -> None:
             if _METHOD.value == "beam":
                 show(prompt, continue_prompts(run, ids)[0], run.cfg)
                 continue
-            detok = generation.IncrementalDetokenizer(run.tokenizer, ids[0])
+            detok = generation.IncrementalDetokenizer(run.tokenizer, () if run.cfg.prompt_is_source else ids[0])
             print(_lead(prompt, run.cfg), end="", flush=True)
             tokens = generation.stream_tokens(run.model, run.params, ids[0], max_new_tokens=_MAX_NEW.value,
                                               rng=jax.random.key(_SEED.value), temperature=_temperature(),
