@@ -165,8 +165,8 @@ class LMTask(Task):
         t, tok = self.run.train, self.data.tokenizer
         prompts = PROMPTS[: t.num_samples]
         ids = [tok.encode(p) for p in prompts]
-        limit = getattr(model.cfg, "max_len", 0)  # 0: no length limit (a recurrent state)
-        room = limit - max((len(i) for i in ids), default=0) if limit else t.sample_tokens
+        limit = model.cfg.max_prompt_len(0)  # the family's own limit; None: any length (a recurrent state)
+        room = t.sample_tokens if limit is None else limit - max((len(i) for i in ids), default=0)
         if not prompts or room <= 0:
             return
         log("samples (temperature 0.8, top-k 50):")

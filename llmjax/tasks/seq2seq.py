@@ -92,11 +92,12 @@ class Seq2SeqTask(Task):
                                  eos_id=tok.eos_id, pad_id=tok.pad_id, start_id=tok.eos_id)
         self._train = pack(tok.encode_batch(p.train_sources), tok.encode_batch(p.train_targets),
                            batch_size=t.batch_size, shuffle=True)
-        self._eval = pack(tok.encode_batch(p.eval_sources), tok.encode_batch(p.eval_targets),
+        eval_sources = tok.encode_batch(p.eval_sources)
+        self._eval = pack(eval_sources, tok.encode_batch(p.eval_targets),
                           batch_size=self.eval_batch_size, shuffle=False)
         n = min(cfg.decode_examples, len(p.eval_sources))
         # Decoded sources are what training sees: ids + EOS, cut to data.seq_len.
-        self._decode_sources = [example_ids(ids, tok.eos_id, d.seq_len) for ids in tok.encode_batch(p.eval_sources[:n])]
+        self._decode_sources = [example_ids(ids, tok.eos_id, d.seq_len) for ids in eval_sources[:n]]
         self._references = p.eval_targets[:n]
         self._decoded: list[str] = []
         log(f"data: {self._train.num_examples:,} train pairs in {self._train.num_rows:,} packed rows, "
