@@ -22,6 +22,7 @@ SPM_TYPES = ("bpe", "unigram")
 OPTIMIZERS = ("adamw", "adafactor", "lion", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "rsqrt", "wsd")
 COOLDOWNS = ("linear", "1-sqrt")  # shapes of wsd's final decay (Hagele et al. 2024)
+BUDGET_RULES = ("exact", "6N")  # FLOPs per step behind train.budget_flops: the task's own count | 6 x parameters x tokens
 
 G = TypeVar("G")
 RUNTIME = {"runtime": True}  # dataclass field metadata: set by the run (e.g. vocabulary), not a key
@@ -185,7 +186,9 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    num_steps: int = 1000  # optimizer updates
+    num_steps: int = 1000  # optimizer updates (unless budget_flops sets them)
+    budget_flops: float = 0.0  # > 0: train for this many FLOPs instead: num_steps = round(budget / FLOPs per step)
+    budget_rule: str = "exact"  # FLOPs per step for budget_flops: exact (the task's count, as logged) | 6N (6 x all parameters x tokens, Chinchilla's C = 6ND)
     batch_size: int = 32  # global batch in sequences (all devices and hosts together)
     grad_accum_steps: int = 1  # micro-batches per update; batch_size must be divisible by it
     eval_every: int = 250  # evaluate every this many steps (and at the end)
@@ -200,6 +203,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_choice("train.dtype", self.dtype, DTYPES)
+        check_choice("train.budget_rule", self.budget_rule, BUDGET_RULES)
+        check_positive("train.budget_flops", self.budget_flops, allow_zero=True)
         for key in ("num_steps", "batch_size", "grad_accum_steps", "eval_every", "log_every"):
             check_positive(f"train.{key}", getattr(self, key))
         for key in ("eval_steps", "z_loss", "num_samples", "sample_tokens"):

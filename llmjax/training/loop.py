@@ -22,7 +22,7 @@ from llmjax import sharding
 from llmjax.config import ConfigError, UserError, mesh_shape
 from llmjax.models import registry
 from llmjax.tasks.base import Task
-from llmjax.training import optim, warm_start
+from llmjax.training import budget, optim, warm_start
 from llmjax.training.checkpoint import Checkpointer, CheckpointError
 from llmjax.training.metrics import (MetricsWriter, peak_flops, write_eval_details, write_json,
                                     write_results)
@@ -107,6 +107,7 @@ class _Setup:
     lr_fn: Any
     state: Any
     state_sh: Any
+    train: Any  # config.train with num_steps resolved (train.budget_flops)
     start: int
     horizon: int  # the schedule's length; a resumed run keeps the one it started with
     ckpt: Checkpointer
@@ -127,6 +128,11 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
         raise ConfigError(f"config.mesh.tensor={mesh.shape['tensor']} must divide the padded vocabulary "
                           f"{model_cfg.vocab_size}: set config.model.vocab_multiple to a multiple of it")
     model = registry.build(model_cfg)
+    if t.budget_flops:
+        shapes = jax.eval_shape(functools.partial(task.init_params, model), jax.random.key(0))
+        t = budget.with_budget(t, task.flops_per_step(model_cfg), count_params(shapes),
+                               task.tokens_per_step())
+        log(f"train.budget_flops={t.budget_flops:.3g} ({t.budget_rule} FLOPs): {t.num_steps} steps")
     horizon = t.num_steps
     tx = optim.optimizer(cfg.optim, horizon)
     init = init_fn(functools.partial(task.init_params, model), tx, t.seed)
@@ -138,7 +144,7 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
         if init_from:  # a new run warm-started from another's parameters (a resumed one is not)
             state = state.replace(params=warm_start.restore_params(init_from, state.params, log))
         return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state,
-                      state_sh, 0, horizon, ckpt)
+                      state_sh, t, 0, horizon, ckpt)
     state, meta = restored
     start = int(jax.device_get(state.step))
     if meta.get("data_step", start) != start:
@@ -151,7 +157,7 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
             f"built for {horizon} steps: it keeps that horizon (the lr stays at its final value "
             "past it); for a new decay, start a new --workdir")
         tx = optim.optimizer(cfg.optim, horizon)  # the same state tree: the schedule is not in it
-    return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state, state_sh, start,
+    return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state, state_sh, t, start,
                   horizon, ckpt)
 
 
@@ -162,13 +168,13 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
     created or restored), before the first step: the entry point records the run's config there.
     Returns the final eval metrics with the task's baselines and the step reached."""
     t0 = time.time()
-    t = cfg.train
     mesh = sharding.make_mesh(mesh_shape(cfg.mesh, jax.device_count()))
     put_train = functools.partial(_put, mesh, task.train_batch, rows=task.batch_size)
     put_eval = functools.partial(_put, mesh, task.eval_batch, rows=task.eval_batch_size)
 
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
         run = _setup(task, cfg, workdir, mesh, log)
+        t = run.train
         model, model_cfg, state, start, ckpt, horizon = (run.model, run.model_cfg, run.state, run.start,
                                                          run.ckpt, run.horizon)
         batch = put_train(start) if start < t.num_steps else None
