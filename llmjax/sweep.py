@@ -2,7 +2,9 @@
 
 Runs every run of a sweep (see llmjax.scaling.sweep for the config format) that is not done
 yet, each a normal `python -m llmjax.main` run in SWEEPDIR/<run name>, then writes the results
-table SWEEPDIR/results.jsonl and results.csv (llmjax.scaling.results). --list prints the runs
+table SWEEPDIR/results.jsonl and results.csv (llmjax.scaling.results), the fitted scaling laws
+SWEEPDIR/fits.json (llmjax.scaling.analysis, summarised on stdout) and the plots in
+SWEEPDIR/plots/ (llmjax.scaling.plots). --analyze redoes the last three without running. --list prints the runs
 with their status, --commands one llmjax.main command per run (for a cluster scheduler); both
 exit without running anything. --only=NAME restricts to that run.
 
@@ -26,6 +28,8 @@ _PARALLEL = flags.DEFINE_integer("parallel", 1, "Runs at a time.")
 _LIST = flags.DEFINE_bool("list", False, "Print the runs (name, status, overrides) and exit.")
 _COMMANDS = flags.DEFINE_bool("commands", False, "Print one llmjax.main command per run and exit.")
 _ONLY = flags.DEFINE_string("only", "", "Only this run (a name from --list).")
+_ANALYZE = flags.DEFINE_bool("analyze", False, "Run nothing: rewrite the results table, fits and plots "
+                             "from the runs already in the sweep directory.")
 
 
 def _die(msg: str) -> None:
@@ -64,12 +68,14 @@ def _sweep_dir(sweep) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _die(f"unexpected arguments {argv[1:]}: flags look like --parallel=2")
+    from llmjax.scaling import analysis
     from llmjax.scaling import sweep as sweep_lib
 
     sweep = _CONFIG.value
     sweep_dir = _sweep_dir(sweep)
     try:
         runs = sweep_lib.select(sweep_lib.expand(sweep), _ONLY.value)
+        analysis_cfg = analysis.AnalysisConfig.from_sweep(sweep)
         if _PARALLEL.value < 1:
             raise ConfigError(f"--parallel={_PARALLEL.value}: run at least 1 at a time")
     except ConfigError as e:
@@ -84,14 +90,33 @@ def main(argv: list[str]) -> None:
         return
     from llmjax.scaling import results
 
-    print(f"sweep: {len(runs)} runs in {sweep_dir}, {_PARALLEL.value} at a time", flush=True)
-    records = sweep_lib.run_all(runs, sweep_dir, _PARALLEL.value,
-                                log=lambda msg: print(msg, flush=True))
+    records = {}
+    if not _ANALYZE.value:
+        print(f"sweep: {len(runs)} runs in {sweep_dir}, {_PARALLEL.value} at a time", flush=True)
+        records = sweep_lib.run_all(runs, sweep_dir, _PARALLEL.value, log=lambda msg: print(msg, flush=True))
     rows = results.write(runs, sweep_dir)
     failed = [name for name, r in records.items() if r["returncode"] != 0]
     print(f"results: {os.path.join(sweep_dir, 'results.csv')} ({sum(r['status'] == 'done' for r in rows)} of "
           f"{len(rows)} done{', failed: ' + ', '.join(failed) if failed else ''})", flush=True)
+    _fit_and_plot(rows, analysis_cfg, sweep_dir)
     sys.exit(1 if failed else 0)
+
+
+def _fit_and_plot(rows: list[dict], cfg, sweep_dir: str) -> None:
+    """fits.json and the plots; a missing matplotlib skips the plots with one line."""
+    from llmjax.scaling import analysis, plots
+
+    fits = analysis.analyze(rows, cfg)
+    path = analysis.write(fits, sweep_dir)
+    for line in analysis.summary(fits):
+        print(line, flush=True)
+    print(f"fits: {path}", flush=True)
+    try:
+        paths = plots.write_all(rows, fits, cfg, sweep_dir)
+    except ImportError as e:
+        print(f"plots: skipped ({e})", flush=True)
+        return
+    print(f"plots: {', '.join(paths) if paths else 'none (no finished runs)'}", flush=True)
 
 
 def run() -> None:

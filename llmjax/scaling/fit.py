@@ -137,7 +137,7 @@ def fit_power_law(x: np.ndarray, loss: np.ndarray, *, irreducible: bool = False,
         raise ValueError(f"loss does not fall with x (alpha={params[0]:.3g}): no power law")
     samples = bootstrap(lambda idx: fit_one(log_x[idx[0]], log_l[idx[0]]),
                         [np.arange(len(x))], num_bootstrap, seed)
-    with np.errstate(over="ignore", divide="ignore"):  # x_c of a resample with alpha near 0
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # x_c of a resample with alpha near 0
         x_c = estimate(np.exp(params[1] / params[0]), np.exp(samples[:, 1] / samples[:, 0]), level)
     return PowerLawFit(alpha=estimate(params[0], samples[:, 0], level), x_c=x_c,
                        irreducible=estimate(params[2], samples[:, 2], level) if irreducible

@@ -82,10 +82,17 @@ def _axis_points(axis: Any, i: int) -> list[dict[str, Any]]:
     return [dict(p) for p in points]
 
 
+def _short(value: Any) -> str:
+    """A value for a run name: floats in %g form where that is exact (1e+11, not 100000000000.0)."""
+    if isinstance(value, float) and "e" in f"{value:g}" and float(f"{value:g}") == value:
+        return f"{value:g}"
+    return _cli_value(value)
+
+
 def _piece(key: str, value: Any) -> str:
     if key == "config":
         return os.path.splitext(os.path.basename(str(value)))[0]
-    return _UNSAFE.sub("_", f"{key.rsplit('.', 1)[-1]}={_cli_value(value)}")
+    return _UNSAFE.sub("_", f"{key.rsplit('.', 1)[-1]}={_short(value)}")
 
 
 def expand(sweep: Any) -> list[Run]:

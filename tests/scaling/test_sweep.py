@@ -86,12 +86,13 @@ def test_list_and_commands_print_every_run_of_the_tiny_sweep(tmp_path):
     p = _cli("--config=configs/sweeps/tiny.py", f"--sweep_dir={tmp_path}", "--list")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
-    assert [l.split()[:2] for l in lines] == [[n, "pending"] for n in (
-        "d_model=32,mlp_dim=128,num_layers=1", "d_model=32,mlp_dim=128,num_layers=2",
-        "d_model=64,mlp_dim=256,num_layers=1", "d_model=64,mlp_dim=256,num_layers=2")]
-    assert "--config.model.num_layers=2" in lines[1] and not os.listdir(tmp_path)
+    sizes = ("d_model=32,mlp_dim=128,num_heads=2", "d_model=64,mlp_dim=256,num_heads=2",
+             "d_model=128,mlp_dim=512,num_heads=4")
+    assert [l.split()[:2] for l in lines] == [[f"{s},budget_flops={c}", "pending"]
+                                              for s in sizes for c in ("1e+11", "3e+11", "1e+12")]
+    assert "--config.train.budget_flops=300000000000.0" in lines[1] and not os.listdir(tmp_path)
     p = _cli("--config=configs/sweeps/tiny.py", f"--sweep_dir={tmp_path}", "--commands",
-             "--only=d_model=64,mlp_dim=256,num_layers=1")
+             "--only=d_model=64,mlp_dim=256,num_heads=2,budget_flops=1e+11")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("python -m llmjax.main --config=configs/gpt_small.py --workdir=")
     assert len(p.stdout.splitlines()) == 1 and "--config.model.d_model=64" in p.stdout
