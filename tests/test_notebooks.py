@@ -49,3 +49,12 @@ def test_committed_notebooks_have_no_outputs():
             nb = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
             stored = [i for i, c in enumerate(nb.cells) if c.get("outputs") or c.get("execution_count")]
             assert not stored, f"{name}: cells {stored} hold outputs: clear them before committing"
+
+
+def test_scaling_fits_a_table_runs_a_sweep_and_plots(tmp_path, monkeypatch):
+    nb = _execute("scaling.ipynb", str(tmp_path), monkeypatch)
+    out = _text(nb)
+    assert f"llmjax from {ROOT}" in out and "alpha " in out and "true 0.35" in out
+    sweep_dir = tmp_path / "runs" / "sweeps" / "tiny_quick"
+    assert (sweep_dir / "results.csv").is_file() and (sweep_dir / "fits.json").is_file()
+    assert "gpt: 4 finished runs" in out and (sweep_dir / "plots" / "loss_vs_tokens.png").is_file()
