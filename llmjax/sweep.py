@@ -42,7 +42,9 @@ def _parse(argv: list[str]) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
         sweep = _CONFIG.value
-    except (flags.Error, OSError, KeyError, AttributeError, SyntaxError, ImportError) as e:
+    except (KeyError, AttributeError) as e:  # an override of a key the sweep config lacks
+        _die(f"a --config.* override names a key the sweep config lacks ({e}): see its file for the keys")
+    except (flags.Error, OSError, SyntaxError, ImportError) as e:
         lines = [l.strip() for l in str(e).splitlines() if l.strip()]
         _die(f"{lines[-1] if lines else type(e).__name__} (see --helpfull)")
     if sweep is None:

@@ -43,4 +43,6 @@ def get_config():
          {"model.d_model": 128, "model.mlp_dim": 512, "model.num_heads": 4}],
         {"train.budget_flops": [1e11, 3e11, 1e12]},
     ]
+    c.analysis = {"params": "params", "compute": "flops", "loss": "final_eval_loss",
+                  "holdout": "largest_compute"}
     return c

@@ -101,6 +101,7 @@ def test_list_and_commands_print_every_run_of_the_tiny_sweep(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["--config=configs/sweeps/tiny.py", "--only=nope"], "--only: no run named 'nope'"),
     (["--config=configs/sweeps/tiny.py", "--parallel=0"], "--parallel=0"),
+    (["--config=configs/sweeps/tiny.py", "--config.analysis.nope=1"], "names a key the sweep config lacks ("),
     (["--config=configs/sweeps/none.py"], "does not exist"),
     ([], "no sweep config given"),
 ])
@@ -163,3 +164,17 @@ def test_micro_sweep_runs_skips_and_survives_a_failed_run(tmp_path, monkeypatch)
         assert "resumed from step 6" in f.read()
     again = results.write(sweep.expand(fixed), out)[0]
     assert again["status"] == "done" and again["wall_sec"] > wall  # both attempts counted
+
+
+def test_analyze_rewrites_table_fits_and_plots_without_running(tmp_path):
+    p = _cli("--config=configs/sweeps/tiny.py", f"--sweep_dir={tmp_path}", "--analyze")
+    assert p.returncode == 0, p.stderr
+    assert "results: " in p.stdout and "(0 of 9 done)" in p.stdout and f"fits: {tmp_path}/fits.json" in p.stdout
+    assert sorted(os.listdir(tmp_path)) == ["fits.json", "plots", "results.csv", "results.jsonl"]
+    with open(tmp_path / "fits.json") as f:
+        assert json.load(f)["families"] == {}  # nothing finished, nothing fitted, nothing run
+
+
+def test_a_bad_analysis_key_is_refused_before_any_run(tmp_path):
+    p = _cli("--config=configs/sweeps/tiny.py", f"--sweep_dir={tmp_path}", "--config.analysis.compute=6N")
+    assert p.returncode == 2 and "analysis.compute='6N'" in p.stderr and not os.listdir(tmp_path), p.stderr
