@@ -94,7 +94,7 @@ def _plot(table: list[tuple], path: str) -> None:
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="cosine run: final eval loss (nats/token)",
            ylabel="cooldown fork: final eval loss (nats/token)",
-           title="Forks vs cosine, 10/20/40 tokens/param\n2-core CPU, experiments/cooldown_forks.py")
+           title="Cooldown forks vs cosine runs of the same length\n2-core CPU, experiments/cooldown_forks.py")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
