@@ -49,7 +49,8 @@ def _run_sweeps(out: str):
                             f"--sweep_dir={fork_dir}"])
     if code:
         raise SystemExit(f"cooldown_forks: the forks sweep failed (exit code {code}): see {fork_dir}/*/run.log")
-    plan = forks.plan(_load_sweep(_CONFIG.value), sweep_lib.expand(_load_sweep(_CONFIG.value)), fork_dir)
+    config = _load_sweep(_CONFIG.value)
+    plan = forks.plan(config, sweep_lib.expand(config), fork_dir)
     twins = [sweep_lib.Run(f"{f.fork_of},cosine={f.overrides['train.num_steps']}", f.base,
                            {**{k: v for k, v in f.overrides.items() if k not in _FORK_ONLY},
                             "optim.schedule": "cosine"}, f.axis_values) for f in plan.forks]

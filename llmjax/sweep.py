@@ -6,7 +6,9 @@ table SWEEPDIR/results.jsonl and results.csv (llmjax.scaling.results). --list pr
 with their status, --commands one llmjax.main command per run (for a cluster scheduler); both
 exit without running anything. --only=NAME restricts to that run. A sweep with a `forks` key
 runs each run as a constant-LR parent and forks cooldowns from its checkpoints
-(llmjax.scaling.forks); --commands then prints the parents' commands before the forks'.
+(llmjax.scaling.forks); --list and --commands then prepare each parent's data first (its
+parameter count sets the fork steps), and --commands prints the parents' commands (one per fork
+step) before the forks', which only work once their parents have run.
 
 Exit codes: 0 every selected run done, 1 some run failed (the others ran; see its run.log),
 2 a bad flag or sweep config (one line on stderr, nothing run).

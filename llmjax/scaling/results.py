@@ -95,6 +95,8 @@ def row(run: Run, sweep_dir: str) -> dict[str, Any]:
     out: dict[str, Any] = {"name": run.name, "status": status(run, sweep_dir),
                            "returncode": record.get("returncode"), "error": record.get("error", ""),
                            "wall_sec": record.get("wall_sec"), **run.axis_values}
+    if run.fork_of:
+        out.update(fork_of=run.fork_of, fork_step=run.fork_step)
     config = _read_json(os.path.join(workdir, "config.json"))
     model = _read_json(os.path.join(workdir, "model.json"))
     results = _read_json(os.path.join(workdir, "results.json")) or {}
@@ -107,11 +109,10 @@ def row(run: Run, sweep_dir: str) -> dict[str, Any]:
                tokens=step * acc["tokens_per_step"] if step is not None else None,
                flops_per_token=acc["flops_per_token"],
                flops=step * acc["tokens_per_step"] * acc["flops_per_token"] if step is not None else None)
-    if run.fork_of:  # tokens and flops above count the whole trajectory; *_fork the fork's own steps
-        own = step - run.fork_step if step is not None else None
-        out.update(fork_of=run.fork_of, fork_step=run.fork_step,
-                   tokens_fork=own * acc["tokens_per_step"] if own is not None else None,
-                   flops_fork=own * acc["tokens_per_step"] * acc["flops_per_token"] if own is not None else None)
+    if run.fork_of and step is not None:  # tokens and flops count the whole trajectory; *_fork its own steps
+        own = step - run.fork_step
+        out.update(tokens_fork=own * acc["tokens_per_step"],
+                   flops_fork=own * acc["tokens_per_step"] * acc["flops_per_token"])
     losses = [m["loss"] for m in metrics if m.get("split") == "eval" and "loss" in m]
     out.update(final_eval_loss=results.get("loss"), best_eval_loss=min(losses) if losses else None,
                **throughput(metrics, acc["tokens_per_step"], run.fork_step))

@@ -75,6 +75,8 @@ def test_the_plan_counts_parameters_without_training_and_forks_each_budget(tmp_p
                                              "optim.cooldown_shape")} == {
             "train.num_steps": total, "optim.schedule": "wsd", "optim.decay_fraction": 0.25,
             "optim.cooldown_shape": "1-sqrt"}
+    pending = results.row(plan.forks[0], out)  # a fork's row says so before it runs
+    assert (pending["status"], pending["fork_of"], pending["fork_step"]) == ("pending", "lr=0.003", steps[0])
     lines = forks.commands(plan, out)
     assert [l.count(f"--config.train.num_steps={s}") for l, s in zip(lines, steps)] == [1, 1]  # one leg per step
     assert lines[2].startswith("# the forks below start from their parents' checkpoints")
