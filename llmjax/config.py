@@ -60,6 +60,19 @@ def check_fraction(key: str, value: float, low_open: bool = False) -> None:
         fail(key, value, "must be in " + ("(0, 1)" if low_open else "[0, 1)"))
 
 
+def first_change(saved: dict, current: dict, keys: tuple[str, ...]) -> tuple[str, Any, Any] | None:
+    """(dotted key, saved value, current value) of the first of `keys` (a group, or group.leaf)
+    where two config dicts (config.json's form) differ; None if they agree on all of them."""
+    for key in keys:
+        group, _, leaf = key.partition(".")
+        old, new = saved.get(group, {}), current.get(group, {})
+        names = [leaf] if leaf else sorted(set(old) | set(new))
+        for name in names:
+            if old.get(name) != new.get(name):
+                return f"{group}.{name}", old.get(name), new.get(name)
+    return None
+
+
 # ---------------------------------------------------------------- dataclass <-> ConfigDict
 
 

@@ -17,12 +17,13 @@ import ml_collections
 from llmjax import config as C
 from llmjax.models import registry as models
 from llmjax.tasks import registry as tasks
-from llmjax.training import warm_start
+from llmjax.training import fork, warm_start
 
 GROUPS = ("model", "task", *C.SHARED_GROUPS)
 # Keys at the top of the config, beside the groups, with their defaults.
 TOP_KEYS = {
     "init_from": "",  # warm start: a workdir, checkpoints/ dir, step dir or Hugging Face model dir whose matching parameters (and tokenizer) this run starts from
+    "fork_from": "",  # fork: one step's directory of a run, PARENT/checkpoints/STEP, whose whole training state (and tokenizer) this run continues under its own schedule (llmjax.training.fork)
 }
 
 
@@ -36,6 +37,7 @@ class RunConfig:
     checkpoint: C.CheckpointConfig
     mesh: C.MeshConfig
     init_from: str = ""  # see TOP_KEYS
+    fork_from: str = ""  # see TOP_KEYS
 
 
 def base_config(model: str = "gpt", task: str = "lm") -> ml_collections.ConfigDict:
@@ -68,6 +70,7 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
                                 "llmjax.experiment.base_config()")
     shared = {name: C.from_group(cls, cfg[name], name) for name, cls in C.SHARED_GROUPS.items()}
     run = RunConfig(model=models.resolve(cfg.model), task=tasks.resolve(cfg.task), **shared, **top)
+    fork.check_key(run)
     served = getattr(run.model, "tasks", ())
     if run.task.name not in served:
         C.fail("task.name", run.task.name, f"config.model.name={run.model.name!r} is trained on the tasks "
@@ -93,16 +96,11 @@ RESUME_KEYS = ("model", "task", "data", "train.seed", "train.batch_size", "optim
 
 def check_resumable(saved: dict, current: dict, workdir: str) -> None:
     """Raise ConfigError when `current` cannot continue the run recorded in `saved`."""
-    for key in RESUME_KEYS:
-        group, _, leaf = key.partition(".")
-        old, new = saved.get(group, {}), current.get(group, {})
-        pairs = [(leaf, old.get(leaf), new.get(leaf))] if leaf else [
-            (k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new))]
-        for name, a, b in pairs:
-            if a != b:
-                raise C.ConfigError(
-                    f"config.{group}.{name}={b!r} but the run in {workdir} used {a!r}: "
-                    "pass the same value to resume, or a new --workdir to start afresh")
+    change = C.first_change(saved, current, RESUME_KEYS)
+    if change is not None:
+        key, a, b = change
+        raise C.ConfigError(f"config.{key}={b!r} but the run in {workdir} used {a!r}: "
+                            "pass the same value to resume, or a new --workdir to start afresh")
 
 
 def train_and_evaluate(run: RunConfig, workdir: str, log: Callable[[str], None] = print,

@@ -6,7 +6,11 @@ table SWEEPDIR/results.jsonl and results.csv (llmjax.scaling.results), the fitte
 SWEEPDIR/fits.json (llmjax.scaling.analysis, summarised on stdout) and the plots in
 SWEEPDIR/plots/ (llmjax.scaling.plots). --analyze redoes the last three without running. --list prints the runs
 with their status, --commands one llmjax.main command per run (for a cluster scheduler); both
-exit without running anything. --only=NAME restricts to that run.
+exit without running anything. --only=NAME restricts to that run. A sweep with a `forks` key
+runs each run as a constant-LR parent and forks cooldowns from its checkpoints
+(llmjax.scaling.forks); --list and --commands then prepare each parent's data first (its
+parameter count sets the fork steps), and --commands prints the parents' commands (one per fork
+step) before the forks', which only work once their parents have run.
 
 Exit codes: 0 every selected run done, 1 some run failed (the others ran; see its run.log),
 2 a bad flag or sweep config (one line on stderr, nothing run).
@@ -17,7 +21,7 @@ import os
 import shlex
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from llmjax.config import ConfigError
@@ -70,7 +74,8 @@ def _sweep_dir(sweep) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _die(f"unexpected arguments {argv[1:]}: flags look like --parallel=2")
-    from llmjax.scaling import analysis
+    logging.set_verbosity(logging.WARNING)  # tfds narrates at INFO (a forks sweep counts parameters here)
+    from llmjax.scaling import analysis, forks
     from llmjax.scaling import sweep as sweep_lib
 
     sweep = _CONFIG.value
@@ -80,8 +85,13 @@ def main(argv: list[str]) -> None:
         analysis_cfg = analysis.AnalysisConfig.from_sweep(sweep)
         if _PARALLEL.value < 1:
             raise ConfigError(f"--parallel={_PARALLEL.value}: run at least 1 at a time")
+        plan = forks.plan(sweep, runs, sweep_dir)  # the sweep's forks key: parents and their cooldown forks
     except ConfigError as e:
         _die(str(e))
+    runs = plan.runs if plan else runs
+    if _COMMANDS.value and plan:
+        print("\n".join(forks.commands(plan, sweep_dir)))
+        return
     if _LIST.value or _COMMANDS.value:
         for run in runs:
             if _COMMANDS.value:
@@ -95,7 +105,9 @@ def main(argv: list[str]) -> None:
     records = {}
     if not _ANALYZE.value:
         print(f"sweep: {len(runs)} runs in {sweep_dir}, {_PARALLEL.value} at a time", flush=True)
-        records = sweep_lib.run_all(runs, sweep_dir, _PARALLEL.value, log=lambda msg: print(msg, flush=True))
+        log = lambda msg: print(msg, flush=True)  # noqa: E731
+        records = (forks.run_all(plan, sweep_dir, _PARALLEL.value, log) if plan else
+                   sweep_lib.run_all(runs, sweep_dir, _PARALLEL.value, log=log))
     rows = results.write(runs, sweep_dir)
     failed = [name for name, r in records.items() if r["returncode"] != 0]
     print(f"results: {os.path.join(sweep_dir, 'results.csv')} ({sum(r['status'] == 'done' for r in rows)} of "

@@ -10,6 +10,11 @@ Each row is read back from the run's workdir files, after the run (nothing is me
                                                   untied output head counts as non-embedding
   step, tokens, flops_per_token, flops            the task's own accounting (tokens_per_step,
                                                   flops_per_step: what the training log reports)
+  fork_of, fork_step, tokens_fork, flops_fork     a cooldown fork (llmjax.scaling.forks): its
+                                                  parent and the step it starts from; tokens and
+                                                  flops count the whole trajectory (the parent's
+                                                  steps to fork_step, then the fork's), *_fork
+                                                  the fork's own steps only
   final_eval_loss, best_eval_loss                 results.json's loss, the lowest eval loss logged
   tokens_per_sec, train_sec                       metrics.jsonl: every logged step window (eval
                                                   and checkpoint time excluded) plus startup
@@ -65,12 +70,12 @@ def accounting(config: dict[str, Any], model: dict[str, Any]) -> dict[str, float
             "flops_per_token": task.flops_per_step(model_cfg) / task.tokens_per_step()}
 
 
-def throughput(metrics: list[dict[str, Any]], tokens_per_step: int) -> dict[str, float]:
-    """tokens/s over every timed window of logged train steps, and the training seconds
-    (those windows plus each (re)start's compile)."""
+def throughput(metrics: list[dict[str, Any]], tokens_per_step: int, start: int = 0) -> dict[str, float]:
+    """tokens/s over every timed window of logged train steps after `start` (a fork's first
+    step), and the training seconds (those windows plus each (re)start's compile)."""
     train = [m for m in metrics if m.get("split") == "train"]
     steps = seconds = startup = 0.0
-    previous = 0
+    previous = start
     for row in train:
         delta = row["step"] - previous
         if "tokens_per_sec" in row and delta > 0:
@@ -90,6 +95,8 @@ def row(run: Run, sweep_dir: str) -> dict[str, Any]:
     out: dict[str, Any] = {"name": run.name, "status": status(run, sweep_dir),
                            "returncode": record.get("returncode"), "error": record.get("error", ""),
                            "wall_sec": record.get("wall_sec"), **run.axis_values}
+    if run.fork_of:
+        out.update(fork_of=run.fork_of, fork_step=run.fork_step)
     config = _read_json(os.path.join(workdir, "config.json"))
     model = _read_json(os.path.join(workdir, "model.json"))
     results = _read_json(os.path.join(workdir, "results.json")) or {}
@@ -102,9 +109,13 @@ def row(run: Run, sweep_dir: str) -> dict[str, Any]:
                tokens=step * acc["tokens_per_step"] if step is not None else None,
                flops_per_token=acc["flops_per_token"],
                flops=step * acc["tokens_per_step"] * acc["flops_per_token"] if step is not None else None)
+    if run.fork_of and step is not None:  # tokens and flops count the whole trajectory; *_fork its own steps
+        own = step - run.fork_step
+        out.update(tokens_fork=own * acc["tokens_per_step"],
+                   flops_fork=own * acc["tokens_per_step"] * acc["flops_per_token"])
     losses = [m["loss"] for m in metrics if m.get("split") == "eval" and "loss" in m]
     out.update(final_eval_loss=results.get("loss"), best_eval_loss=min(losses) if losses else None,
-               **throughput(metrics, acc["tokens_per_step"]))
+               **throughput(metrics, acc["tokens_per_step"], run.fork_step))
     out.update({k: v for k, v in flatten(config).items() if k not in out})
     return out
 

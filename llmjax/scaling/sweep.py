@@ -43,6 +43,8 @@ class Run:
     base: str  # the run config file
     overrides: dict[str, Any]  # dotted config key -> value (the sweep's set, then its axes)
     axis_values: dict[str, Any]  # the keys the axes set, for the results table
+    fork_of: str = ""  # a cooldown fork (llmjax.scaling.forks): its parent run's name
+    fork_step: int = 0  # and the parent's step it starts from
 
     def command(self, sweep_dir: str, python: str = "python") -> list[str]:
         """The llmjax.main command line of this run (argv, no shell)."""

@@ -22,7 +22,7 @@ from llmjax import sharding
 from llmjax.config import ConfigError, UserError, mesh_shape
 from llmjax.models import registry
 from llmjax.tasks.base import Task
-from llmjax.training import budget, optim, warm_start
+from llmjax.training import budget, fork, optim, warm_start
 from llmjax.training.checkpoint import Checkpointer, CheckpointError
 from llmjax.training.metrics import (MetricsWriter, peak_flops, write_eval_details, write_json,
                                     write_results)
@@ -119,9 +119,11 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     t = cfg.train
     ck_dir = os.path.join(workdir, "checkpoints")
     resuming = os.path.isdir(ck_dir) and any(n.isdigit() for n in os.listdir(ck_dir))
+    source = fork.check(cfg) if cfg.fork_from and not resuming else None  # a new fork: before any data
     init_from = cfg.init_from or warm_start.converted(workdir)
-    if init_from and not resuming and jax.process_index() == 0:
-        warm_start.adopt_tokenizer(init_from, workdir, log)
+    parent = init_from or cfg.fork_from  # whose tokenizer a new run adopts
+    if parent and not resuming and jax.process_index() == 0:
+        warm_start.adopt_tokenizer(parent, workdir, log)
     _prepare_data(task, workdir, log, resuming)  # resuming: a changed corpus is refused
     model_cfg = task.model_config(jax.devices()[0].platform)
     if model_cfg.vocab_size % mesh.shape["tensor"]:
@@ -139,6 +141,9 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     abstract, state_sh = abstract_state(init, mesh)
     ckpt = Checkpointer(ck_dir, cfg.checkpoint.keep, cfg.checkpoint.async_save, log=log)
     restored = ckpt.restore(abstract)
+    if restored is None and source is not None:  # the parent's state, under this run's own schedule
+        return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon),
+                      fork.restore(source, abstract, log), state_sh, t, source.step, horizon, ckpt)
     if restored is None:
         state = create(init, state_sh)
         if init_from:  # a new run warm-started from another's parameters (a resumed one is not)
