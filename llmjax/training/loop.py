@@ -120,6 +120,8 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     ck_dir = os.path.join(workdir, "checkpoints")
     resuming = os.path.isdir(ck_dir) and any(n.isdigit() for n in os.listdir(ck_dir))
     init_from = cfg.init_from or warm_start.converted(workdir)
+    lr_multipliers = registry.lr_multipliers(cfg.model)
+    optim.check_lr_multipliers(cfg.optim, lr_multipliers)  # before any data work
     if init_from and not resuming and jax.process_index() == 0:
         warm_start.adopt_tokenizer(init_from, workdir, log)
     _prepare_data(task, workdir, log, resuming)  # resuming: a changed corpus is refused
@@ -134,7 +136,7 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
                                task.tokens_per_step())
         log(f"train.budget_flops={t.budget_flops:.3g} ({t.budget_rule} FLOPs): {t.num_steps} steps")
     horizon = t.num_steps
-    tx = optim.optimizer(cfg.optim, horizon)
+    tx = optim.optimizer(cfg.optim, horizon, lr_multipliers)
     init = init_fn(functools.partial(task.init_params, model), tx, t.seed)
     abstract, state_sh = abstract_state(init, mesh)
     ckpt = Checkpointer(ck_dir, cfg.checkpoint.keep, cfg.checkpoint.async_save, log=log)
@@ -156,7 +158,7 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
         log(f"train.num_steps={t.num_steps}, but this run's {cfg.optim.schedule} schedule was "
             f"built for {horizon} steps: it keeps that horizon (the lr stays at its final value "
             "past it); for a new decay, start a new --workdir")
-        tx = optim.optimizer(cfg.optim, horizon)  # the same state tree: the schedule is not in it
+        tx = optim.optimizer(cfg.optim, horizon, lr_multipliers)  # the same state tree: the schedule is not in it
     return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state, state_sh, t, start,
                   horizon, ckpt)
 
