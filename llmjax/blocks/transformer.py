@@ -11,7 +11,8 @@ no static argument positions, and the call takes only arrays, by keyword, so add
 cannot shift anything. `run_layers` applies the stack unrolled (parameters `layer_0`,
 `layer_1`, ...) or scanned (`nn.scan`: one compiled layer, parameters stacked under `layers`
 with a leading `layers` axis). The two forms have different parameter trees, so `scan_layers`
-is part of the model config a checkpoint depends on.
+is part of the model config a checkpoint depends on. `parametrization="mup"` applies µP's
+init, attention-score and learning-rate scalings (llmjax.blocks.mup) to the stack.
 
 Shape key: B batch, L length, S source (encoder) length, E embed width.
 """
@@ -26,8 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from llmjax import sharding as sh
-from llmjax.blocks.attention import BACKENDS, Attention, AttentionConfig
 from llmjax.blocks import mup
+from llmjax.blocks.attention import BACKENDS, Attention, AttentionConfig
 from llmjax.blocks.ffn import FFNS, FeedForward
 from llmjax.blocks.norms import NORMS, make_norm
 from llmjax.blocks.positions import POSITIONS
@@ -80,8 +81,6 @@ class TransformerConfig:
     @property
     def hidden_init_std(self) -> float:
         """Init std of the attention and FFN matrices (init_std / sqrt(m) under mup)."""
-        if self.parametrization != "mup":
-            return self.init_std
         return mup.hidden_init_std(self.init_std, self.width_multiplier)
 
     def attention(self) -> AttentionConfig:
