@@ -20,6 +20,7 @@ _STEPS = flags.DEFINE_integer("steps", 5, "AdamW steps (the first row is at init
 _LR = flags.DEFINE_float("lr", 1e-2, "Learning rate (constant, no warm-up, no decay, no clipping).")
 _LAYERS = flags.DEFINE_integer("num_layers", 2, "Transformer layers.")
 _PLOT = flags.DEFINE_string("plot", "", "Also draw the grid to this PNG file.")
+_TITLE = flags.DEFINE_string("title", "", "Added to the plot's title (say the machine).")
 
 
 def main(argv: list[str]) -> None:
@@ -36,8 +37,8 @@ def main(argv: list[str]) -> None:
             last_W = check.values[p][q][-1]
             print(f"{q:>14} {p:>9} {check.spread(p, q):8.2f} {last_W[0]:9.4f} {last_W[-1]:9.4f}")
     if _PLOT.value:
-        cc.plot(check, _PLOT.value, f"coordinate check, lr {_LR.value:g}, {_LAYERS.value} layers "
-                                    "(2-core CPU, experiments/coord_check.py)")
+        title = f"coordinate check, lr {_LR.value:g}, {_LAYERS.value} layers"
+        cc.plot(check, _PLOT.value, f"{title} ({_TITLE.value})" if _TITLE.value else title)
         print(f"wrote {_PLOT.value}")
     print(f"{time.time() - t0:.0f}s")
 

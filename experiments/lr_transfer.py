@@ -18,6 +18,7 @@ from absl import app, flags
 
 _SWEEP_DIR = flags.DEFINE_string("sweep_dir", "runs/sweeps/mup_lr", "The sweep's directory (holds results.csv).")
 _PLOT = flags.DEFINE_string("plot", "", "Also draw loss against lr to this image file.")
+_TITLE = flags.DEFINE_string("title", "", "The plot's title (say the machine and the run).")
 
 Table = dict[str, dict[int, dict[float, float]]]  # parametrization -> width -> lr -> final eval loss
 
@@ -56,7 +57,7 @@ def report(table: Table) -> str:
     return "\n".join(lines)
 
 
-def plot(table: Table, path: str) -> None:
+def plot(table: Table, path: str, title: str = "") -> None:
     try:
         import matplotlib
     except ImportError:
@@ -75,7 +76,8 @@ def plot(table: Table, path: str) -> None:
         ax.set_xlabel("log2 learning rate")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("final eval loss (nats/token)")
-    fig.suptitle("GPT, 2 layers, 200 steps, stdlib bytes (2-core CPU, experiments/lr_transfer.py)", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -86,7 +88,7 @@ def main(argv: list[str]) -> None:
     table = load(_SWEEP_DIR.value)
     print(report(table))
     if _PLOT.value:
-        plot(table, _PLOT.value)
+        plot(table, _PLOT.value, _TITLE.value)
         print(f"wrote {_PLOT.value}")
 
 
