@@ -133,3 +133,13 @@ def test_sgd_is_refused_under_mup():
     with pytest.raises(ConfigError, match="optim.name='sgd'"):
         optim.check_lr_multipliers(run.optim, registry.lr_multipliers(run.model))
     optim.check_lr_multipliers(run.optim, registry.lr_multipliers(BASE))  # standard: any optimizer
+
+
+def test_the_loop_refuses_sgd_under_mup_before_any_data_work(tmp_path):
+    from tests.helpers import tiny_config, write_corpus
+
+    c = tiny_config(write_corpus(str(tmp_path / "corpus"), num_files=2), model__parametrization="mup",
+                    model__tie_embeddings=False, optim__name="sgd")
+    with pytest.raises(ConfigError, match="optim.name='sgd'"):
+        experiment.train_and_evaluate(experiment.resolve(c), str(tmp_path / "w"))
+    assert not (tmp_path / "w" / "data").exists()
