@@ -14,7 +14,6 @@ Shape key: S steps, W widths, B batch, L length, V padded vocabulary.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from typing import Any, Sequence
 
@@ -51,11 +50,14 @@ def text_batches(num_batches: int, batch_size: int, seq_len: int) -> np.ndarray:
     """(num_batches, B, L + 1) byte tokens from the first stdlib sources, EOS between files."""
     tok, need = ByteTokenizer(), num_batches * batch_size * (seq_len + 1)
     stream: list[np.ndarray] = []
-    for _, text in itertools.islice(iter_documents(), 200):
+    have = 0
+    for _, text in iter_documents():
         stream += [tok.encode_batch([text])[0], np.array([tok.eos_id], np.int32)]
-        if sum(map(len, stream)) >= need:
-            break
-    return np.concatenate(stream)[:need].reshape(num_batches, batch_size, seq_len + 1)
+        have += len(stream[-2]) + 1
+        if have >= need:
+            return np.concatenate(stream)[:need].reshape(num_batches, batch_size, seq_len + 1)
+    raise ConfigError(f"coord check: the stdlib corpus has {have:,} bytes, fewer than the {need:,} of "
+                      f"{num_batches} batches of {batch_size} x {seq_len + 1}: take fewer steps or rows")
 
 
 def model_config(width: int, parametrization: str, base_width: int, num_layers: int = 2,
