@@ -42,6 +42,7 @@ class AttentionConfig:
     dtype: str = "float32"
     init_std: float = 0.02
     num_layers: int = 1  # scales the output-projection init (GPT-2)
+    scale: float | None = None  # attention-score scale (None = 1 / sqrt(head_dim); mup: sqrt(D_base) / D)
 _NEG = -0.7 * float(np.finfo(np.float32).max)  # finite: masked logits never make inf - inf = NaN
 
 
@@ -86,8 +87,9 @@ def dot_product_attention(q_BxLxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD:
                           kv_segment_ids: jax.Array | None = None, bias: jax.Array | None = None,
                           q_offset: int | jax.Array = 0, dropout_rate: float = 0.0,
                           dropout_rng: jax.Array | None = None, deterministic: bool = True,
-                          backend: str = "xla") -> jax.Array:
-    """softmax(Q K^T / sqrt(D) + bias) V with grouped-query heads; returns (B, L, H, D) in q's dtype.
+                          backend: str = "xla", scale: float | None = None) -> jax.Array:
+    """softmax(Q K^T * scale + bias) V with grouped-query heads, scale 1 / sqrt(D) unless given;
+    returns (B, L, H, D) in q's dtype.
 
     segment ids are (B, L) / (B, S) int, 0 = padding; bias is 4-D, broadcastable to
     (B, H, L, S) (ALiBi); q_offset shifts the causal diagonal (may be traced). Logits and softmax are float32. Rows with no
@@ -99,17 +101,19 @@ def dot_product_attention(q_BxLxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD:
         raise ValueError(f"{q_BxLxHxD.shape[2]} query heads are not a multiple of "
                          f"{k_BxSxKxD.shape[2]} key/value heads")
     use_dropout = dropout_rate > 0.0 and not deterministic
+    if scale is None:
+        scale = 1.0 / math.sqrt(q_BxLxHxD.shape[-1])
     if backend == "xla" or use_dropout or (backend == "cudnn" and q_BxLxHxD.dtype == jnp.float32):
         mask = make_attention_mask(L, S, causal=causal, q_offset=q_offset,
                                    q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
         rate = dropout_rate if use_dropout else 0.0
-        return _xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, rate, dropout_rng)
+        return _xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, rate, dropout_rng, scale)
     # Plain causal self-attention goes as is_causal (flash attention skips the masked blocks).
     is_causal = causal and isinstance(q_offset, int) and q_offset == 0 and L == S
     mask = make_attention_mask(L, S, causal=causal and not is_causal, q_offset=q_offset,
                                q_segment_ids=q_segment_ids, kv_segment_ids=kv_segment_ids)
     return _jax_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, is_causal,
-                          None if backend == "jax" else "cudnn")
+                          None if backend == "jax" else "cudnn", scale)
 
 
 def _masked_softmax(logits, mask, dropout_rate, dropout_rng):
@@ -126,16 +130,17 @@ def _masked_softmax(logits, mask, dropout_rate, dropout_rng):
     return probs
 
 
-def _xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, dropout_rate, dropout_rng):
+def _xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, dropout_rate, dropout_rng, scale):
     B, L, H, D = q_BxLxHxD.shape
     K = k_BxSxKxD.shape[2]
     G = H // K
     if G == 1:  # plain multi-head: 4-D einsums (the 5-D grouped form is ~1.5x slower on XLA:CPU)
-        return _mha_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, dropout_rate, dropout_rng)
+        return _mha_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, dropout_rate, dropout_rng,
+                              scale)
     q_BxLxKxGxD = q_BxLxHxD.reshape(B, L, K, G, D)  # query head h = k * G + g
     logits_BxKxGxLxS = jnp.einsum("blkgd,bskd->bkgls", q_BxLxKxGxD, k_BxSxKxD,
                                   preferred_element_type=jnp.float32)
-    logits_BxKxGxLxS = logits_BxKxGxLxS * jnp.float32(1.0 / math.sqrt(D))
+    logits_BxKxGxLxS = logits_BxKxGxLxS * jnp.float32(scale)
     if bias is not None:
         bias = jnp.asarray(bias, jnp.float32)
         bias = jnp.broadcast_to(bias, (bias.shape[0], H) + bias.shape[2:]) if bias.shape[1] == 1 else bias
@@ -147,12 +152,11 @@ def _xla_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, dropout_rate, dr
     return out_BxLxKxGxD.reshape(B, L, H, D).astype(q_BxLxHxD.dtype)
 
 
-def _mha_attention(q_BxLxHxD, k_BxSxHxD, v_BxSxHxD, mask, bias, dropout_rate, dropout_rng):
+def _mha_attention(q_BxLxHxD, k_BxSxHxD, v_BxSxHxD, mask, bias, dropout_rate, dropout_rng, scale):
     """_xla_attention for K == H, with the same operations in the same order."""
-    D = q_BxLxHxD.shape[-1]
     logits_BxHxLxS = jnp.einsum("blhd,bshd->bhls", q_BxLxHxD, k_BxSxHxD,
                                 preferred_element_type=jnp.float32)
-    logits_BxHxLxS = logits_BxHxLxS * jnp.float32(1.0 / math.sqrt(D))
+    logits_BxHxLxS = logits_BxHxLxS * jnp.float32(scale)
     if bias is not None:
         logits_BxHxLxS = logits_BxHxLxS + jnp.asarray(bias, jnp.float32)
     probs = _masked_softmax(logits_BxHxLxS, mask, dropout_rate, dropout_rng)  # mask (B|1, 1, L, S)
@@ -160,17 +164,26 @@ def _mha_attention(q_BxLxHxD, k_BxSxHxD, v_BxSxHxD, mask, bias, dropout_rate, dr
     return out_BxLxHxD.astype(q_BxLxHxD.dtype)
 
 
-def _jax_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, is_causal, implementation):
+def _jax_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, mask, bias, is_causal, implementation, scale):
     dtype = q_BxLxHxD.dtype
     k_BxSxKxD, v_BxSxKxD = k_BxSxKxD.astype(dtype), v_BxSxKxD.astype(dtype)
     if bias is not None:
         bias = jnp.asarray(bias, jnp.float32 if implementation is None else dtype)
     out = jax.nn.dot_product_attention(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD, bias=bias, mask=mask,
-                                       is_causal=is_causal, implementation=implementation)
+                                       scale=scale, is_causal=is_causal, implementation=implementation)
     if mask is not None:  # where, not multiply: a kernel may leave NaN in fully masked rows
         visible_BxLx1x1 = jnp.transpose(jnp.any(mask, axis=-1, keepdims=True), (0, 2, 1, 3))
         out = jnp.where(visible_BxLx1x1, out, jnp.zeros((), out.dtype))
     return out.astype(dtype)
+
+
+def _logits_abs_mean(q_BxLxHxD: jax.Array, k_BxSxKxD: jax.Array, cfg: AttentionConfig) -> jax.Array:
+    """mean |q.k * scale| over heads and all query-key pairs, masked or not (a width diagnostic)."""
+    G = q_BxLxHxD.shape[2] // k_BxSxKxD.shape[2]
+    k_BxSxHxD = jnp.repeat(k_BxSxKxD, G, axis=2)
+    logits_BxHxLxS = jnp.einsum("blhd,bshd->bhls", q_BxLxHxD, k_BxSxHxD, preferred_element_type=jnp.float32)
+    scale = cfg.scale if cfg.scale is not None else 1.0 / math.sqrt(cfg.head_dim)
+    return jnp.mean(jnp.abs(logits_BxHxLxS)) * scale
 
 
 # ---------------------------------------------------------------- the layer
@@ -275,7 +288,9 @@ class Attention(nn.Module):
         out_BxLxHxD = dot_product_attention(
             q, k, v, causal=self.causal, q_segment_ids=q_seg, kv_segment_ids=kv_seg, bias=bias,
             q_offset=q_offset, dropout_rate=cfg.dropout, dropout_rng=dropout_rng,
-            deterministic=deterministic, backend="xla" if decode else cfg.backend)
+            deterministic=deterministic, backend="xla" if decode else cfg.backend, scale=cfg.scale)
+        if self.is_mutable_collection("intermediates") and not decode:  # diagnostics only (coord check)
+            self.sow("intermediates", "logits_abs_mean", _logits_abs_mean(q, k, cfg))
         out_BxLxHxD = nn.with_logical_constraint(out_BxLxHxD, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_HEADS, None))
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
         out = dense((E,), (sh.HEADS, sh.HEAD_DIM, sh.EMBED), in_dims=2, init_std=out_std,

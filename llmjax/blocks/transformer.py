@@ -11,19 +11,23 @@ no static argument positions, and the call takes only arrays, by keyword, so add
 cannot shift anything. `run_layers` applies the stack unrolled (parameters `layer_0`,
 `layer_1`, ...) or scanned (`nn.scan`: one compiled layer, parameters stacked under `layers`
 with a leading `layers` axis). The two forms have different parameter trees, so `scan_layers`
-is part of the model config a checkpoint depends on.
+is part of the model config a checkpoint depends on. `parametrization="mup"` applies µP's
+init, attention-score and learning-rate scalings (llmjax.blocks.mup) to the stack.
 
 Shape key: B batch, L length, S source (encoder) length, E embed width.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from llmjax import sharding as sh
+from llmjax.blocks import mup
 from llmjax.blocks.attention import BACKENDS, Attention, AttentionConfig
 from llmjax.blocks.ffn import FFNS, FeedForward
 from llmjax.blocks.norms import NORMS, make_norm
@@ -55,6 +59,8 @@ class TransformerConfig:
     remat: str = "none"  # activation rematerialisation per layer: none | full | dots_saveable
     scan_layers: bool = False  # one scanned layer with stacked parameters (faster compiles)
     init_std: float = 0.02  # std of the normal initialiser
+    parametrization: str = "standard"  # standard | mup (Tensor Programs V; llmjax.blocks.mup)
+    base_width: int = 0  # mup: the d_model at which mup equals standard init and LR (0 = d_model)
     dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
 
     @property
@@ -65,23 +71,45 @@ class TransformerConfig:
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
 
+    @property
+    def width_multiplier(self) -> float:
+        """mup's m = d_model / base_width; 1 under the standard parametrization."""
+        if self.parametrization != "mup":
+            return 1.0
+        return mup.width_multiplier(self.d_model, self.base_width)
+
+    @property
+    def hidden_init_std(self) -> float:
+        """Init std of the attention and FFN matrices (init_std / sqrt(m) under mup)."""
+        return mup.hidden_init_std(self.init_std, self.width_multiplier)
+
     def attention(self) -> AttentionConfig:
+        scale = None  # 1 / sqrt(head_dim)
+        if self.parametrization == "mup":
+            scale = mup.attention_scale(self.head_dim, (self.base_width or self.d_model) // self.num_heads)
         return AttentionConfig(
             num_heads=self.num_heads, num_kv_heads=self.kv_heads, head_dim=self.head_dim,
             position=self.position, rope_base=self.rope_base, dropout=self.attention_dropout,
             use_bias=self.use_bias, backend=self.attention_backend, dtype=self.dtype,
-            init_std=self.init_std, num_layers=self.num_layers)
+            init_std=self.hidden_init_std, num_layers=self.num_layers, scale=scale)
+
+    def lr_multipliers(self) -> Callable[[tuple[str, ...]], float] | None:
+        """Parameter path -> Adam LR multiplier (llmjax.training.optim); None: all 1."""
+        if self.parametrization != "mup":
+            return None
+        return functools.partial(mup.lr_multiplier, m=self.width_multiplier)
 
     def validate(self) -> None:
         """One-line ConfigError for the first bad key; cheap, before any data or compile."""
         for key, choices in (("position", POSITIONS), ("ffn", FFNS), ("norm", NORMS),
                              ("norm_position", NORM_POSITIONS), ("attention_backend", BACKENDS),
-                             ("remat", REMATS)):
+                             ("remat", REMATS), ("parametrization", mup.PARAMETRIZATIONS)):
             check_choice(f"model.{key}", getattr(self, key), choices)
         for key in ("num_layers", "d_model", "num_heads", "mlp_dim"):
             check_positive(f"model.{key}", getattr(self, key))
         check_positive("model.num_kv_heads", self.num_kv_heads, allow_zero=True)
         check_positive("model.norm_epsilon", self.norm_epsilon, allow_zero=True)
+        check_positive("model.base_width", self.base_width, allow_zero=True)
         for key in ("dropout", "attention_dropout"):
             check_fraction(f"model.{key}", getattr(self, key))
         if self.d_model % self.num_heads:
@@ -92,6 +120,9 @@ class TransformerConfig:
                  f"must divide config.model.num_heads={self.num_heads} (grouped-query attention)")
         if self.position == "rope" and self.head_dim % 2:
             fail("model.d_model", self.d_model, "rope needs an even head dim (d_model / num_heads)")
+        if self.parametrization == "mup" and self.base_width % self.num_heads:
+            fail("model.base_width", self.base_width, f"must be divisible by config.model.num_heads="
+                 f"{self.num_heads} (mup's base head dim): change either")
 
     def validate_mesh(self, data: int, fsdp: int, tensor: int) -> None:
         if self.kv_heads % tensor or self.num_heads % tensor:
@@ -150,7 +181,7 @@ class TransformerLayer(nn.Module):
                 "cross_norm")
 
         ffn = FeedForward(mlp_dim=cfg.mlp_dim, kind=cfg.ffn, use_bias=cfg.use_bias, dropout=0.0,
-                          dtype=cfg.dtype, init_std=cfg.init_std, num_layers=cfg.num_layers,
+                          dtype=cfg.dtype, init_std=cfg.hidden_init_std, num_layers=cfg.num_layers,
                           name="ffn")
         x_BxLxE = sublayer(x_BxLxE, lambda h: ffn(h, deterministic=deterministic), "ffn_norm")
         return nn.with_logical_constraint(x_BxLxE, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_EMBED))

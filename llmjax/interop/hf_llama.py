@@ -130,6 +130,10 @@ def _check_exportable(cfg) -> None:
     """A ConfigError naming the first llmjax key Llama's format cannot express."""
     if getattr(cfg, "name", None) != "gpt":
         raise ConfigError(f"config.model.name={getattr(cfg, 'name', None)!r}: Llama export takes a gpt model")
+    if cfg.width_multiplier != 1.0:
+        raise ConfigError(f"config.model.parametrization='mup' at width multiplier {cfg.width_multiplier:g} "
+                          f"(d_model {cfg.d_model} / base_width {cfg.base_width}): Llama has no logit and "
+                          "attention-scale multipliers; export a standard model or one at its base width")
     for key, needed in (("position", "rope"), ("norm", "rmsnorm"), ("ffn", "swiglu"),
                         ("norm_position", "pre"), ("use_bias", False), ("num_labels", 0)):
         if getattr(cfg, key) != needed:

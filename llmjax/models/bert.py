@@ -28,7 +28,7 @@ from llmjax.blocks.embed import Embed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
 from llmjax.blocks.transformer import run_layers
-from llmjax.config import check_positive
+from llmjax.config import check_positive, fail
 from llmjax.models.registry import register
 from llmjax.models.token_model import TokenModelConfig
 
@@ -53,6 +53,9 @@ class BertConfig(TokenModelConfig):
     def validate(self) -> None:
         super().validate()
         check_positive("model.type_vocab_size", self.type_vocab_size)
+        if self.parametrization != "standard":
+            fail("model.parametrization", self.parametrization, "BERT's MLM transform, pooler and "
+                 "tied MLM head are not wired for mup: use standard, or model.name='gpt'")
 
     def summary(self) -> str:
         heads = (f"classifier over {self.num_labels} labels" if self.num_labels

@@ -24,7 +24,7 @@ from llmjax.blocks.embed import Embed, Unembed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
 from llmjax.blocks.transformer import run_layers
-from llmjax.config import RUNTIME, check_positive
+from llmjax.config import RUNTIME, check_positive, fail
 from llmjax.models.copy_head import CopyHead
 from llmjax.models.registry import register
 from llmjax.models.token_model import TokenModelConfig
@@ -47,6 +47,9 @@ class EncDecConfig(TokenModelConfig):
     def validate(self) -> None:
         super().validate()
         check_positive("model.num_decoder_layers", self.num_decoder_layers, allow_zero=True)
+        if self.parametrization != "standard":
+            fail("model.parametrization", self.parametrization, "the encoder-decoder's output head "
+                 "is not wired for mup: use standard, or model.name='gpt'")
 
     @property
     def decoder_layers(self) -> int:

@@ -20,6 +20,7 @@ from llmjax.blocks.embed import Embed, Unembed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
 from llmjax.blocks.transformer import run_layers
+from llmjax.config import fail
 from llmjax.models.registry import register
 from llmjax.models.token_model import TokenModelConfig
 
@@ -34,10 +35,27 @@ class GPTConfig(TokenModelConfig):
     inputs: ClassVar[tuple[str, ...]] = ("positions", "segment_ids")  # optional batch inputs it takes
     prompt_is_source: ClassVar[bool] = False  # a generation prompt is a prefix to continue
 
+    def validate(self) -> None:
+        super().validate()
+        if self.parametrization == "mup" and self.tie_embeddings:
+            fail("model.tie_embeddings", True, "mup needs an untied readout (zero-initialised, its "
+                 "logits scaled by 1/m, while the input table keeps its init): set it False")
+
     def summary(self) -> str:
         head = f", classifier over {self.num_labels} labels" if self.num_labels else ""
+        mup = (f", mup (width multiplier {self.width_multiplier:g})"
+               if self.parametrization == "mup" else "")
         return (f"vocab {self.vocab_size}, {self.position} positions, "
-                f"{self.attention_backend} attention{head}")
+                f"{self.attention_backend} attention{head}{mup}")
+
+    @property
+    def readout_init_std(self) -> float:
+        """Init std of the LM head and the classifier: 0 under mup (zero readout)."""
+        return 0.0 if self.parametrization == "mup" else self.init_std
+
+    def readout(self, logits: jnp.ndarray) -> jnp.ndarray:
+        """Output logits x 1/m under mup (Tensor Programs V's readout multiplier)."""
+        return logits / self.width_multiplier if self.parametrization == "mup" else logits
 
     def matmul_params(self) -> int:
         """Parameters that take part in matmuls: attention and FFN kernels and the output head
@@ -100,8 +118,8 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             logits_BxLxV = embed.attend(x_BxLxE)
         else:
-            logits_BxLxV = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype, name="head")(x_BxLxE)
-        logits_BxLxV = logits_BxLxV.astype(jnp.float32)
+            logits_BxLxV = Unembed(cfg.vocab_size, cfg.readout_init_std, cfg.dtype, name="head")(x_BxLxE)
+        logits_BxLxV = cfg.readout(logits_BxLxV.astype(jnp.float32))
         return nn.with_logical_constraint(logits_BxLxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
 
     def _classify(self, x_BxLxE: jnp.ndarray, segment_ids: jnp.ndarray | None) -> jnp.ndarray:
@@ -114,9 +132,10 @@ class GPT(nn.Module):
         else:  # the last non-padding position; a row of padding only reads position 0
             last_B = jnp.max(jnp.where(jnp.asarray(segment_ids) != 0, index_L[None], 0), axis=1)
         last_BxE = jnp.take_along_axis(x_BxLxE, last_B[:, None, None], axis=1)[:, 0]
-        logits_BxC = Projection((self.cfg.num_labels,), (sh.EMBED, sh.LABELS), init_std=self.cfg.init_std,
-                                dtype=self.cfg.dtype, name="classifier")(last_BxE)
-        return nn.with_logical_constraint(logits_BxC.astype(jnp.float32), (sh.BATCH, None))
+        logits_BxC = Projection((self.cfg.num_labels,), (sh.EMBED, sh.LABELS),
+                                init_std=self.cfg.readout_init_std, dtype=self.cfg.dtype,
+                                name="classifier")(last_BxE)
+        return nn.with_logical_constraint(self.cfg.readout(logits_BxC.astype(jnp.float32)), (sh.BATCH, None))
 
     # ---------------------------------------------------------- the generation protocol
 

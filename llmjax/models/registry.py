@@ -10,6 +10,7 @@ A family's config is a frozen dataclass whose fields (with defaults) are the key
   flops_per_token(seq_len)            training FLOPs per token (forward + backward)
   summary()                           one line for the run's log (vocabulary, positions, ...)
   tasks (ClassVar)                    the task names it can be trained on (checked on resolve)
+  lr_multipliers() (optional)         parameter path -> learning-rate multiplier (µP), or None
   inputs (ClassVar)                   the optional batch inputs its model takes as keywords, e.g.
                                       ("positions", "segment_ids"); a task passes only these
   num_labels (RUNTIME field)          > 0 turns the model into a sequence classifier (classify;
@@ -24,7 +25,7 @@ and its module the linen methods prefill / extend / score.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 
@@ -43,6 +44,12 @@ register, names, default_group, resolve = (FAMILIES.register, FAMILIES.names,
 def build(cfg: Any) -> nn.Module:
     """The model of cfg's family, built from cfg (a finalized family config)."""
     return FAMILIES.entry(cfg.name).target(cfg)
+
+
+def lr_multipliers(cfg: Any) -> Callable[[tuple[str, ...]], float] | None:
+    """The family's per-parameter learning-rate multipliers (None: every parameter gets the lr)."""
+    method = getattr(cfg, "lr_multipliers", None)
+    return method() if method is not None else None
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

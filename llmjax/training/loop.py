@@ -121,6 +121,8 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     resuming = os.path.isdir(ck_dir) and any(n.isdigit() for n in os.listdir(ck_dir))
     source = fork.check(cfg) if cfg.fork_from and not resuming else None  # a new fork: before any data
     init_from = cfg.init_from or warm_start.converted(workdir)
+    lr_multipliers = registry.lr_multipliers(cfg.model)
+    optim.check_lr_multipliers(cfg.optim, lr_multipliers)  # before any data work
     parent = init_from or cfg.fork_from  # whose tokenizer a new run adopts
     if parent and not resuming and jax.process_index() == 0:
         warm_start.adopt_tokenizer(parent, workdir, log)
@@ -136,7 +138,7 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
                                task.tokens_per_step())
         log(f"train.budget_flops={t.budget_flops:.3g} ({t.budget_rule} FLOPs): {t.num_steps} steps")
     horizon = t.num_steps
-    tx = optim.optimizer(cfg.optim, horizon)
+    tx = optim.optimizer(cfg.optim, horizon, lr_multipliers)
     init = init_fn(functools.partial(task.init_params, model), tx, t.seed)
     abstract, state_sh = abstract_state(init, mesh)
     ckpt = Checkpointer(ck_dir, cfg.checkpoint.keep, cfg.checkpoint.async_save, log=log)
@@ -161,7 +163,7 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
         log(f"train.num_steps={t.num_steps}, but this run's {cfg.optim.schedule} schedule was "
             f"built for {horizon} steps: it keeps that horizon (the lr stays at its final value "
             "past it); for a new decay, start a new --workdir")
-        tx = optim.optimizer(cfg.optim, horizon)  # the same state tree: the schedule is not in it
+        tx = optim.optimizer(cfg.optim, horizon, lr_multipliers)  # the same state tree: the schedule is not in it
     return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state, state_sh, t, start,
                   horizon, ckpt)
 

@@ -8,17 +8,25 @@ only when config.optim.decay_embeddings; nothing else (biases, including the 2-D
 ones, and norm scales and biases). A new kind of parameter is therefore not decayed until it is
 named here. Gradient clipping is by global norm and happens once per update, after gradient
 accumulation (the caller hands in the already-averaged gradient).
+
+Per-parameter learning rates (µP) come from the model config as a function from a parameter's
+path (its dict keys) to a multiplier; the update of each parameter, decay included, is scaled by
+it after the optimizer, so a parameter's decay follows its own learning rate. Only the
+normalised, Adam-type optimizers take them: µP for SGD scales other parameters.
 """
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from llmjax.config import OptimConfig
+from llmjax.config import ConfigError, OptimConfig
+
+LrMultipliers = Callable[[tuple[str, ...]], float]  # parameter path -> learning-rate multiplier
+ADAPTIVE = ("adamw", "lion", "adafactor")  # normalised updates: Adam's µP learning-rate scaling fits
 
 
 def schedule(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
@@ -78,8 +86,26 @@ def decay_mask(params: Any, decay_embeddings: bool = True) -> Any:
                                             params)
 
 
-def optimizer(cfg: OptimConfig, num_steps: int) -> optax.GradientTransformation:
-    """The full update rule: clip, then the named optimizer with decoupled, masked decay."""
+def check_lr_multipliers(cfg: OptimConfig, lr_multipliers: LrMultipliers | None) -> None:
+    """A one-line ConfigError when per-parameter learning rates meet an optimizer they do not fit."""
+    if lr_multipliers is not None and cfg.name not in ADAPTIVE:
+        raise ConfigError(f"config.optim.name={cfg.name!r}: model.parametrization='mup' scales learning "
+                          f"rates for Adam-type optimizers: use one of {', '.join(ADAPTIVE)}")
+
+
+def scale_by_multipliers(lr_multipliers: LrMultipliers) -> optax.GradientTransformation:
+    """Each update times its parameter's multiplier (static floats, read off the tree's paths)."""
+    def scale(path, u):
+        m = lr_multipliers(tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey)))
+        return u if m == 1.0 else u * m
+    return optax.stateless(lambda updates, _: jax.tree_util.tree_map_with_path(scale, updates))
+
+
+def optimizer(cfg: OptimConfig, num_steps: int,
+              lr_multipliers: LrMultipliers | None = None) -> optax.GradientTransformation:
+    """The full update rule: clip, then the named optimizer with decoupled, masked decay, then
+    the per-parameter learning-rate multipliers if any (model.parametrization='mup')."""
+    check_lr_multipliers(cfg, lr_multipliers)
     lr = schedule(cfg, num_steps)
     wd = cfg.weight_decay
     mask = functools.partial(decay_mask, decay_embeddings=cfg.decay_embeddings)
@@ -100,4 +126,6 @@ def optimizer(cfg: OptimConfig, num_steps: int) -> optax.GradientTransformation:
     # The clip is always a link of the chain (identity when off), so the optimizer state has the
     # same tree whatever grad_clip is, and a run may resume with another clip.
     clip = optax.clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip > 0 else optax.identity()
-    return optax.chain(clip, opt)
+    if lr_multipliers is None:
+        return optax.chain(clip, opt)
+    return optax.chain(clip, opt, scale_by_multipliers(lr_multipliers))

@@ -243,3 +243,16 @@ def test_layer_dropout_and_dtype():
     a = layer.apply({"params": p}, x)
     b = layer.apply({"params": p}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
     assert a.dtype == jnp.bfloat16 and not np.allclose(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+@pytest.mark.parametrize("backend", ["xla", "jax"])
+@pytest.mark.parametrize("K", [4, 2])
+def test_explicit_scale_is_the_score_multiplier(backend, K):
+    """scale=s computes softmax(s q.k) V: the same as the default 1/sqrt(D) on q * s sqrt(D)
+    (mup's 1/D scores ride on this)."""
+    q, k, v = qkv(K=K)
+    s = 1.0 / q.shape[-1]
+    got = dot_product_attention(q, k, v, causal=True, backend=backend, scale=s)
+    want = dot_product_attention(q * (s * np.sqrt(q.shape[-1])), k, v, causal=True, backend=backend)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+    assert not np.allclose(got, dot_product_attention(q, k, v, causal=True, backend=backend), atol=1e-3)

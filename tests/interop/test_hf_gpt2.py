@@ -158,3 +158,11 @@ def test_is_hf_dir_and_save_refuses_a_non_empty_path(gpt2, tmp_path):
     (tmp_path / "empty").mkdir()
     hf.save(str(tmp_path / "empty"), model, params, cfg)  # an empty directory is fine
     assert hf.is_hf_dir(str(tmp_path / "empty")) and sorted(os.listdir(tmp_path)) == ["empty", "keep.txt"]
+
+
+def test_a_mup_model_exports_only_at_its_base_width():
+    wide = GPTConfig(num_layers=1, d_model=64, num_heads=4, tie_embeddings=False, parametrization="mup", base_width=32)
+    with pytest.raises(ConfigError, match="parametrization='mup' at width multiplier 2 .*GPT-2 has no logit"):
+        hf_gpt2.config_to_hf(wide)
+    at_base = GPTConfig(num_layers=1, d_model=32, num_heads=4, tie_embeddings=False, parametrization="mup")
+    assert hf_gpt2.config_to_hf(at_base)["n_embd"] == 32  # m = 1: the same function as standard

@@ -133,3 +133,10 @@ def test_load_places_each_leaf_on_its_sharding(llama):
     del shardings["layer_1"]
     with pytest.raises(ValueError, match="shardings has no entry 'layer_1'"):
         hf.load(path, shardings=shardings)
+
+
+def test_a_wide_mup_model_is_not_exported():
+    cfg = GPTConfig(num_layers=1, d_model=64, num_heads=4, position="rope", norm="rmsnorm", ffn="swiglu",
+                    use_bias=False, tie_embeddings=False, parametrization="mup", base_width=16)
+    with pytest.raises(ConfigError, match="width multiplier 4 .*Llama has no logit"):
+        hf_llama.config_to_hf(cfg)
