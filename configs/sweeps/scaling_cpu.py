@@ -1,7 +1,7 @@
 """The CPU scaling study (experiments/README.md, "A scaling study on a CPU"): GPT on the
 embedded stdlib corpus (byte tokenizer, 128-token rows, batch 16), an isoFLOP design of 4
-compute budgets (2x apart) x 5 model sizes from 23k to 1.2M parameters, each budget's sizes
-shifted one rung up the ladder from the previous budget's, every run training for its budget (train.budget_flops, the task's
+compute budgets (2x apart) x 5 model sizes from 9k to 270k parameters, each budget's sizes
+around its best one, every run training for its budget (train.budget_flops, the task's
 exact FLOP count) with a cosine schedule over the steps the budget buys. The largest budget is
 held out: the fit on the other 15 runs predicts its 5 losses. About 25 minutes on a 2-core CPU.
 
@@ -12,14 +12,17 @@ beta2 = 0.99 at this small batch (Porian et al. 2024).
 """
 import ml_collections
 
-# (num_layers, d_model): parameters grow about 2x a rung; heads of 16 dimensions.
-LADDER = [(1, 32), (2, 32), (2, 48), (2, 64), (3, 80), (3, 112), (4, 128), (4, 160)]
-BUDGETS = [2.5e11, 5e11, 1e12, 2e12]  # FLOPs; budget k trains rungs k..k+4
+# (num_layers, d_model): parameters about 1.6-2x a rung apart; heads of 16 dimensions (or one).
+LADDER = [(1, 16), (1, 24), (1, 32), (2, 32), (2, 48), (2, 64), (3, 80)]
+# FLOPs -> the ladder's rungs it trains: five sizes around its best one, which moves up about one
+# rung per 4x compute (a first design moving one rung per 2x, from 27k parameters, put every
+# budget's best run at its smallest size: no isoFLOP minimum).
+BUDGETS = {2.5e11: range(0, 5), 5e11: range(0, 5), 1e12: range(1, 6), 2e12: range(2, 7)}
 
 
 def _point(layers: int, width: int, budget: float) -> dict:
     return {"model.num_layers": layers, "model.d_model": width, "model.mlp_dim": 4 * width,
-            "model.num_heads": width // 16, "optim.lr": round(3e-3 * (64 / width) ** 0.5, 6),
+            "model.num_heads": max(1, width // 16), "optim.lr": round(3e-3 * (64 / width) ** 0.5, 6),
             "train.budget_flops": budget}
 
 
@@ -35,6 +38,6 @@ def get_config():
         "optim": {"warmup_steps": 15, "b2": 0.99, "schedule": "cosine"},
         "checkpoint": {"every_steps": 1000},
     }
-    c.axes = [[_point(*LADDER[k + i], budget) for k, budget in enumerate(BUDGETS) for i in range(5)]]
+    c.axes = [[_point(*LADDER[i], budget) for budget, rungs in BUDGETS.items() for i in rungs]]
     c.analysis = {"params": "params", "compute": "flops", "holdout": "largest_compute"}
     return c

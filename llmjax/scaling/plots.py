@@ -46,6 +46,16 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 def _save(fig, directory: str, name: str) -> str:
+    """The figure as a PNG (atomically); log axes get plain numbers for loss and no minor labels."""
+    from matplotlib import ticker
+
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(ticker.NullFormatter())
+        if ax.get_yscale() == "log" and "loss" in ax.get_ylabel():
+            ax.yaxis.set_major_formatter(ticker.ScalarFormatter())
+            ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.1f"))
     path = os.path.join(directory, name)
     fig.tight_layout()
     fig.savefig(path + ".tmp.png", dpi=110)
