@@ -1,9 +1,10 @@
 """The CPU scaling study (experiments/README.md, "A scaling study on a CPU"): GPT on the
 embedded stdlib corpus (byte tokenizer, 128-token rows, batch 16), an isoFLOP design of 4
-compute budgets (2x apart) x 5 model sizes from 9k to 270k parameters, each budget's sizes
+compute budgets (2x apart) x 5 model sizes from 10k to 270k parameters, each budget's sizes
 around its best one, every run training for its budget (train.budget_flops, the task's
 exact FLOP count) with a cosine schedule over the steps the budget buys. The largest budget is
-held out: the fit on the other 15 runs predicts its 5 losses. About 25 minutes on a 2-core CPU.
+held out: the fit on the other 15 runs predicts its 5 losses. 15 minutes of runs on a 2-core
+CPU (measured: 916 s, one at a time, the machine shared).
 
 python -m llmjax.sweep --config=configs/sweeps/scaling_cpu.py
 
