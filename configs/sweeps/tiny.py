@@ -1,7 +1,9 @@
 """A tiny isoFLOP sweep of GPT on the embedded stdlib corpus (byte tokenizer, 64-token rows):
 3 model sizes x 3 compute budgets, each run training for its budget (train.budget_flops), to try
 the sweep machinery end to end: runs, results table, fits (Kaplan, Approaches 2 and 3, the
-largest budget held out and predicted) and plots. About 4 minutes on a 2-core CPU, 1 at a time.
+largest budget held out and predicted) and plots. 2 min 20 s on a 2-core CPU, 1 at a time
+(measured 2026-11-24). Its sizes are all past the optimum of these budgets (smaller wins at
+each), so Approach 2 is skipped with its reason; configs/sweeps/scaling_cpu.py brackets it.
 
 python -m llmjax.sweep --config=configs/sweeps/tiny.py [--parallel=2] [--list] [--commands]
 
