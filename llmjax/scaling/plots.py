@@ -7,8 +7,8 @@ runs' metrics and its fits (llmjax.scaling.analysis):
   residuals.png        Approach 3's relative residuals against compute, and the held-out
                        predictions with their intervals beside the measured losses
   families.png         with several model families (Transformer vs LSTM): loss against compute
-                       per family, and the per-position eval loss of each family's largest run
-                       (Kaplan et al. 2020, fig. 7)
+                       per family, and the per-position eval loss of each family's best run
+                       (lowest final loss; Kaplan et al. 2020, fig. 7)
 With several families the fits' plots go to plots/<family>/. A plot whose data the sweep
 lacks is not drawn. matplotlib is optional (`pip install
 matplotlib`, the "plots" extra) and imported here only.
@@ -180,17 +180,17 @@ def families(plt, rows: list[dict[str, Any]], pts: dict[str, Points], sweep_dir:
         left.scatter(p.C, p.loss, color=f"C{i}", label=family)
         front = analysis.frontier(p.C, p.loss)
         left.plot(p.C[front], p.loss[front], color=f"C{i}", alpha=0.6)
-        largest = p.names[int(np.argmax(p.N))]
-        path = os.path.join(sweep_dir, largest, "eval", "per_position_loss.json")
+        best = p.names[int(np.argmin(p.loss))]
+        path = os.path.join(sweep_dir, best, "eval", "per_position_loss.json")
         if os.path.exists(path):
             with open(path) as f:
                 loss = json.load(f)["per_position_loss"]
             xs = [j + 1 for j, v in enumerate(loss) if v is not None]
-            right.plot(xs, [v for v in loss if v is not None], color=f"C{i}", label=f"{family}: {largest}")
+            right.plot(xs, [v for v in loss if v is not None], color=f"C{i}", label=f"{family}: {best}")
     left.set(xscale="log", yscale="log", xlabel="C (training FLOPs)", ylabel="final eval loss",
              title="loss against compute, per family")
     right.set(xscale="log", xlabel="context position (tokens)", ylabel="eval loss",
-              title="per-position loss of each family's largest run")
+              title="per-position loss of each family's best run")
     left.legend(fontsize=8)
     if right.lines:
         right.legend(fontsize=8)
