@@ -8,8 +8,9 @@ CPU (measured: 916 s, one at a time, the machine shared).
 
 python -m llmjax.sweep --config=configs/sweeps/scaling_cpu.py
 
-Learning rate: 3e-3 * sqrt(64 / d_model), a width heuristic, not tuned per size; AdamW with
-beta2 = 0.99 at this small batch (Porian et al. 2024).
+Learning rate: tuned per point on a small grid, 0.5x, 1x and 2x a width heuristic
+3e-3 * sqrt(64 / d_model) (60 runs in all); the fits take each point's best run
+(analysis.tuned = optim.lr). AdamW with beta2 = 0.99 at this small batch (Porian et al. 2024).
 """
 import ml_collections
 
@@ -21,10 +22,13 @@ LADDER = [(1, 16), (1, 24), (1, 32), (2, 32), (2, 48), (2, 64), (3, 80)]
 BUDGETS = {2.5e11: range(0, 5), 5e11: range(0, 5), 1e12: range(1, 6), 2e12: range(2, 7)}
 
 
-def _point(layers: int, width: int, budget: float) -> dict:
+LR_FACTORS = (1.0, 0.5, 2.0)  # the learning-rate grid around the width heuristic, per point
+
+
+def _point(layers: int, width: int, budget: float, factor: float) -> dict:
     return {"model.num_layers": layers, "model.d_model": width, "model.mlp_dim": 4 * width,
-            "model.num_heads": max(1, width // 16), "optim.lr": round(3e-3 * (64 / width) ** 0.5, 6),
-            "train.budget_flops": budget}
+            "model.num_heads": max(1, width // 16),
+            "optim.lr": round(factor * 3e-3 * (64 / width) ** 0.5, 6), "train.budget_flops": budget}
 
 
 def get_config():
@@ -39,6 +43,7 @@ def get_config():
         "optim": {"warmup_steps": 15, "b2": 0.99, "schedule": "cosine"},
         "checkpoint": {"every_steps": 1000},
     }
-    c.axes = [[_point(*LADDER[i], budget) for budget, rungs in BUDGETS.items() for i in rungs]]
-    c.analysis = {"params": "params", "compute": "flops", "holdout": "largest_compute"}
+    c.axes = [[_point(*LADDER[i], budget, f) for budget, rungs in BUDGETS.items() for i in rungs
+               for f in LR_FACTORS]]
+    c.analysis = {"params": "params", "compute": "flops", "holdout": "largest_compute", "tuned": "optim.lr"}
     return c

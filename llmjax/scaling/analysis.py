@@ -10,7 +10,9 @@ What is fitted (each where the runs allow it; otherwise the reason is recorded, 
   heldout       the largest compute budget (or the largest model) left out, Approach 3 (or the
                 Kaplan law on that axis) fitted on the rest, and each held-out run's loss
                 predicted with an interval beside the measured loss
-Runs of several model families (a Transformer-vs-LSTM sweep) are fitted per family.
+Runs of several model families (a Transformer-vs-LSTM sweep) are fitted per family. A sweep that
+tunes a hyperparameter per point (analysis.tuned, e.g. "optim.lr") has only each point's best
+run fitted.
 
 The sweep config's `analysis` group chooses the columns (see AnalysisConfig).
 """
@@ -42,6 +44,7 @@ class AnalysisConfig:
     compute: str = "flops"  # C: flops (each run's own count, as logged) | 6ND
     loss: str = "final_eval_loss"  # the loss column: final_eval_loss | best_eval_loss
     holdout: str = "largest_compute"  # which runs the extrapolation test predicts
+    tuned: str = ""  # a config key tuned within the sweep (e.g. optim.lr): of runs alike but for it, the best is fitted
     num_bootstrap: int = 200  # bootstrap resamples per fit
     seed: int = 0  # of the bootstrap
 
@@ -57,6 +60,13 @@ class AnalysisConfig:
                              ("loss", ("final_eval_loss", "best_eval_loss")), ("holdout", HOLDOUTS)):
             if getattr(cfg, key) not in choices:
                 raise ConfigError(f"sweep analysis.{key}={getattr(cfg, key)!r}: must be one of {', '.join(choices)}")
+        if cfg.tuned:
+            from llmjax.scaling.sweep import expand
+
+            varied = {k for run in expand(sweep) for k in run.axis_values}
+            if cfg.tuned not in varied:
+                raise ConfigError(f"sweep analysis.tuned={cfg.tuned!r} is not a key the axes vary: name one of "
+                                  f"{', '.join(sorted(varied)) or '(none)'}")
         return cfg
 
 
@@ -80,12 +90,27 @@ def _usable(row: dict[str, Any], cfg: AnalysisConfig) -> bool:
                                                for v in values)
 
 
-def points(rows: list[dict[str, Any]], cfg: AnalysisConfig) -> dict[str, Points]:
-    """Family name -> its finished runs (model.name from each run's config)."""
-    by_family: dict[str, list[dict[str, Any]]] = {}
+def best_tuned(rows: list[dict[str, Any]], key: str, loss: str) -> list[dict[str, Any]]:
+    """Of the rows whose config values (the dotted columns) agree except `key`, the one with the
+    lowest loss: a hyperparameter tuned per model size and budget (Chinchilla tunes the learning
+    rate per size), so the fit sees each point at its best setting."""
+    best: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if _usable(row, cfg):
-            by_family.setdefault(str(row.get("model.name", "model")), []).append(row)
+        group = json.dumps(sorted((k, v) for k, v in row.items() if "." in k and k != key), default=str)
+        if group not in best or row[loss] < best[group][loss]:
+            best[group] = row
+    return list(best.values())
+
+
+def points(rows: list[dict[str, Any]], cfg: AnalysisConfig) -> dict[str, Points]:
+    """Family name -> its finished runs (model.name from each run's config); with cfg.tuned, only
+    the best run of each group that differs in that key alone."""
+    usable = [row for row in rows if _usable(row, cfg)]
+    if cfg.tuned:
+        usable = best_tuned(usable, cfg.tuned, cfg.loss)
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for row in usable:
+        by_family.setdefault(str(row.get("model.name", "model")), []).append(row)
     out = {}
     for family, rs in by_family.items():
         N = np.array([r[cfg.params] for r in rs], np.float64)
@@ -196,6 +221,7 @@ def fit_family(p: Points, cfg: AnalysisConfig) -> dict[str, Any]:
     front = frontier(p.C, p.loss)
     return {
         "runs": len(p.names),
+        "fitted": p.names,
         "kaplan_n": _attempt(lambda: _power_law(*best_per(p.N, p.loss), cfg)),
         "kaplan_d": _attempt(lambda: _power_law(*best_per(p.D, p.loss), cfg)),
         "kaplan_c": _attempt(lambda: _power_law(p.C[front], p.loss[front], cfg,

@@ -112,3 +112,25 @@ def test_without_matplotlib_plots_say_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         plots.write_all([], {"families": {}}, AnalysisConfig(), str(tmp_path))
+
+
+def test_a_tuned_key_fits_each_point_at_its_best_value():
+    rows = _isoflop_rows(budgets=(1e18, 1e19), sizes=3)
+    for r in rows:
+        r["optim.lr"], r["model.d_model"] = 1e-3, int(r["params"])
+    worse = [{**r, "name": r["name"] + ",lr=3e-3", "optim.lr": 3e-3, "final_eval_loss": r["final_eval_loss"] + 0.5}
+             for r in rows]
+    better = {**rows[0], "name": rows[0]["name"] + ",lr=1e-2", "optim.lr": 1e-2, "final_eval_loss": 1.0}
+    mixed = rows + worse + [better]
+    plain = analysis.points(mixed, AnalysisConfig())["gpt"]
+    tuned = analysis.points(mixed, AnalysisConfig(tuned="optim.lr"))["gpt"]
+    assert len(plain.names) == 13 and len(tuned.names) == 6
+    assert better["name"] in tuned.names and rows[0]["name"] not in tuned.names
+    assert not any(n.endswith(",lr=3e-3") for n in tuned.names)
+
+
+def test_a_tuned_key_the_axes_do_not_vary_is_refused():
+    sweep = ml_collections.ConfigDict({"base": "configs/gpt_small.py", "axes": [{"model.d_model": [32, 64]}],
+                                       "analysis": {"tuned": "optim.lr"}})
+    with pytest.raises(ConfigError, match="analysis.tuned='optim.lr' is not a key the axes vary: name one of model.d_model"):
+        AnalysisConfig.from_sweep(sweep)
