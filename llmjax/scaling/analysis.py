@@ -104,8 +104,10 @@ def best_tuned(rows: list[dict[str, Any]], key: str, loss: str) -> list[dict[str
 
 def points(rows: list[dict[str, Any]], cfg: AnalysisConfig) -> dict[str, Points]:
     """Family name -> its finished runs (model.name from each run's config); with cfg.tuned, only
-    the best run of each group that differs in that key alone."""
-    usable = [row for row in rows if _usable(row, cfg)]
+    the best run of each group that differs in that key alone. The constant-LR parents of
+    cooldown forks are left out: their forks, cooled down, are the sweep's points."""
+    parents = {row.get("fork_of") for row in rows} - {None, ""}
+    usable = [row for row in rows if _usable(row, cfg) and row["name"] not in parents]
     if cfg.tuned:
         usable = best_tuned(usable, cfg.tuned, cfg.loss)
     by_family: dict[str, list[dict[str, Any]]] = {}

@@ -134,3 +134,10 @@ def test_a_tuned_key_the_axes_do_not_vary_is_refused():
                                        "analysis": {"tuned": "optim.lr"}})
     with pytest.raises(ConfigError, match="analysis.tuned='optim.lr' is not a key the axes vary: name one of model.d_model"):
         AnalysisConfig.from_sweep(sweep)
+
+
+def test_the_constant_lr_parents_of_cooldown_forks_are_not_fitted():
+    rows = _isoflop_rows(budgets=(1e18,), sizes=3)
+    forks = [{**r, "name": r["name"] + ",fork=100", "fork_of": r["name"], "fork_step": 80} for r in rows[:2]]
+    names = analysis.points(rows + forks, AnalysisConfig())["gpt"].names
+    assert sorted(names) == sorted([f["name"] for f in forks] + [rows[2]["name"]])
