@@ -94,9 +94,10 @@ def best_tuned(rows: list[dict[str, Any]], key: str, loss: str) -> list[dict[str
     """Of the rows whose config values (the dotted columns) agree except `key`, the one with the
     lowest loss: a hyperparameter tuned per model size and budget (Chinchilla tunes the learning
     rate per size), so the fit sees each point at its best setting."""
+    shared = set.intersection(*({k for k in row if "." in k} for row in rows)) - {key} if rows else set()
     best: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        group = json.dumps(sorted((k, v) for k, v in row.items() if "." in k and k != key), default=str)
+    for row in rows:  # keys some rows lack (a config key added since a run) do not split groups
+        group = json.dumps(sorted((k, row[k]) for k in shared), default=str)
         if group not in best or row[loss] < best[group][loss]:
             best[group] = row
     return list(best.values())

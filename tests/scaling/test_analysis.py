@@ -120,7 +120,8 @@ def test_a_tuned_key_fits_each_point_at_its_best_value():
         r["optim.lr"], r["model.d_model"] = 1e-3, int(r["params"])
     worse = [{**r, "name": r["name"] + ",lr=3e-3", "optim.lr": 3e-3, "final_eval_loss": r["final_eval_loss"] + 0.5}
              for r in rows]
-    better = {**rows[0], "name": rows[0]["name"] + ",lr=1e-2", "optim.lr": 1e-2, "final_eval_loss": 1.0}
+    better = {**rows[0], "name": rows[0]["name"] + ",lr=1e-2", "optim.lr": 1e-2, "final_eval_loss": 1.0,
+              "model.parametrization": "standard"}  # a run made after a config key was added
     mixed = rows + worse + [better]
     plain = analysis.points(mixed, AnalysisConfig())["gpt"]
     tuned = analysis.points(mixed, AnalysisConfig(tuned="optim.lr"))["gpt"]
