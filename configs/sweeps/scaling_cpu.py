@@ -3,14 +3,14 @@ embedded stdlib corpus (byte tokenizer, 128-token rows, batch 16), an isoFLOP de
 compute budgets (2x apart) x 5 model sizes from 10k to 270k parameters, each budget's sizes
 around its best one, every run training for its budget (train.budget_flops, the task's
 exact FLOP count) with a cosine schedule over the steps the budget buys. The largest budget is
-held out: the fit on the other 15 runs predicts its 5 losses. 15 minutes of runs on a 2-core
-CPU (measured: 916 s, one at a time, the machine shared).
+held out: the fit on the other 15 points predicts its 5 losses. 80 runs (20 points x 4
+learning rates): 43 minutes of runs on a 2-core CPU (measured: 2,608 s, one at a time, the
+machine shared), about 11 minutes per learning rate.
 
 python -m llmjax.sweep --config=configs/sweeps/scaling_cpu.py
 
-Learning rate: tuned per point on a small grid, 0.5x, 1x and 2x a width heuristic
-3e-3 * sqrt(64 / d_model) (60 runs in all); the fits take each point's best run
-(analysis.tuned = optim.lr). AdamW with beta2 = 0.99 at this small batch (Porian et al. 2024).
+Learning rate: tuned per point on a small grid, 0.5x, 1x, 2x and 4x a width heuristic
+3e-3 * sqrt(64 / d_model); the fits take each point's best run (analysis.tuned = optim.lr). AdamW with beta2 = 0.99 at this small batch (Porian et al. 2024).
 """
 import ml_collections
 
@@ -22,7 +22,7 @@ LADDER = [(1, 16), (1, 24), (1, 32), (2, 32), (2, 48), (2, 64), (3, 80)]
 BUDGETS = {2.5e11: range(0, 5), 5e11: range(0, 5), 1e12: range(1, 6), 2e12: range(2, 7)}
 
 
-LR_FACTORS = (1.0, 0.5, 2.0)  # the learning-rate grid around the width heuristic, per point
+LR_FACTORS = (1.0, 0.5, 2.0, 4.0)  # the learning-rate grid around the width heuristic, per point
 
 
 def _point(layers: int, width: int, budget: float, factor: float) -> dict:
