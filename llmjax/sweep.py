@@ -46,8 +46,10 @@ def _parse(argv: list[str]) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
         sweep = _CONFIG.value
-    except (KeyError, AttributeError) as e:  # an override of a key the sweep config lacks
-        _die(f"a --config.* override names a key the sweep config lacks ({e}): see its file for the keys")
+    except (KeyError, AttributeError) as e:
+        if any(a.startswith("--config.") for a in argv):  # an override of a key the sweep config lacks
+            _die(f"a --config.* override names a key the sweep config lacks ({e}): see its file for the keys")
+        _die(f"the sweep config file failed to load ({type(e).__name__}: {e}): fix its get_config()")
     except (flags.Error, OSError, SyntaxError, ImportError) as e:
         lines = [l.strip() for l in str(e).splitlines() if l.strip()]
         _die(f"{lines[-1] if lines else type(e).__name__} (see --helpfull)")

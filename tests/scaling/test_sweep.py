@@ -98,6 +98,13 @@ def test_list_and_commands_print_every_run_of_the_tiny_sweep(tmp_path):
     assert len(p.stdout.splitlines()) == 1 and "--config.model.d_model=64" in p.stdout
 
 
+def test_a_broken_sweep_file_is_not_blamed_on_an_override(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict().nope\n")
+    p = _cli(f"--config={broken}", "--list")
+    assert p.returncode == 2 and "the sweep config file failed to load (AttributeError" in p.stderr, p.stderr
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--config=configs/sweeps/tiny.py", "--only=nope"], "--only: no run named 'nope'"),
     (["--config=configs/sweeps/tiny.py", "--parallel=0"], "--parallel=0"),
