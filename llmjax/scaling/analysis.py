@@ -141,12 +141,11 @@ def frontier(C: np.ndarray, loss: np.ndarray) -> np.ndarray:
 
 
 def budgets(C: np.ndarray) -> np.ndarray:
-    """A budget index per run: runs sorted by C, a new budget where neighbours differ by more
-    than BUDGET_DECADES."""
-    order = np.argsort(C, kind="stable")
-    cuts = np.concatenate([[0], np.cumsum(np.diff(np.log10(C[order])) > BUDGET_DECADES)])
+    """A budget index per run, the groups Approach 2 fits (fit.budget_groups: runs sorted by C, a
+    new budget where neighbours differ by more than BUDGET_DECADES)."""
     out = np.empty(len(C), dtype=int)
-    out[order] = cuts
+    for b, idx in enumerate(fit.budget_groups(np.log(C), BUDGET_DECADES)):
+        out[idx] = b
     return out
 
 

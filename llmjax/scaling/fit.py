@@ -147,7 +147,7 @@ def fit_power_law(x: np.ndarray, loss: np.ndarray, *, irreducible: bool = False,
 # ---------------------------------------------------------------- Approach 2: isoFLOP parabolas
 
 
-def _budgets(log_c_R: np.ndarray, log10_tolerance: float) -> list[np.ndarray]:
+def budget_groups(log_c_R: np.ndarray, log10_tolerance: float) -> list[np.ndarray]:
     """Run indices per budget: runs sorted by C, a new budget where neighbours differ by more
     than log10_tolerance decades."""
     order = np.argsort(log_c_R, kind="stable")
@@ -199,7 +199,7 @@ def fit_isoflop(N: np.ndarray, D: np.ndarray, loss: np.ndarray, C: np.ndarray | 
     N, D, loss = runs(6, N=N, D=D, loss=loss)
     (C,) = runs(len(N), C=6.0 * N * D if C is None else C)
     log_n, log_c = np.log(N), np.log(C)
-    groups = _budgets(log_c, log10_tolerance)
+    groups = budget_groups(log_c, log10_tolerance)
     log_c_B = np.array([log_c[g].mean() for g in groups])
     if len(groups) < 2:
         raise ValueError(f"all runs fall in one compute budget (C~{np.exp(log_c_B[0]):.3g}): "

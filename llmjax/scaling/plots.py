@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from llmjax.scaling import analysis
+from llmjax.scaling import analysis, fit
 from llmjax.scaling.analysis import AnalysisConfig, Points
+from llmjax.scaling.results import read_jsonl
 
 PLOTS_DIR = "plots"
 
@@ -36,13 +37,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _read_jsonl(path: str) -> list[dict[str, Any]]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _save(fig, directory: str, name: str) -> str:
@@ -73,7 +67,7 @@ def loss_vs_tokens(plt, rows: list[dict[str, Any]], cfg: AnalysisConfig, sweep_d
     runs = [r for r in rows if r.get("step") and r.get("tokens") and r.get(cfg.params)]
     if not runs:
         return None
-    curves = {r["name"]: [m for m in _read_jsonl(os.path.join(sweep_dir, r["name"], "metrics.jsonl"))
+    curves = {r["name"]: [m for m in read_jsonl(os.path.join(sweep_dir, r["name"], "metrics.jsonl"))
                           if m.get("split") == "eval" and "loss" in m] for r in runs}
     runs = [r for r in runs if curves[r["name"]]]
     if not runs:
@@ -136,11 +130,8 @@ def frontier(plt, p: Points, fits: dict[str, Any], out: str) -> str | None:
                    label=f"Approach 2: N* ~ C^{a2['a']['value']:.2f}")
         drawn = True
     if "E" in a3:
-        a_opt = a3["a_opt"]["value"]
-        a, b, _, alpha, beta = a3["params"]
-        log_g = (np.log(alpha) + a - np.log(beta) - b) / (alpha + beta)
-        right.plot(grid, np.exp(log_g + a_opt * np.log(grid / 6.0)), color="C2",
-                   label=f"Approach 3: N* ~ C^{a_opt:.2f}")
+        n_opt = np.exp(fit.ChinchillaFit._log_n_opt(np.array([a3["params"]]), np.log(grid))[0])
+        right.plot(grid, n_opt, color="C2", label=f"Approach 3: N* ~ C^{a3['a_opt']['value']:.2f}")
         drawn = True
     if not drawn and "alpha" not in kc:
         plt.close(fig)

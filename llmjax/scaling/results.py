@@ -40,7 +40,7 @@ def _read_json(path: str) -> Any:
         return json.load(f)
 
 
-def _read_jsonl(path: str) -> list[dict[str, Any]]:
+def read_jsonl(path: str) -> list[dict[str, Any]]:
     if not os.path.exists(path):
         return []
     with open(path) as f:
@@ -100,7 +100,7 @@ def row(run: Run, sweep_dir: str) -> dict[str, Any]:
     config = _read_json(os.path.join(workdir, "config.json"))
     model = _read_json(os.path.join(workdir, "model.json"))
     results = _read_json(os.path.join(workdir, "results.json")) or {}
-    metrics = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    metrics = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
     if config is None or model is None:
         return out
     acc = accounting(config, model)
