@@ -32,6 +32,8 @@ _TOP_P = flags.DEFINE_float("top_p", 1.0, "Sample within this probability mass (
 _BEAM_SIZE = flags.DEFINE_integer("beam_size", 4, "Beams (--method=beam).", flag_values=FLAGS)
 _ALPHA = flags.DEFINE_float("alpha", 0.6, "Beam length penalty exponent: ((5 + len) / 6) ** alpha.",
                             flag_values=FLAGS)
+_LENGTH_REWARD = flags.DEFINE_float("length_reward", 0.0, "Beam score bonus per new token (Murray & Chiang "
+                                    "2018's word reward: lengthens short output; 0: off).", flag_values=FLAGS)
 _NO_REPEAT = flags.DEFINE_integer("no_repeat_ngram", 0, "Beam search never repeats an n-gram of this many "
                                   "new tokens (0: off).", flag_values=FLAGS)
 _NUM_RETURN = flags.DEFINE_integer("num_return", 1, "Best hypotheses printed per prompt (--method=beam).",
@@ -74,6 +76,7 @@ def check_flags() -> None:
         (_NUM_RETURN.value < 1, f"--num_return={_NUM_RETURN.value}: must be at least 1"),
         (_NO_REPEAT.value < 0, f"--no_repeat_ngram={_NO_REPEAT.value}: must be >= 0 (0 is off)"),
         (not beam and _NO_REPEAT.value > 0, "--no_repeat_ngram is a beam search option: add --method=beam"),
+        (not beam and _LENGTH_REWARD.value != 0, "--length_reward is a beam search option: add --method=beam"),
         (not beam and _NUM_RETURN.value > 1, "--num_return > 1 is beam search's n-best: add --method=beam"),
         (beam and _NUM_RETURN.value > _BEAM_SIZE.value,
          f"--num_return={_NUM_RETURN.value} > --beam_size={_BEAM_SIZE.value}: beam search keeps "
@@ -168,7 +171,8 @@ def continue_prompts(run: Run, ids: list[list[int]]) -> list[list[tuple[str, flo
     if _METHOD.value == "beam":
         tokens, scores = beam_search(run.model, run.params, ids, beam_size=_BEAM_SIZE.value,
                                      max_new_tokens=_MAX_NEW.value, eos_id=tok.eos_id, alpha=_ALPHA.value,
-                                     num_return=_NUM_RETURN.value, no_repeat_ngram=_NO_REPEAT.value)
+                                     num_return=_NUM_RETURN.value, no_repeat_ngram=_NO_REPEAT.value,
+                                     length_reward=_LENGTH_REWARD.value)
         return [[(_text(tok, t), s) for t, s in zip(row_t, row_s)]
                 for row_t, row_s in zip(tokens.tolist(), scores.tolist())]
     tokens = generate(run.model, run.params, ids, max_new_tokens=_MAX_NEW.value,

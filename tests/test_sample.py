@@ -191,6 +191,7 @@ def _copy(workdir, tmp_path, without):
     (["--prompt=x", "--method=beam", "--beam_size=4", "--num_return=5"], "--num_return=5 > --beam_size=4"),
     (["--prompt=x", "--num_return=2"], "add --method=beam"),
     (["--prompt=x", "--no_repeat_ngram=3"], "--no_repeat_ngram is a beam search option"),
+    (["--prompt=x", "--length_reward=0.5"], "--length_reward is a beam search option"),
     (["--prompt=x", "--method=beam", "--use_cache=false"], "--use_cache=false"),
     ([], "no prompt"),
     (["--prompt=x", "--interactive"], "drop --prompt"),

@@ -4,7 +4,10 @@ penalty, early exit once no alive beam can win.
 
 Scoring. A hypothesis is the new tokens only (the prompt is not counted). Its length L is the
 number of new tokens including the EOS that ends it, and its score is
-    log p(tokens | prompt) / ((5 + L) / 6) ** alpha        (alpha 0: the plain log-probability).
+    log p(tokens | prompt) / ((5 + L) / 6) ** alpha + length_reward * L
+(alpha 0 and length_reward 0: the plain log-probability). The reward is the remedy for short
+output that Murray & Chiang 2018 tune on a dev set (a per-token bonus; the penalty's division
+cannot lengthen an output whose every continuation is unlikely).
 A hypothesis finishes when it emits eos_id, and only if that EOS candidate ranks among the
 step's top beam_size candidates (Hugging Face's rule: it would have been in the beam), so
 beam_size 1 with alpha 0 is greedy decoding. Finished hypotheses are padded with eos_id. One
@@ -38,6 +41,13 @@ from llmjax.generation.decode import extend, init_cache, left_pad, prefill, prom
 def length_penalty(length: jnp.ndarray | int, alpha: float) -> jnp.ndarray:
     """GNMT's ((5 + length) / 6) ** alpha (Wu et al. 2016), the divisor of a log-probability."""
     return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** alpha
+
+
+def hypothesis_score(logp: jnp.ndarray, length: jnp.ndarray | int, alpha: float,
+                     length_reward: float = 0.0) -> jnp.ndarray:
+    """A hypothesis's score: its log-probability over the length penalty, plus length_reward per
+    token (Murray & Chiang 2018's word reward, Marian's --word-penalty with the sign flipped)."""
+    return logp / length_penalty(length, alpha) + length_reward * jnp.asarray(length, jnp.float32)
 
 
 def cache_batch_axes(model: nn.Module, prompt_len: int, max_new_tokens: int) -> list[int | None]:
@@ -75,7 +85,7 @@ class _Beams(NamedTuple):
 def beam_search(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]] | np.ndarray | jax.Array,
                 *, beam_size: int, max_new_tokens: int, eos_id: int, alpha: float = 0.6,
                 num_return: int = 1, lengths: Sequence[int] | None = None,
-                no_repeat_ngram: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                no_repeat_ngram: int = 0, length_reward: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The num_return best continuations of each prompt: (tokens int32 (B, num_return,
     max_new_tokens), scores float32 (B, num_return)), best first; scoring as in the module
     docstring. prompts and lengths as for decode.generate. A prompt with fewer than num_return
@@ -91,28 +101,30 @@ def beam_search(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]] 
     tokens, scores = _beam_jit(model, nn.unbox(params), np.repeat(tokens_BxP, beam_size, axis=0),
                                np.repeat(mask_BxP, beam_size, axis=0), beam_size=beam_size,
                                max_new_tokens=max_new_tokens, eos_id=int(eos_id), alpha=float(alpha),
-                               num_return=num_return, no_repeat_ngram=int(no_repeat_ngram))
+                               num_return=num_return, no_repeat_ngram=int(no_repeat_ngram),
+                               length_reward=float(length_reward))
     return np.asarray(tokens), np.asarray(scores)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "beam_size", "max_new_tokens", "eos_id", "alpha",
-                                             "num_return", "no_repeat_ngram"))
+                                             "num_return", "no_repeat_ngram", "length_reward"))
 def _beam_jit(model, params, tokens_BKxP, mask_BKxP, *, beam_size, max_new_tokens, eos_id, alpha,
-              num_return, no_repeat_ngram):
+              num_return, no_repeat_ngram, length_reward):
     K, N = beam_size, max_new_tokens
     BK, P = tokens_BKxP.shape
     B = BK // K
     axes = cache_batch_axes(model, P, N)
     cache = init_cache(model, (BK, P), N)
     logits_BKxV, cache = prefill(model, params, cache, tokens_BKxP, mask_BKxP, N)
-    step = functools.partial(_step, axes=axes, eos_id=eos_id, alpha=alpha, no_repeat_ngram=no_repeat_ngram)
+    step = functools.partial(_step, axes=axes, eos_id=eos_id, alpha=alpha, no_repeat_ngram=no_repeat_ngram,
+                             length_reward=length_reward)
     no_seq_BxKxN = jnp.full((B, K, N), eos_id, jnp.int32)
     only_first_BxK = jnp.where(jnp.arange(K) == 0, 0.0, -jnp.inf)[None].repeat(B, 0)  # no duplicates
     beams = step(_Beams(jnp.int32(0), no_seq_BxKxN, only_first_BxK, no_seq_BxKxN,
                         jnp.full((B, K), -jnp.inf), cache), logits_BKxV)
 
     def cond(beams):
-        return (beams.i < N) & ~_settled(beams, N, alpha)
+        return (beams.i < N) & ~_settled(beams, N, alpha, length_reward)
 
     def body(beams):
         last_BK = lax.dynamic_index_in_dim(beams.alive_seq_BxKxN, beams.i - 1, axis=2,
@@ -122,7 +134,8 @@ def _beam_jit(model, params, tokens_BKxP, mask_BKxP, *, beam_size, max_new_token
 
     beams = lax.while_loop(cond, body, beams)
     # Alive beams that ran to max_new_tokens compete as hypotheses of that length.
-    truncated_BxK = jnp.where(beams.i == N, beams.alive_logp_BxK / length_penalty(N, alpha), -jnp.inf)
+    truncated_BxK = jnp.where(beams.i == N, hypothesis_score(beams.alive_logp_BxK, N, alpha, length_reward),
+                              -jnp.inf)
     score_Bx2K = jnp.concatenate([beams.finished_score_BxK, truncated_BxK], axis=1)
     seq_Bx2KxN = jnp.concatenate([beams.finished_seq_BxKxN, beams.alive_seq_BxKxN], axis=1)
     best_BxR, pick_BxR = lax.top_k(score_Bx2K, num_return)  # ties: finished first
@@ -147,7 +160,7 @@ def repeated_ngram_mask(seq_BxKxN: jnp.ndarray, i: jnp.ndarray, n: int, vocab: i
 
 
 def _step(beams: _Beams, logits_BKxV: jnp.ndarray, *, axes, eos_id: int, alpha: float,
-          no_repeat_ngram: int = 0) -> _Beams:
+          no_repeat_ngram: int = 0, length_reward: float = 0.0) -> _Beams:
     """Choose new token i: every alive beam times every token, the top 2K kept (at most K end in
     EOS, so K alive survive); EOS candidates in the top K join the finished set."""
     B, K, N = beams.alive_seq_BxKxN.shape
@@ -165,7 +178,7 @@ def _step(beams: _Beams, logits_BKxV: jnp.ndarray, *, axes, eos_id: int, alpha: 
 
     in_beam_2K = jnp.arange(top_Bx2K.shape[1]) < K
     new_score_Bx2K = jnp.where(is_eos_Bx2K & in_beam_2K,
-                               top_logp_Bx2K / length_penalty(beams.i + 1, alpha), -jnp.inf)
+                               hypothesis_score(top_logp_Bx2K, beams.i + 1, alpha, length_reward), -jnp.inf)
     finished_score_BxK, keep_BxK = lax.top_k(
         jnp.concatenate([beams.finished_score_BxK, new_score_Bx2K], axis=1), K)  # ties: older first
     finished_seq_BxKxN = jnp.take_along_axis(
@@ -179,9 +192,11 @@ def _step(beams: _Beams, logits_BKxV: jnp.ndarray, *, axes, eos_id: int, alpha: 
                   reorder_cache(beams.cache, axes, rows_BK))
 
 
-def _settled(beams: _Beams, max_new_tokens: int, alpha: float) -> jnp.ndarray:
+def _settled(beams: _Beams, max_new_tokens: int, alpha: float, length_reward: float = 0.0) -> jnp.ndarray:
     """True when, for every prompt, all K finished slots are filled and the worst of them beats
-    the best final score any alive beam can still reach (T5X's termination test)."""
+    the best final score any alive beam can still reach (T5X's termination test; a length reward
+    adds its most, at max_new_tokens)."""
     largest_penalty = jnp.maximum(length_penalty(beams.i + 1, alpha), length_penalty(max_new_tokens, alpha))
-    reachable_B = jnp.max(beams.alive_logp_BxK, axis=1) / largest_penalty
+    reachable_B = (jnp.max(beams.alive_logp_BxK, axis=1) / largest_penalty
+                   + max(length_reward, 0.0) * max_new_tokens)
     return jnp.all(jnp.min(beams.finished_score_BxK, axis=1) > reachable_B)

@@ -53,6 +53,7 @@ class Seq2SeqTaskConfig:
     decode_examples: int = 200  # eval sources decoded at each eval for BLEU/ROUGE (0 = none)
     beam_size: int = 4  # beam width of those decodes (1 = greedy)
     alpha: float = 0.6  # length penalty ((5 + len) / 6) ** alpha of beam search
+    length_reward: float = 0.0  # beam score bonus per token (Murray & Chiang 2018; set on a dev split: experiments/encdec_dev_decoding.py)
     show_examples: int = 3  # decoded examples printed beside their references at the end
     split_identifiers: bool = False  # snake_case names in sources as words joined by " _ " (pairs.split_identifiers)
     decoder_input_dropout: float = 0.0  # teacher-forced decoder inputs replaced by [UNK] in training (word dropout)
@@ -189,7 +190,7 @@ class Seq2SeqTask(Task):
             if cfg.beam_size > 1:
                 ids = beam_search(model, params, chunk, beam_size=cfg.beam_size, alpha=cfg.alpha,
                                   max_new_tokens=cfg.target_len, eos_id=tok.eos_id,
-                                  no_repeat_ngram=cfg.no_repeat_ngram)[0][:, 0]
+                                  no_repeat_ngram=cfg.no_repeat_ngram, length_reward=cfg.length_reward)[0][:, 0]
             else:
                 ids = generate(model, params, chunk, max_new_tokens=cfg.target_len, rng=jax.random.key(0),
                                temperature=0.0, eos_id=tok.eos_id)

@@ -33,9 +33,9 @@ def _logits(model, params, prompt_HxP, continuations_HxN):
                        method="score")
 
 
-def _score(model, params, prompt, continuations_HxN, eos, alpha):
-    """Each continuation's length-penalised log-probability from the model's uncached `score`:
-    its length runs to its first eos (included), else it is all N tokens."""
+def _score(model, params, prompt, continuations_HxN, eos, alpha, reward=0.0):
+    """Each continuation's length-penalised log-probability (plus reward per token) from the
+    model's uncached `score`: its length runs to its first eos (included), else it is all N tokens."""
     H, N = continuations_HxN.shape
     prompt_HxP = np.repeat(np.asarray([prompt], np.int32), H, 0)
     logits = _logits(model, params, prompt_HxP, continuations_HxN)
@@ -44,10 +44,10 @@ def _score(model, params, prompt, continuations_HxN, eos, alpha):
     is_eos = continuations_HxN == eos
     length_H = np.where(is_eos.any(1), is_eos.argmax(1) + 1, N)
     total_H = np.where(np.arange(N)[None] < length_H[:, None], logp_HxN, 0.0).sum(1)
-    return total_H / ((5.0 + length_H) / 6.0) ** alpha
+    return total_H / ((5.0 + length_H) / 6.0) ** alpha + reward * length_H
 
 
-def _exhaustive(model, params, prompt, n, eos, alpha, vocab):
+def _exhaustive(model, params, prompt, n, eos, alpha, vocab, reward=0.0):
     """Every hypothesis (L-1 non-EOS tokens then EOS, eos-padded, for L = 1..n; n non-EOS
     tokens), scored, best first."""
     words = [t for t in range(vocab) if t != eos]
@@ -55,21 +55,21 @@ def _exhaustive(model, params, prompt, n, eos, alpha, vocab):
             for body in itertools.product(words, repeat=length - 1)]
     hyps += [list(body) for body in itertools.product(words, repeat=n)]
     hyps_HxN = np.asarray(hyps, np.int32)
-    score_H = _score(model, params, prompt, hyps_HxN, eos, alpha)
+    score_H = _score(model, params, prompt, hyps_HxN, eos, alpha, reward)
     order = np.argsort(-score_H, kind="stable")
     return hyps_HxN[order], score_H[order]
 
 
-@pytest.mark.parametrize("alpha", [0.6, pytest.param(0.0, marks=pytest.mark.slow)])
-def test_wide_beam_equals_exhaustive_search(alpha):
+@pytest.mark.parametrize("alpha,reward", [(0.6, 0.0), (0.6, 0.7), pytest.param(0.0, 0.0, marks=pytest.mark.slow)])
+def test_wide_beam_equals_exhaustive_search(alpha, reward):
     """V=8, 3 new tokens: 57 EOS-ended + 343 truncated hypotheses; a beam of 400 keeps them all."""
     model, params = _model(TINY)
     prompts, eos = [[5, 1, 2], [6]], 6
     tokens, scores = beam_search(model, params, prompts, beam_size=400, max_new_tokens=3, eos_id=eos,
-                                 alpha=alpha, num_return=12)
+                                 alpha=alpha, num_return=12, length_reward=reward)
     assert tokens.shape == (2, 12, 3) and tokens.dtype == np.int32 and scores.dtype == np.float32
     for prompt, got_tokens, got_scores in zip(prompts, tokens, scores):
-        want_tokens, want_scores = _exhaustive(model, params, prompt, 3, eos, alpha, 8)
+        want_tokens, want_scores = _exhaustive(model, params, prompt, 3, eos, alpha, 8, reward)
         # both ends: finished (EOS-padded) and truncated hypotheses are among the best
         assert (want_tokens[:12] == eos).any() and not (want_tokens[:12] == eos).any(1).all()
         np.testing.assert_array_equal(got_tokens, want_tokens[:12])
@@ -89,6 +89,22 @@ def test_no_repeat_ngram_equals_exhaustive_search_without_repeats():
     assert not keep[:12].all()  # the plain search's best include a repeat, so the test can fail
     np.testing.assert_array_equal(tokens[0], want_tokens[keep][:12])
     np.testing.assert_allclose(scores[0], want_scores[keep][:12], atol=1e-4)
+
+
+def test_length_reward_keeps_searching_past_finished_beams():
+    """A narrow beam whose finished slots fill early must still search on when a length reward can
+    lift a longer hypothesis above them (the early-exit bound counts the reward): with a reward
+    far above any log-probability the best hypothesis runs to max_new_tokens."""
+    model, params = _model(WIDE)
+    n = 8
+    # EOS = the token greedy decoding emits first, so EOS ranks in the beam at once and often.
+    eos = int(generate(model, params, PROMPTS[:1], max_new_tokens=1, rng=jax.random.key(0), temperature=0.0)[0, 0])
+    _, plain = beam_search(model, params, PROMPTS[:1], beam_size=2, max_new_tokens=n, eos_id=eos, alpha=0.0)
+    assert plain[0, 0] > -5.0  # without the reward an early EOS wins
+    tokens, scores = beam_search(model, params, PROMPTS[:1], beam_size=2, max_new_tokens=n, eos_id=eos,
+                                 alpha=0.0, length_reward=100.0)
+    assert not (tokens[0, 0] == eos).any()
+    assert scores[0, 0] > 100.0 * n - 100
 
 
 def test_repeated_ngram_mask_by_hand():
