@@ -67,6 +67,10 @@ class Seq2SeqTaskConfig:
             check_positive(f"task.{key}", getattr(self, key))
         check_fraction("task.label_smoothing", self.label_smoothing)
         check_fraction("task.decoder_input_dropout", self.decoder_input_dropout)
+        for key in ("length_reward", "no_repeat_ngram"):
+            if self.beam_size == 1 and getattr(self, key):
+                raise ConfigError(f"config.task.{key}={getattr(self, key)} is a beam search option, but "
+                                  "task.beam_size=1 decodes greedily: raise beam_size or set it to 0")
 
 
 def _first_line(text: str) -> str:
