@@ -3,9 +3,10 @@
 The embedded task's split is by file, sha1(path) mod 1000 < 1000 * val_fraction (eval). Files
 with 100 <= h < 200 are train files at encdec_small's val_fraction 0.1; a run trained with
 `data.val_fraction=0.2` never sees them, so they are a dev split. This script decodes the first
---examples dev sources of such a run with every beam length penalty alpha in --alphas (and
-every checkpoint in --steps) and prints BLEU and ROUGE beside the same two baselines the run
-prints (copying the source's first line; the most frequent train target).
+--examples dev sources of such a run with every beam length penalty alpha in --alphas, every
+length reward in --length_rewards (and every checkpoint in --steps) and prints BLEU and ROUGE
+beside the same two baselines the run prints (copying the source's first line; the most
+frequent train target).
 
   python -m llmjax.main --config=configs/encdec_small.py --workdir=runs/encdec_dev \\
       --config.data.val_fraction=0.2 --config.task.decode_examples=0
@@ -13,15 +14,14 @@ prints (copying the source's first line; the most frequent train target).
 """
 from __future__ import annotations
 
-import collections
-import hashlib
+import dataclasses
 import json
 import os
 import time
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/encdec_dev", "A run trained with data.val_fraction=--dev_to.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/encdec_dev", "A run trained with data.val_fraction above --dev_from.")
 _DEV_FROM = flags.DEFINE_float("dev_from", 0.1, "The reported eval split's val_fraction: its files are never decoded.")
 _EXAMPLES = flags.DEFINE_integer("examples", 200, "Dev sources decoded (in the task's sha1 order).")
 _ALPHAS = flags.DEFINE_list("alphas", ["0", "0.6", "1", "1.5", "2", "3"], "Length penalties to compare.")
@@ -35,63 +35,57 @@ def dev_pairs(run_cfg: dict, dev_from: float) -> tuple[list[str], list[str], lis
     """(dev sources, dev targets, train targets): the run's eval pairs whose files are train files
     at val_fraction=dev_from, in the task's order."""
     from llmjax.data import sources
-    from llmjax.data.pairs import docstring_examples
+    from llmjax.data.pairs import docstring_examples, example_order
 
     dev_to = run_cfg["data"]["val_fraction"]
     if run_cfg["task"]["dataset"] != "stdlib_docstrings" or dev_to <= dev_from:
         raise SystemExit(f"encdec_dev_decoding: the run must train on stdlib_docstrings with data.val_fraction "
                          f"above --dev_from={dev_from} (it has {run_cfg['task']['dataset']!r}, {dev_to}): "
                          "retrain it as the module docstring says")
-    examples = [e for e in docstring_examples(val_fraction=dev_to) if not e.dropped]
-    order = sorted(examples, key=lambda e: hashlib.sha1(f"{e.path}:{e.line}".encode()).hexdigest())
-    dev = [e for e in order if e.split == "eval" and not sources.is_validation(e.path, dev_from)]
-    return [e.source for e in dev], [e.target for e in dev], [e.target for e in order if e.split == "train"]
+    examples = sorted((e for e in docstring_examples(val_fraction=dev_to) if not e.dropped), key=example_order)
+    dev = [e for e in examples if e.split == "eval" and not sources.is_validation(e.path, dev_from)]
+    return [e.source for e in dev], [e.target for e in dev], [e.target for e in examples if e.split == "train"]
 
 
 def main(argv: list[str]) -> None:
     del argv
-    import numpy as np
-
     from llmjax import saved_run
     from llmjax.data.packed_pairs import example_ids
     from llmjax.data.pairs import split_identifiers
     from llmjax.evaluation.text_scores import text_scores
-    from llmjax.generation.beam import beam_search
     from llmjax.sample import load_run
+    from llmjax.tasks.seq2seq import Seq2SeqTaskConfig, baseline_scores, decode_texts
 
     workdir = _WORKDIR.value
     with open(os.path.join(workdir, "config.json")) as f:
         run_cfg = json.load(f)
-    task, seq_len = run_cfg["task"], run_cfg["data"]["seq_len"]
+    names = {f.name for f in dataclasses.fields(Seq2SeqTaskConfig)}
+    task = Seq2SeqTaskConfig(**{k: v for k, v in run_cfg["task"].items() if k in names})
+    if _BEAM.value:
+        task = dataclasses.replace(task, beam_size=_BEAM.value)
     sources_, references, train_targets = dev_pairs(run_cfg, _DEV_FROM.value)
     sources_, references = sources_[:_EXAMPLES.value], references[:_EXAMPLES.value]
-    first = [next((ln.strip() for ln in s.splitlines() if ln.strip()), "") for s in sources_]
-    common = collections.Counter(train_targets).most_common(1)[0][0]
-    rows = [("baseline: copy the source's first line", text_scores(first, references)),
-            ("baseline: the most frequent train target", text_scores([common] * len(references), references))]
+    b = baseline_scores(sources_, references, train_targets)
+    rows = [(f"baseline: {name}", {k: b[f"{key}_{k}"] for k in ("bleu", "rouge1", "rouge2", "rougeL")})
+            for key, name in (("copy", "copy the source's first line"),
+                              ("frequent", "the most frequent train target"))]
 
     cfg, tok = saved_run.model_config(workdir), saved_run.load_tokenizer(workdir)
-    as_source = split_identifiers if task["split_identifiers"] else (lambda s: s)
-    ids = [example_ids(x, tok.eos_id, seq_len) for x in tok.encode_batch([as_source(s) for s in sources_])]
-    beam = _BEAM.value or task["beam_size"]
-    steps = [int(s) for s in _STEPS.value] or [None]
+    as_source = split_identifiers if task.split_identifiers else (lambda s: s)
+    ids = [example_ids(x, tok.eos_id, run_cfg["data"]["seq_len"])
+           for x in tok.encode_batch([as_source(s) for s in sources_])]
     print(f"{len(references)} dev sources from {workdir} (files with {_DEV_FROM.value} <= h < "
-          f"{run_cfg['data']['val_fraction']}), beam {beam}, no_repeat_ngram {task['no_repeat_ngram']}")
-    for step in steps:
+          f"{run_cfg['data']['val_fraction']}), beam {task.beam_size}, no_repeat_ngram {task.no_repeat_ngram}")
+    for step in [int(s) for s in _STEPS.value] or [None]:
         path = saved_run.checkpoint_path(workdir, step)
         run = load_run(cfg, tok, path)
         for alpha, reward in ((float(a), float(r)) for a in _ALPHAS.value for r in _REWARDS.value):
             t0 = time.time()
-            out = []
-            for i in range(0, len(ids), _BATCH.value):
-                got = beam_search(run.model, run.params, ids[i:i + _BATCH.value], beam_size=beam, alpha=alpha,
-                                  max_new_tokens=task["target_len"], eos_id=tok.eos_id,
-                                  no_repeat_ngram=task["no_repeat_ngram"], length_reward=reward)[0][:, 0]
-                for row in np.asarray(got).tolist():
-                    cut = row.index(tok.eos_id) if tok.eos_id in row else len(row)
-                    out.append(tok.decode(row[:cut]).strip())
+            setting = dataclasses.replace(task, alpha=alpha, length_reward=reward)
+            out = decode_texts(run.model, run.params, ids, tok, setting, _BATCH.value)
             ratio = sum(len(h.split()) for h in out) / max(sum(len(r.split()) for r in references), 1)
-            name = f"step {os.path.basename(path)}, alpha {alpha:g}, reward {reward:g} (words {ratio:.2f} of ref, {time.time() - t0:.0f} s)"
+            name = (f"step {os.path.basename(path)}, alpha {alpha:g}, reward {reward:g} "
+                    f"(words {ratio:.2f} of ref, {time.time() - t0:.0f} s)")
             rows.append((name, text_scores(out, references)))
             print(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1][1].items()), flush=True)
     print("\n| | BLEU | ROUGE-1 | ROUGE-2 | ROUGE-L |\n|---|---|---|---|---|")

@@ -227,7 +227,7 @@ def stdlib_docstrings(stdlib_dir: str | None = None, val_fraction: float = 0.05,
     """The embedded task built from the stdlib at stdlib_dir (default: this Python's)."""
     examples = docstring_examples(stdlib_dir, val_fraction)
     by_split: dict[str, list[list]] = {"train": [], "eval": []}
-    for ex in sorted(examples, key=lambda e: _sha1(f"{e.path}:{e.line}")):
+    for ex in sorted(examples, key=example_order):
         by_split[ex.split].append([ex.dropped, ex.source, ex.target])
     _cap(by_split["train"], max_examples)
     files = {s: len({e.path for e in examples if e.split == s}) for s in by_split}
@@ -237,6 +237,11 @@ def stdlib_docstrings(stdlib_dir: str | None = None, val_fraction: float = 0.05,
                          f"{files['eval']} eval files with documented functions: run on a full "
                          "CPython, or use pairs: or tfds:")
     return _pairs(by_split["train"], by_split["eval"], {s: {"files": n} for s, n in files.items()})
+
+
+def example_order(ex: Example) -> str:
+    """The order of both splits: sha1("path:line"), so a prefix is a fair sample of the library."""
+    return _sha1(f"{ex.path}:{ex.line}")
 
 
 def _is_noise(path: str) -> bool:

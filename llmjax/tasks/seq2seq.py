@@ -77,6 +77,35 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+def decode_texts(model: nn.Module, params: Any, sources: list[np.ndarray], tokenizer: Tokenizer,
+                 cfg: Seq2SeqTaskConfig, batch_size: int) -> list[str]:
+    """Beam search (greedy at beam 1) of each source with cfg's decoding settings, as text cut at
+    EOS; the eval's decodes, and experiments/encdec_dev_decoding.py's."""
+    out: list[str] = []
+    for i in range(0, len(sources), batch_size):
+        chunk = sources[i:i + batch_size]
+        if cfg.beam_size > 1:
+            ids = beam_search(model, params, chunk, beam_size=cfg.beam_size, alpha=cfg.alpha,
+                              max_new_tokens=cfg.target_len, eos_id=tokenizer.eos_id,
+                              no_repeat_ngram=cfg.no_repeat_ngram, length_reward=cfg.length_reward)[0][:, 0]
+        else:
+            ids = generate(model, params, chunk, max_new_tokens=cfg.target_len, rng=jax.random.key(0),
+                           temperature=0.0, eos_id=tokenizer.eos_id)
+        for row in np.asarray(ids).tolist():
+            cut = row.index(tokenizer.eos_id) if tokenizer.eos_id in row else len(row)
+            out.append(tokenizer.decode(row[:cut]).strip())
+    return out
+
+
+def baseline_scores(sources: list[str], references: list[str], train_targets: list[str]) -> dict[str, float]:
+    """BLEU/ROUGE (copy_*, frequent_*) of copying each source's first line, and of always the most
+    frequent train target."""
+    copy = text_scores([_first_line(s) for s in sources], references)
+    common = collections.Counter(train_targets).most_common(1)
+    frequent = text_scores([common[0][0] if common else ""] * len(references), references)
+    return {**{f"copy_{k}": v for k, v in copy.items()}, **{f"frequent_{k}": v for k, v in frequent.items()}}
+
+
 @register("seq2seq", Seq2SeqTaskConfig)
 class Seq2SeqTask(Task):
     pairs: Pairs
@@ -186,22 +215,7 @@ class Seq2SeqTask(Task):
     # ------------------------------------------------------------ decoding
 
     def decode(self, model: nn.Module, params: Any, sources: list[np.ndarray]) -> list[str]:
-        """Beam search (greedy at beam 1) of each source, as text cut at EOS."""
-        cfg, tok = self.run.task, self.tokenizer
-        out: list[str] = []
-        for i in range(0, len(sources), self.eval_batch_size):
-            chunk = sources[i:i + self.eval_batch_size]
-            if cfg.beam_size > 1:
-                ids = beam_search(model, params, chunk, beam_size=cfg.beam_size, alpha=cfg.alpha,
-                                  max_new_tokens=cfg.target_len, eos_id=tok.eos_id,
-                                  no_repeat_ngram=cfg.no_repeat_ngram, length_reward=cfg.length_reward)[0][:, 0]
-            else:
-                ids = generate(model, params, chunk, max_new_tokens=cfg.target_len, rng=jax.random.key(0),
-                               temperature=0.0, eos_id=tok.eos_id)
-            for row in np.asarray(ids).tolist():
-                cut = row.index(tok.eos_id) if tok.eos_id in row else len(row)
-                out.append(tok.decode(row[:cut]).strip())
-        return out
+        return decode_texts(model, params, sources, self.tokenizer, self.run.task, self.eval_batch_size)
 
     def decoded_metrics(self, model: nn.Module, params: Any) -> dict[str, float]:
         if not self._decode_sources:
@@ -223,10 +237,7 @@ class Seq2SeqTask(Task):
         """BLEU/ROUGE of copying each source's first line, and of always the most frequent train
         target, over the decoded examples."""
         n = len(self._references)
-        copy = text_scores([_first_line(s) for s in self.pairs.eval_sources[:n]], self._references)
-        common = collections.Counter(self.pairs.train_targets).most_common(1)
-        frequent = text_scores([common[0][0] if common else ""] * n, self._references)
-        return {**{f"copy_{k}": v for k, v in copy.items()}, **{f"frequent_{k}": v for k, v in frequent.items()}}
+        return baseline_scores(self.pairs.eval_sources[:n], self._references, self.pairs.train_targets)
 
     def describe(self, log: Log) -> None:
         b = self._baselines
