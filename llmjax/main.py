@@ -106,8 +106,9 @@ def _workdir(config_path: str) -> str:
 def _check_recorded(cfg, workdir: str) -> None:
     """A workdir's config.json must be readable and compatible with cfg (before any work)."""
     from llmjax import experiment
+    from llmjax.training.workdir import CONFIG_JSON
 
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(workdir, CONFIG_JSON)
     if not os.path.exists(path):
         return
     try:
@@ -135,8 +136,10 @@ def _write_config(cfg, workdir: str) -> None:
     would refuse its corrected version."""
     import jax
 
+    from llmjax.training.workdir import CONFIG_JSON
+
     if jax.process_index() == 0:
-        path = os.path.join(workdir, "config.json")
+        path = os.path.join(workdir, CONFIG_JSON)
         os.makedirs(workdir, exist_ok=True)
         with open(path + ".tmp", "w") as f:
             json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)

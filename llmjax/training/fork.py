@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 from llmjax import config as C
 from llmjax.training import optim
 from llmjax.training.checkpoint import first_difference, first_nonfinite
+from llmjax.training.workdir import CONFIG_JSON
 
 Log = Callable[[str], None]
 # Optimizer keys a fork may change: they only shape the learning rate, which is compared
@@ -74,7 +75,7 @@ def locate(path: str) -> Source:
 
 
 def _parent_config(source: Source) -> dict:
-    path = os.path.join(source.workdir, "config.json")
+    path = os.path.join(source.workdir, CONFIG_JSON)
     try:
         with open(path) as f:
             return json.load(f)

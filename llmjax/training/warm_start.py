@@ -24,7 +24,7 @@ import numpy as np
 from llmjax.config import ConfigError, config_fields
 from llmjax.models import registry
 from llmjax.training.checkpoint import first_nonfinite
-from llmjax.training.workdir import CONVERTED_DIR, MODEL_JSON
+from llmjax.training.workdir import CONFIG_JSON, CONVERTED_DIR, MODEL_JSON
 
 Log = Callable[[str], None]
 TOKENIZER_DIR = "tokenizer"
@@ -107,7 +107,7 @@ def _recorded_model(path: str) -> dict:
     directory, _ = locate(path)
     run = os.path.dirname(directory)
     try:
-        with open(os.path.join(run, "config.json")) as f:
+        with open(os.path.join(run, CONFIG_JSON)) as f:
             return json.load(f).get("model", {})
     except (OSError, ValueError, AttributeError):
         pass

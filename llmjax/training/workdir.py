@@ -17,6 +17,7 @@ from llmjax.config import ConfigError
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SUBDIRS = ("checkpoints", "data", "tokenizer")
+CONFIG_JSON = "config.json"  # the run's config as given (resume, forks, warm starts and llmjax.sample read it)
 MODEL_JSON = "model.json"  # the finalized model config (rebuilds the model without the data)
 CONVERTED_DIR = "pretrained"  # parameters llmjax.convert --from_hf put there: the run's start
 
