@@ -51,16 +51,14 @@ def main(argv: list[str]) -> None:
     del argv
     from llmjax import saved_run
     from llmjax.data.packed_pairs import example_ids
-    from llmjax.data.pairs import split_identifiers
     from llmjax.evaluation.text_scores import text_scores
     from llmjax.sample import load_run
-    from llmjax.tasks.seq2seq import Seq2SeqTaskConfig, baseline_scores, decode_texts
+    from llmjax.tasks.seq2seq import as_source, baseline_scores, decode_texts
 
     workdir = _WORKDIR.value
     with open(os.path.join(workdir, "config.json")) as f:
         run_cfg = json.load(f)
-    names = {f.name for f in dataclasses.fields(Seq2SeqTaskConfig)}
-    task = Seq2SeqTaskConfig(**{k: v for k, v in run_cfg["task"].items() if k in names})
+    _, task, _ = saved_run.task(workdir)
     if _BEAM.value:
         task = dataclasses.replace(task, beam_size=_BEAM.value)
     sources_, references, train_targets = dev_pairs(run_cfg, _DEV_FROM.value)
@@ -71,9 +69,8 @@ def main(argv: list[str]) -> None:
                               ("frequent", "the most frequent train target"))]
 
     cfg, tok = saved_run.model_config(workdir), saved_run.load_tokenizer(workdir)
-    as_source = split_identifiers if task.split_identifiers else (lambda s: s)
     ids = [example_ids(x, tok.eos_id, run_cfg["data"]["seq_len"])
-           for x in tok.encode_batch([as_source(s) for s in sources_])]
+           for x in tok.encode_batch([as_source(task)(s) for s in sources_])]
     print(f"{len(references)} dev sources from {workdir} (files with {_DEV_FROM.value} <= h < "
           f"{run_cfg['data']['val_fraction']}), beam {task.beam_size}, no_repeat_ngram {task.no_repeat_ngram}")
     for step in [int(s) for s in _STEPS.value] or [None]:

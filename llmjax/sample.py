@@ -8,6 +8,11 @@ The run's workdir gives everything: model.json (the finalized model config), tok
 checkpoints/<step>/ (the newest, or --step). Generation stops at the tokenizer's EOS; a fixed
 --seed gives the same output. Every bad input is one line on stderr and exit code 1, found
 before anything heavy is loaded where it can be.
+
+The run's config.json gives its task: a prompt is read as the task read its inputs (for a
+seq2seq run, a source with its identifiers split as in training, cut to its source length), and
+the decoding flags not given default to the task's own (a seq2seq run's beam search, as its
+eval decoded).
 """
 from __future__ import annotations
 
@@ -54,6 +59,10 @@ class Run(NamedTuple):
     params: Any
     tokenizer: Any
     cfg: Any  # the finalized model config (its limits, whether a prompt is a source)
+    trained: Any = None  # saved_run.task(): (Task class, task config, data config), or None
+
+
+_BEAM_ONLY = ("beam_size", "alpha", "no_repeat_ngram", "length_reward", "num_return")
 
 
 # ---------------------------------------------------------------- checks before loading
@@ -119,10 +128,29 @@ def model_config(workdir: str) -> Any:
     return cfg
 
 
-def encode(tokenizer: Any, prompts: list[str], cfg: Any, max_new_tokens: int) -> list[list[int]]:
-    """Token ids of each prompt (a source for an encoder-decoder: ending with EOS, as in
-    training); one the model cannot take with max_new_tokens is an error."""
-    ids = [tokenizer.encode(p) + ([tokenizer.eos_id] if cfg.prompt_is_source else []) for p in prompts]
+def use_run_decoding(trained: Any) -> str:
+    """Set each decoding flag not given on the command line to the run's own setting (its task's,
+    e.g. a seq2seq run's beam search); what was set, as text ('' if nothing)."""
+    settings = trained[0].decoding(trained[1]) if trained else {}
+    method = _METHOD.value if FLAGS["method"].present else settings.get("method", _METHOD.value)
+    used = {}
+    for name, value in settings.items():
+        if not FLAGS[name].present and (method == "beam" or name not in _BEAM_ONLY):
+            FLAGS[name].value = used[name] = value
+    return ", ".join(f"{name} {value}" for name, value in used.items())
+
+
+def encode(tokenizer: Any, prompts: list[str], cfg: Any, max_new_tokens: int,
+           trained: Any = None) -> list[list[int]]:
+    """Token ids of each prompt as the run's task read its inputs in training (a seq2seq source
+    with its identifiers split and EOS, cut to the run's source length); without a task (a
+    converted workdir), the tokens, and EOS after a source. One the model cannot take with
+    max_new_tokens is an error."""
+    if trained:
+        task_cls, task, data = trained
+        ids = [task_cls.prompt_ids(task, data, tokenizer, p) for p in prompts]
+    else:
+        ids = [tokenizer.encode(p) + ([tokenizer.eos_id] if cfg.prompt_is_source else []) for p in prompts]
     for i, x in enumerate(ids):
         try:
             cfg.check_generation(len(x), max_new_tokens)
@@ -148,14 +176,14 @@ def load_params(model: Any, path: str) -> Any:
     return saved_run.load_params(shapes, path)
 
 
-def load_run(cfg: Any, tokenizer: Any, path: str) -> Run:
+def load_run(cfg: Any, tokenizer: Any, path: str, trained: Any = None) -> Run:
     from llmjax.models import registry
 
     model = registry.build(cfg)
     if not all(hasattr(model, m) for m in ("prefill", "extend", "score")):
         raise ConfigError(f"model family {cfg.name!r} does not generate (no prefill/extend/score): "
                           "sample from a language-model run")
-    return Run(model, load_params(model, path), tokenizer, cfg)
+    return Run(model, load_params(model, path), tokenizer, cfg, trained)
 
 
 # ---------------------------------------------------------------- generation and output
@@ -219,7 +247,7 @@ def interactive(run: Run, read: Callable[[str], str] | None = None) -> None:
         if not prompt:
             return
         try:
-            ids = encode(run.tokenizer, [prompt], run.cfg, _MAX_NEW.value)
+            ids = encode(run.tokenizer, [prompt], run.cfg, _MAX_NEW.value, run.trained)
         except ConfigError as e:
             print(f"llmjax.sample: error: {e}", file=sys.stderr, flush=True)
             continue
@@ -273,13 +301,18 @@ def main(argv: list[str]) -> None:
         from llmjax import saved_run
 
         cfg = model_config(workdir)
+        trained = saved_run.task(workdir)
+        decoding = use_run_decoding(trained)
+        check_flags()  # the run's settings with the flags given
         tokenizer = saved_run.load_tokenizer(workdir)
         path = saved_run.checkpoint_path(workdir, _STEP.value)
-        ids = encode(tokenizer, prompts, cfg, _MAX_NEW.value)
-        run = load_run(cfg, tokenizer, path)
+        ids = encode(tokenizer, prompts, cfg, _MAX_NEW.value, trained)
+        run = load_run(cfg, tokenizer, path, trained)
     except UserError as e:
         _die(str(e))
     print(f"model: {cfg.name}, {cfg.summary()}, from {path}", flush=True)
+    if decoding:
+        print(f"decoding: {decoding} (the run's own settings; a flag overrides each)", flush=True)
     if _INTERACTIVE.value:
         interactive(run)
         return

@@ -1,6 +1,6 @@
 """A run read back from its workdir without its data: the finalized model config (model.json),
-the tokenizer and a checkpoint's parameters. Sampling (llmjax.sample) and export
-(llmjax.convert --to_hf) both start here.
+the task it trained (config.json), the tokenizer and a checkpoint's parameters. Sampling
+(llmjax.sample) and export (llmjax.convert --to_hf) both start here.
 
 A workdir that `llmjax.convert --from_hf` wrote and nothing has trained yet reads as a run whose
 only checkpoint is its pretrained/ parameters.
@@ -15,7 +15,7 @@ import jax
 
 from llmjax.config import ConfigError
 from llmjax.training.warm_start import TOKENIZER_DIR, converted, locate, restore_params
-from llmjax.training.workdir import MODEL_JSON
+from llmjax.training.workdir import CONFIG_JSON, MODEL_JSON
 
 
 def model_config(workdir: str) -> Any:
@@ -32,6 +32,28 @@ def model_config(workdir: str) -> Any:
         with open(path) as f:
             return registry.config_from_dict(json.load(f))
     except (ValueError, TypeError, ConfigError) as e:
+        raise ConfigError(f"{path} cannot be read ({str(e).splitlines()[0]}): retrain, or fix the "
+                          "file") from None
+
+
+def task(workdir: str) -> tuple[Any, Any, Any] | None:
+    """(Task class, resolved task config, data config) of the run's config.json; None without
+    one (a workdir llmjax.convert wrote, or a run trained through the library, not the CLI)."""
+    import ml_collections
+
+    from llmjax.config import DataConfig, from_group
+    from llmjax.tasks import registry
+
+    path = os.path.join(workdir, CONFIG_JSON)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        group = ml_collections.ConfigDict(saved["task"])
+        return (registry.TASKS.entry(group.name).target, registry.resolve(group),
+                from_group(DataConfig, ml_collections.ConfigDict(saved["data"]), "data"))
+    except (ValueError, TypeError, KeyError, AttributeError, ConfigError) as e:
         raise ConfigError(f"{path} cannot be read ({str(e).splitlines()[0]}): retrain, or fix the "
                           "file") from None
 

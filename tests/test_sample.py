@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 
 import llmjax.generation
+import llmjax.main
 from llmjax import sample
 from llmjax import saved_run
 from llmjax.experiment import resolve, train_and_evaluate
+from llmjax.data.packed_pairs import example_ids
+from llmjax.data.pairs import split_identifiers
 from llmjax.generation import generate
+from llmjax.tasks.seq2seq import decode_texts
 from tests.helpers import tiny_config, write_corpus
 
 
@@ -225,6 +229,14 @@ def test_checkpoint_of_another_model_is_one_line(capsys, workdir, tmp_path, chan
     assert code == 1 and len(err.strip().splitlines()) == 1 and needle in err, err
 
 
+@pytest.mark.parametrize("text", ["{", '{"task": {"name": "lm", "no_such_key": 1}, "data": {}}'])
+def test_unreadable_config_json_is_one_line(capsys, workdir, tmp_path, no_heavy_loading, text):
+    copy = _copy(workdir, tmp_path, "nothing")
+    (copy / "config.json").write_text(text)
+    code, _, err = _cli(capsys, copy, "--prompt=x")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "config.json cannot be read" in err, err
+
+
 def test_restores_every_parameter_of_the_checkpoint(workdir):
     """The loaded parameters are the trained ones (not a fresh init): they differ from step 2's."""
     tok, cfg = saved_run.load_tokenizer(str(workdir)), sample.model_config(str(workdir))
@@ -238,17 +250,21 @@ def test_restores_every_parameter_of_the_checkpoint(workdir):
 
 @pytest.fixture(scope="module")
 def family_runs(tmp_path_factory):
-    """family -> a 4-step run: an encoder-decoder on reversal pairs, an LSTM LM on stdlib text."""
+    """family -> a 4-step run: an encoder-decoder on reversal pairs (identifiers split, beam
+    settings of its own), an LSTM LM on stdlib text."""
     from tests.tasks.test_seq2seq import write_pairs
 
     tmp = tmp_path_factory.mktemp("families")
     common = dict(train__num_steps=4, train__eval_every=4, checkpoint__every_steps=4, optim__lr=1e-2)
     encdec = tiny_config("stdlib", model="encdec", task="seq2seq", task__dataset=write_pairs(tmp / "pairs"),
-                         task__target_len=16, task__decode_examples=2, model__max_len=32, **common)
+                         task__target_len=16, task__decode_examples=2, model__max_len=32,
+                         task__split_identifiers=True, task__beam_size=3, task__no_repeat_ngram=2,
+                         task__length_reward=0.2, **common)
     lstm = tiny_config(write_corpus(tmp / "corpus", num_files=4), model="lstm", **common)
     runs = {}
     for name, cfg in (("encdec", encdec), ("lstm", lstm)):
         train_and_evaluate(resolve(cfg, num_devices=8), str(tmp / name), log=lambda _: None)
+        llmjax.main._write_config(cfg, str(tmp / name))  # config.json, as the command line records it
         runs[name] = tmp / name
     return runs
 
@@ -282,6 +298,33 @@ def test_each_method_generates_from_an_encoder_decoder_and_an_lstm(capsys, famil
         row = generate(run.model, run.params, [ids], max_new_tokens=8, rng=jax.random.key(0), temperature=0.0,
                        eos_id=run.tokenizer.eos_id)[0]
         assert _continuations(out, "alpha beta gamma") == [lead + sample._text(run.tokenizer, row.tolist())]
+
+
+def test_an_encoder_decoder_run_decodes_as_its_eval_did(capsys, family_runs):
+    """With no decoding flag, the run's own beam settings; the prompt is read as its sources were
+    (identifiers split, ids + EOS cut to data.seq_len), so the output is the eval's decode."""
+    workdir = family_runs["encdec"]
+    prompt = "def get_running_loop(self): return self._running_loop"  # 52 bytes > seq_len 32
+    code, out, err = _cli(capsys, workdir, f"--prompt={prompt}")
+    assert code == 0, err
+    assert out.splitlines()[1] == ("decoding: method beam, beam_size 3, alpha 0.6, no_repeat_ngram 2, "
+                                   "length_reward 0.2, max_new_tokens 16 (the run's own settings; a flag "
+                                   "overrides each)")
+    _, task, data = saved_run.task(str(workdir))
+    run = _library_run(workdir)
+    tok = run.tokenizer
+    source = example_ids(tok.encode(split_identifiers(prompt)), tok.eos_id, data.seq_len)
+    assert len(source) == 32 and source[-1] != tok.eos_id  # cut as training cuts it
+    [(rank, _, text)] = _n_best(out, prompt)
+    assert text.startswith("-> ")
+    assert text[3:].strip() == decode_texts(run.model, run.params, [source], tok, task, 1)[0]
+    # A flag overrides the run's setting; the beam-only ones are dropped for another method.
+    code, out, err = _cli(capsys, workdir, f"--prompt={prompt}", "--method=greedy")
+    assert code == 0, err
+    assert out.splitlines()[1].startswith("decoding: max_new_tokens 16 (")
+    greedy = generate(run.model, run.params, [source], max_new_tokens=16, rng=jax.random.key(0),
+                      temperature=0.0, eos_id=tok.eos_id)[0]
+    assert _continuations(out, prompt) == ["-> " + sample._text(tok, greedy.tolist())]
 
 
 @pytest.mark.parametrize("family", ["encdec", "lstm"])

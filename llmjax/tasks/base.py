@@ -31,6 +31,20 @@ class Task(abc.ABC):
     def __init__(self, run: Any):
         self.run = run  # llmjax.experiment.RunConfig
 
+    # ------------------------------------------------------------ prompts (llmjax.sample)
+
+    @staticmethod
+    def prompt_ids(task: Any, data: Any, tokenizer: Any, text: str) -> list[int]:
+        """A prompt's ids as this task's inputs read the same text in training (task and data are
+        the run's resolved config groups); most tasks take the tokens as they are."""
+        return list(tokenizer.encode(text))
+
+    @staticmethod
+    def decoding(task: Any) -> dict[str, Any]:
+        """The run's own decoding settings, named as llmjax.sample's flags: its defaults for the
+        flags not given (none by default: a language model samples)."""
+        return {}
+
     # ------------------------------------------------------------ data (host)
 
     @abc.abstractmethod

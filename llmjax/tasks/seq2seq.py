@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -73,6 +74,11 @@ class Seq2SeqTaskConfig:
                                   "task.beam_size=1 decodes greedily: raise beam_size or set it to 0")
 
 
+def as_source(cfg: Seq2SeqTaskConfig) -> Callable[[str], str]:
+    """How the task reads a source text before tokenizing it (identifiers split, or as it is)."""
+    return split_identifiers if cfg.split_identifiers else (lambda text: text)
+
+
 def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
@@ -124,15 +130,15 @@ class Seq2SeqTask(Task):
                                     target_key=cfg.target_key, train_split=cfg.train_split,
                                     eval_split=cfg.eval_split, val_fraction=d.val_fraction,
                                     max_examples=cfg.max_examples, log=log)
-        as_source = split_identifiers if cfg.split_identifiers else (lambda text: text)
-        train_sources = [as_source(s) for s in p.train_sources]
+        read = as_source(cfg)
+        train_sources = [read(s) for s in p.train_sources]
         self.tokenizer = tok = train_or_load_tokenizer(d, train_sources + p.train_targets,
                                                        os.path.join(workdir, "tokenizer"), log)
         pack = functools.partial(PackedPairs, source_len=d.seq_len, target_len=cfg.target_len, seed=t.seed,
                                  eos_id=tok.eos_id, pad_id=tok.pad_id, start_id=tok.eos_id)
         self._train = pack(tok.encode_batch(train_sources), tok.encode_batch(p.train_targets),
                            batch_size=t.batch_size, shuffle=True)
-        eval_sources = tok.encode_batch([as_source(s) for s in p.eval_sources])
+        eval_sources = tok.encode_batch([read(s) for s in p.eval_sources])
         self._eval = pack(eval_sources, tok.encode_batch(p.eval_targets),
                           batch_size=self.eval_batch_size, shuffle=False)
         n = min(cfg.decode_examples, len(p.eval_sources))
@@ -143,6 +149,21 @@ class Seq2SeqTask(Task):
         log(f"data: {self._train.num_examples:,} train pairs in {self._train.num_rows:,} packed rows, "
             f"{self._eval.num_examples:,} eval pairs in {self._eval.num_rows:,}; {n} eval sources decoded "
             f"(beam {cfg.beam_size}) at each eval")
+
+    @staticmethod
+    def prompt_ids(task: Seq2SeqTaskConfig, data: Any, tokenizer: Any, text: str) -> list[int]:
+        """A source as training and the eval's decodes read it: identifiers split as the run
+        split them, then ids + EOS cut to data.seq_len."""
+        return example_ids(tokenizer.encode(as_source(task)(text)), tokenizer.eos_id, data.seq_len).tolist()
+
+    @staticmethod
+    def decoding(task: Seq2SeqTaskConfig) -> dict[str, Any]:
+        """The eval's decoding: beam search with the run's settings (greedy at beam 1)."""
+        if task.beam_size <= 1:
+            return {"method": "greedy", "max_new_tokens": task.target_len}
+        return {"method": "beam", "beam_size": task.beam_size, "alpha": task.alpha,
+                "no_repeat_ngram": task.no_repeat_ngram, "length_reward": task.length_reward,
+                "max_new_tokens": task.target_len}
 
     def model_config(self, platform: str) -> Any:
         cfg = self.finalized_model(self.tokenizer.vocab_size, platform)
