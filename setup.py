@@ -36,7 +36,7 @@ setup(
         # The tests compare with transformers' own models and tokenizers, built locally.
         # torch==2.13.0 is pinned so pip takes a CPU wheel where one is at hand; elsewhere add
         # --extra-index-url https://download.pytorch.org/whl/cpu.
-        "test": ["pytest", "pytest-xdist", "scikit-learn", "tokenizers", "protobuf",
+        "test": ["pytest", "pytest-xdist", "filelock", "scikit-learn", "tokenizers", "protobuf",
                  "transformers>=4.50", "torch==2.13.0",
                  "nbformat", "nbclient", "ipykernel", "matplotlib"],  # tests/test_notebooks.py runs notebooks/
         "plots": ["matplotlib"],

@@ -1,13 +1,34 @@
-"""Eight CPU devices for every test (sharding tests need them; others use device 0)."""
+"""Eight CPU devices for every test (sharding tests need them; others use device 0), and one
+JAX compilation cache per test session."""
 import os
+import shutil
+import tempfile
 
 flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
     os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# Many tests compile the same programs (the tiny configs' train step, in-process and in the
+# `llmjax.main` subprocesses they start), so one persistent compilation cache is shared by the
+# xdist workers (they inherit this environment) and those subprocesses. Only compiles over jax's
+# default 1 s are stored: caching every small one made the suite slower (writes cost more than
+# the hits saved). It starts empty each session and is removed at its end; a cache dir the
+# caller set (even empty: no cache) is used as it is. The size cap turns on jax's file lock, so
+# concurrent writers are safe.
+_SESSION_CACHE = ""
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="llmjax-test-jax-cache-")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_SESSION_CACHE,
+                      JAX_COMPILATION_CACHE_MAX_SIZE=str(2 << 30))
+
 
 import pytest  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _SESSION_CACHE:  # only the process that made it (the controller, or a run without xdist)
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture()
