@@ -294,16 +294,16 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _die(f"unexpected arguments {argv[1:]}: a prompt is passed as --prompt=TEXT")
     logging.set_verbosity(logging.WARNING)  # Orbax narrates every restore at INFO
+    from llmjax import saved_run
+
     try:
+        if _WORKDIR.value:  # the run's own decoding fills the flags not given, before the checks
+            workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
+            cfg = model_config(workdir)
+            trained = saved_run.task(workdir)
+            decoding = use_run_decoding(trained)
         check_flags()
         prompts = [] if _INTERACTIVE.value else read_prompts()
-        workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-        from llmjax import saved_run
-
-        cfg = model_config(workdir)
-        trained = saved_run.task(workdir)
-        decoding = use_run_decoding(trained)
-        check_flags()  # the run's settings with the flags given
         tokenizer = saved_run.load_tokenizer(workdir)
         path = saved_run.checkpoint_path(workdir, _STEP.value)
         ids = encode(tokenizer, prompts, cfg, _MAX_NEW.value, trained)

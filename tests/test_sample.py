@@ -318,7 +318,11 @@ def test_an_encoder_decoder_run_decodes_as_its_eval_did(capsys, family_runs):
     [(rank, _, text)] = _n_best(out, prompt)
     assert text.startswith("-> ")
     assert text[3:].strip() == decode_texts(run.model, run.params, [source], tok, task, 1)[0]
-    # A flag overrides the run's setting; the beam-only ones are dropped for another method.
+    # A beam option alone keeps the run's beam search; a flag overrides the run's setting, and
+    # the beam-only ones are dropped for another method.
+    code, out, err = _cli(capsys, workdir, f"--prompt={prompt}", "--no_repeat_ngram=1")
+    assert code == 0, err
+    assert out.splitlines()[1].startswith("decoding: method beam, beam_size 3, alpha 0.6, length_reward 0.2, ")
     code, out, err = _cli(capsys, workdir, f"--prompt={prompt}", "--method=greedy")
     assert code == 0, err
     assert out.splitlines()[1].startswith("decoding: max_new_tokens 16 (")
