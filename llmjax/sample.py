@@ -143,8 +143,8 @@ def use_run_decoding(trained: Any) -> str:
 def encode(tokenizer: Any, prompts: list[str], cfg: Any, max_new_tokens: int,
            trained: Any = None) -> list[list[int]]:
     """Token ids of each prompt as the run's task read its inputs in training (a seq2seq source
-    with its identifiers split and EOS, cut to the run's source length); without a task (a
-    converted workdir), the tokens, and EOS after a source. One the model cannot take with
+    with its identifiers split and EOS, cut to the run's source length); without a recorded task
+    (a converted workdir, a run trained through the library), the tokens, and EOS after a source. One the model cannot take with
     max_new_tokens is an error."""
     if trained:
         task_cls, task, data = trained
