@@ -35,7 +35,8 @@ setup(
         "hf": ["tokenizers", "protobuf"],
         # The tests compare with transformers' own models and tokenizers, built locally.
         # torch==2.13.0 is pinned so pip takes a CPU wheel where one is at hand; elsewhere add
-        # --extra-index-url https://download.pytorch.org/whl/cpu.
+        # --extra-index-url https://download.pytorch.org/whl/cpu. filelock: the lock of the JAX
+        # compilation cache that the test session shares between workers (tests/conftest.py).
         "test": ["pytest", "pytest-xdist", "filelock", "scikit-learn", "tokenizers", "protobuf",
                  "transformers>=4.50", "torch==2.13.0",
                  "nbformat", "nbclient", "ipykernel", "matplotlib"],  # tests/test_notebooks.py runs notebooks/
