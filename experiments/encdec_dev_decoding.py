@@ -15,7 +15,6 @@ frequent train target).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -31,16 +30,16 @@ _BEAM = flags.DEFINE_integer("beam_size", 0, "Beam width (0 = the run's task.bea
 _BATCH = flags.DEFINE_integer("batch_size", 50, "Sources per beam-search call.")
 
 
-def dev_pairs(run_cfg: dict, dev_from: float) -> tuple[list[str], list[str], list[str]]:
-    """(dev sources, dev targets, train targets): the run's eval pairs whose files are train files
-    at val_fraction=dev_from, in the task's order."""
+def dev_pairs(task, data, dev_from: float) -> tuple[list[str], list[str], list[str]]:
+    """(dev sources, dev targets, train targets): the run's eval pairs (its task and data config)
+    whose files are train files at val_fraction=dev_from, in the task's order."""
     from llmjax.data import sources
     from llmjax.data.pairs import docstring_examples, example_order
 
-    dev_to = run_cfg["data"]["val_fraction"]
-    if run_cfg["task"]["dataset"] != "stdlib_docstrings" or dev_to <= dev_from:
+    dev_to = data.val_fraction
+    if task.dataset != "stdlib_docstrings" or dev_to <= dev_from:
         raise SystemExit(f"encdec_dev_decoding: the run must train on stdlib_docstrings with data.val_fraction "
-                         f"above --dev_from={dev_from} (it has {run_cfg['task']['dataset']!r}, {dev_to}): "
+                         f"above --dev_from={dev_from} (it has {task.dataset!r}, {dev_to}): "
                          "retrain it as the module docstring says")
     examples = sorted((e for e in docstring_examples(val_fraction=dev_to) if not e.dropped), key=example_order)
     dev = [e for e in examples if e.split == "eval" and not sources.is_validation(e.path, dev_from)]
@@ -50,18 +49,15 @@ def dev_pairs(run_cfg: dict, dev_from: float) -> tuple[list[str], list[str], lis
 def main(argv: list[str]) -> None:
     del argv
     from llmjax import saved_run
-    from llmjax.data.packed_pairs import example_ids
     from llmjax.evaluation.text_scores import text_scores
     from llmjax.sample import load_run
-    from llmjax.tasks.seq2seq import as_source, baseline_scores, decode_texts
+    from llmjax.tasks.seq2seq import baseline_scores, decode_texts
 
     workdir = _WORKDIR.value
-    with open(os.path.join(workdir, "config.json")) as f:
-        run_cfg = json.load(f)
-    _, task, _ = saved_run.task(workdir)
+    task_cls, task, data = saved_run.task(workdir)
     if _BEAM.value:
         task = dataclasses.replace(task, beam_size=_BEAM.value)
-    sources_, references, train_targets = dev_pairs(run_cfg, _DEV_FROM.value)
+    sources_, references, train_targets = dev_pairs(task, data, _DEV_FROM.value)
     sources_, references = sources_[:_EXAMPLES.value], references[:_EXAMPLES.value]
     b = baseline_scores(sources_, references, train_targets)
     rows = [(f"baseline: {name}", {k: b[f"{key}_{k}"] for k in ("bleu", "rouge1", "rouge2", "rougeL")})
@@ -69,10 +65,9 @@ def main(argv: list[str]) -> None:
                               ("frequent", "the most frequent train target"))]
 
     cfg, tok = saved_run.model_config(workdir), saved_run.load_tokenizer(workdir)
-    ids = [example_ids(x, tok.eos_id, run_cfg["data"]["seq_len"])
-           for x in tok.encode_batch([as_source(task)(s) for s in sources_])]
+    ids = [task_cls.prompt_ids(task, data, tok, s) for s in sources_]  # as the eval reads its sources
     print(f"{len(references)} dev sources from {workdir} (files with {_DEV_FROM.value} <= h < "
-          f"{run_cfg['data']['val_fraction']}), beam {task.beam_size}, no_repeat_ngram {task.no_repeat_ngram}")
+          f"{data.val_fraction}), beam {task.beam_size}, no_repeat_ngram {task.no_repeat_ngram}")
     for step in [int(s) for s in _STEPS.value] or [None]:
         path = saved_run.checkpoint_path(workdir, step)
         run = load_run(cfg, tok, path)

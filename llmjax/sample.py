@@ -62,7 +62,7 @@ class Run(NamedTuple):
     trained: Any = None  # saved_run.task(): (Task class, task config, data config), or None
 
 
-_BEAM_ONLY = ("beam_size", "alpha", "no_repeat_ngram", "length_reward", "num_return")
+_BEAM_ONLY = ("beam_size", "alpha", "no_repeat_ngram", "length_reward")  # settings only beam search reads
 
 
 # ---------------------------------------------------------------- checks before loading
