@@ -202,10 +202,11 @@ def _saved(run: Run, sweep_dir: str, step: int) -> bool:
 
 def _run_parent(parent: Run, steps: tuple[int, ...], sweep_dir: str) -> dict[str, Any]:
     """The parent's legs not run yet (the last always, unless the parent is done); its record."""
-    todo = [leg for leg, s in zip(legs(parent, steps), steps) if s == steps[-1] or not _saved(parent, sweep_dir, s)]
+    all_legs = legs(parent, steps)
+    todo = [i for i, s in enumerate(steps) if s == steps[-1] or not _saved(parent, sweep_dir, s)]
     record: dict[str, Any] = {}
-    for leg in todo:
-        record = sweep_lib.run_one(leg, sweep_dir)
+    for i in todo:  # wall_sec adds the earlier legs' time: the parent's whole run
+        record = sweep_lib.run_one(all_legs[i], sweep_dir, earlier=tuple(all_legs[:i]))
         if record["returncode"] != 0:
             break
     return record

@@ -160,14 +160,17 @@ def _write_record(workdir: str, record: dict[str, Any]) -> None:
     os.replace(path + ".tmp", path)
 
 
-def run_one(run: Run, sweep_dir: str) -> dict[str, Any]:
-    """One run as a subprocess of llmjax.main (appending to its run.log); returns its record."""
+def run_one(run: Run, sweep_dir: str, earlier: tuple[Run, ...] = ()) -> dict[str, Any]:
+    """One run as a subprocess of llmjax.main (appending to its run.log); returns its record.
+    wall_sec adds the recorded time of this command's earlier attempts, and of `earlier` runs
+    (a forks parent's previous legs: the same workdir, continued to a later step)."""
     workdir = os.path.join(sweep_dir, run.name)
     os.makedirs(workdir, exist_ok=True)
     command = run.command(sweep_dir, python=sys.executable)
     previous = read_record(workdir)
+    same_run = [r.command(sweep_dir, python=sys.executable)[1:] for r in (*earlier, run)]
     record = {"command": command[1:], "returncode": None, "error": "",
-              "wall_sec": previous.get("wall_sec", 0.0) if previous.get("command") == command[1:] else 0.0}
+              "wall_sec": previous.get("wall_sec", 0.0) if previous.get("command") in same_run else 0.0}
     _write_record(workdir, record)  # returncode None: started (a killed sweep leaves it so)
     t0 = time.time()
     log_path = os.path.join(workdir, LOG)

@@ -2,6 +2,7 @@
 LR saving at them, one fork run per budget), the commands, and (slow) a micro sweep end to end."""
 import os
 import pathlib
+import shutil
 
 import ml_collections
 import numpy as np
@@ -81,6 +82,29 @@ def test_the_plan_counts_parameters_without_training_and_forks_each_budget(tmp_p
     assert [l.count(f"--config.train.num_steps={s}") for l, s in zip(lines, steps)] == [1, 1]  # one leg per step
     assert lines[2].startswith("# the forks below start from their parents' checkpoints")
     assert all("--config.fork_from=" in l for l in lines[3:]) and len(lines) == 5
+
+
+
+def test_the_parents_wall_time_adds_up_its_legs_and_a_rerun_of_the_last(tmp_path, monkeypatch):
+    """Each leg is its own llmjax.main command; the parent's record counts them all (a fake clock:
+    leg i takes 10 * (i + 1) seconds), and a second attempt of the last leg adds to it."""
+    parent = sweep.Run(name="p", base="configs/gpt_small.py", overrides={"train.num_steps": 30}, axis_values={})
+    clock, calls, out = [0.0], [], str(tmp_path)
+
+    def call(command, **kwargs):  # a leg that runs to its num_steps and saves there
+        calls.append(command)
+        clock[0] += 10.0 * len(calls)
+        step = next(a.split("=")[1] for a in command if a.startswith("--config.train.num_steps="))
+        os.makedirs(os.path.join(out, "p", "checkpoints", step, "state"))
+        return 0
+
+    monkeypatch.setattr(sweep.subprocess, "call", call)
+    monkeypatch.setattr(sweep.time, "time", lambda: clock[0])
+    record = forks._run_parent(parent, (10, 20, 30), out)
+    assert len(calls) == 3 and record["wall_sec"] == 10 + 20 + 30
+    shutil.rmtree(os.path.join(out, "p", "checkpoints", "30"))
+    assert forks._run_parent(parent, (10, 20, 30), out)["wall_sec"] == 60 + 40  # the last leg again
+    assert len(calls) == 4
 
 
 @pytest.mark.slow
