@@ -170,7 +170,8 @@ def _approach2(p: Points, cfg: AnalysisConfig) -> dict[str, Any]:
     law = fit.fit_isoflop(p.N, p.D, p.loss, C=p.C, log10_tolerance=BUDGET_DECADES,
                           num_bootstrap=cfg.num_bootstrap, seed=cfg.seed)
     return {"a": _json(law.a), "b": _json(law.b), "k_n": _json(law.k_n), "budgets": law.budgets.tolist(),
-            "n_opt": _json(law.n_opt), "d_opt": _json(law.d_opt), "loss_opt": law.loss_opt.tolist()}
+            "n_opt": _json(law.n_opt), "d_opt": _json(law.d_opt), "loss_opt": law.loss_opt.tolist(),
+            "outside_sampled": law.budgets[law.outside].tolist()}
 
 
 def _approach3(p: Points, cfg: AnalysisConfig) -> dict[str, Any]:
@@ -256,6 +257,10 @@ def summary(fits: dict[str, Any]) -> list[str]:
         a2 = f["approach2"]
         lines.append(f"  Approach 2: N* ~ C^a, a {_fmt(a2['a'])}" if "a" in a2 else
                      f"  Approach 2: skipped ({a2['skipped']})")
+        if a2.get("outside_sampled"):
+            budgets_ = ", ".join(f"C~{c:.3g}" for c in a2["outside_sampled"])
+            lines.append(f"  Approach 2: warning: the minimum N* of budget(s) {budgets_} lies outside the sizes "
+                         "run there (an extrapolated parabola): add sizes beyond it")
         a3 = f["approach3"]
         lines.append(f"  Approach 3: E {_fmt(a3['E'])}, alpha {_fmt(a3['alpha'])}, beta {_fmt(a3['beta'])}, "
                      f"a {_fmt(a3['a_opt'])}" if "E" in a3 else f"  Approach 3: skipped ({a3['skipped']})")

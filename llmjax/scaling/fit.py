@@ -181,6 +181,7 @@ class IsoflopFit(_ComputeOptimal):
     n_opt: Estimate = dataclasses.field(compare=False)      # the parabola minima N*
     d_opt: Estimate = dataclasses.field(compare=False)      # C / (6 N*)
     loss_opt: np.ndarray = dataclasses.field(compare=False)  # the parabola minimum losses
+    outside: np.ndarray = dataclasses.field(compare=False)  # bool: N* beyond the budget's sampled sizes
     params: np.ndarray = dataclasses.field(repr=False, compare=False)   # (a, log k_n, log N*_B)
     samples: np.ndarray = dataclasses.field(repr=False, compare=False)  # (P, 2 + B)
 
@@ -212,7 +213,7 @@ def fit_isoflop(N: np.ndarray, D: np.ndarray, loss: np.ndarray, C: np.ndarray | 
         log_nopt_B = np.array([m[0] for m in minima])
         return np.concatenate([np.polyfit(log_c_B, log_nopt_B, 1), log_nopt_B])
 
-    loss_opt_B = []
+    loss_opt_B, outside_B = [], []
     for g, log_c_b in zip(groups, log_c_B):
         minimum = _parabola_min(log_n[g], loss[g])
         if minimum is None:
@@ -220,6 +221,7 @@ def fit_isoflop(N: np.ndarray, D: np.ndarray, loss: np.ndarray, C: np.ndarray | 
                              "sizes): no parabola minimum; run 3 or more sizes on both sides "
                              "of its best one")
         loss_opt_B.append(minimum[1])
+        outside_B.append(not log_n[g].min() <= minimum[0] <= log_n[g].max())  # an extrapolated N*
     params = fit(groups)
     samples = bootstrap(fit, groups, num_bootstrap, seed)
     log_dopt = lambda theta: log_c_B - LOG6 - theta[..., 2:]  # noqa: E731
@@ -232,7 +234,7 @@ def fit_isoflop(N: np.ndarray, D: np.ndarray, loss: np.ndarray, C: np.ndarray | 
             level=level, budgets=np.exp(log_c_B),
             n_opt=estimate(np.exp(params[2:]), np.exp(samples[:, 2:]), level),
             d_opt=estimate(np.exp(log_dopt(params)), np.exp(log_dopt(samples)), level),
-            loss_opt=np.array(loss_opt_B), params=params, samples=samples)
+            loss_opt=np.array(loss_opt_B), outside=np.array(outside_B), params=params, samples=samples)
 
 
 # ---------------------------------------------------------------- Approach 3: parametric L(N, D)

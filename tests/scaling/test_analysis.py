@@ -48,6 +48,19 @@ def test_the_fits_recover_the_law_and_predict_the_held_out_budget():
         assert fits[key]["alpha"]["value"] > 0, key
 
 
+def test_the_summary_warns_of_an_extrapolated_isoflop_minimum():
+    rows = _isoflop_rows(budgets=(1e18, 1e19, 1e20), sizes=7, noise=0.0)
+    fits = analysis.analyze(rows, AnalysisConfig(num_bootstrap=10))
+    assert fits["families"]["gpt"]["approach2"]["outside_sampled"] == []
+    assert not any("warning" in l for l in analysis.summary(fits))
+    # C = 1e18 without its two smallest sizes: its N* (~88M) lies between them and the rest.
+    smallest = sorted(r["params"] for r in rows if r["flops"] < 2e18)[:2]
+    one_sided = [r for r in rows if r["params"] not in smallest]
+    fits = analysis.analyze(one_sided, AnalysisConfig(num_bootstrap=10))
+    assert fits["families"]["gpt"]["approach2"]["outside_sampled"] == [pytest.approx(1e18)]
+    assert "  Approach 2: warning: the minimum N* of budget(s) C~1e+18 lies outside the sizes run there" \
+        in "\n".join(analysis.summary(fits))
+
 def test_too_few_runs_skip_fits_with_the_reason_instead_of_failing():
     rows = _isoflop_rows(budgets=(1e18,), sizes=3)
     fits = analysis.analyze(rows, AnalysisConfig(num_bootstrap=10))["families"]["gpt"]

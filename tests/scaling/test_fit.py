@@ -96,6 +96,18 @@ def test_isoflop_recovers_the_exponent_and_minima():
     # Budgets given instead of 6ND give the same fit; so do runs whose 6ND is off by 5%.
     assert fit_isoflop(N, D, loss, C).a.value == pytest.approx(fit.a.value, rel=1e-9)
     assert fit_isoflop(N, D * np.resize([0.95, 1.05], len(D)), loss).budgets.shape == (5,)
+    assert not fit.outside.any()
+
+
+def test_isoflop_flags_a_minimum_beyond_the_sizes_run():
+    """A budget swept only on one side of its optimum still gives a parabola, whose vertex is an
+    extrapolation: flagged for that budget alone."""
+    N, D, loss, C = sweep()
+    first = C == C.min()
+    smallest = N <= np.median(N[first])
+    keep = ~first | (first & smallest)  # the first budget: only its smaller half of sizes
+    fit = fit_isoflop(N[keep], D[keep], loss[keep], C[keep])
+    assert fit.outside.tolist() == [True] + [False] * (len(fit.budgets) - 1), (fit.n_opt.value, N[keep & first])
 
 
 def test_power_law_recovers_kaplan_alpha_and_x_c():
