@@ -427,7 +427,7 @@ def main(argv):
                 row["breakdown"] = _breakdown(torch, jax, model, tx, cross_entropy_sums, state, tmodel, topt,
                                               run.optim.grad_clip, jax_batches[0], t_batches[0])
             rows.append(row)
-            del state, jstep, tstep, tmodel, topt
+            state = jstep = tstep = tmodel = topt = None  # frees this size's models; the closures keep the names
 
     _print_table(cfg, seq, rows, tokens is not None, threads)
 
