@@ -61,6 +61,7 @@ def test_the_summary_warns_of_an_extrapolated_isoflop_minimum():
     assert "  Approach 2: warning: the minimum N* of budget(s) C~1e+18 lies outside the sizes run there" \
         in "\n".join(analysis.summary(fits))
 
+
 def test_too_few_runs_skip_fits_with_the_reason_instead_of_failing():
     rows = _isoflop_rows(budgets=(1e18,), sizes=3)
     fits = analysis.analyze(rows, AnalysisConfig(num_bootstrap=10))["families"]["gpt"]
