@@ -144,8 +144,8 @@ def encode(tokenizer: Any, prompts: list[str], cfg: Any, max_new_tokens: int,
            trained: Any = None) -> list[list[int]]:
     """Token ids of each prompt as the run's task read its inputs in training (a seq2seq source
     with its identifiers split and EOS, cut to the run's source length); without a recorded task
-    (a converted workdir, a run trained through the library), the tokens, and EOS after a source. One the model cannot take with
-    max_new_tokens is an error."""
+    (a converted workdir, a run trained through the library), the tokens, and EOS after a
+    source. One the model cannot take with max_new_tokens is an error."""
     if trained:
         task_cls, task, data = trained
         ids = [task_cls.prompt_ids(task, data, tokenizer, p) for p in prompts]
