@@ -26,6 +26,7 @@ setup(
         "tensorboardX",
         "sacrebleu>=2.0",  # seq2seq eval (imported when first used)
         "rouge-score",
+        "scikit-learn",  # the seq2seq retrieval baseline's TF-IDF (llmjax.data.retrieval; imported when used)
         "safetensors",  # Hugging Face weights (llmjax.interop; small, no dependencies)
         "scipy",  # scaling-law fits (llmjax.scaling.fit; jax needs it too)
     ],

@@ -5,8 +5,8 @@ with 100 <= h < 200 are train files at encdec_small's val_fraction 0.1; a run tr
 `data.val_fraction=0.2` never sees them, so they are a dev split. This script decodes the first
 --examples dev sources of such a run with every beam length penalty alpha in --alphas, every
 length reward in --length_rewards (and every checkpoint in --steps) and prints BLEU and ROUGE
-beside the same two baselines the run prints (copying the source's first line; the most
-frequent train target).
+beside the same baselines the run prints (copying the source's first line; the most frequent
+train target; the nearest train pair's target).
 
   python -m llmjax.main --config=configs/encdec_small.py --workdir=runs/encdec_dev \\
       --config.data.val_fraction=0.2 --config.task.decode_examples=0
@@ -30,9 +30,10 @@ _BEAM = flags.DEFINE_integer("beam_size", 0, "Beam width (0 = the run's task.bea
 _BATCH = flags.DEFINE_integer("batch_size", 50, "Sources per beam-search call.")
 
 
-def dev_pairs(task, data, dev_from: float) -> tuple[list[str], list[str], list[str]]:
-    """(dev sources, dev targets, train targets): the run's eval pairs (its task and data config)
-    whose files are train files at val_fraction=dev_from, in the task's order."""
+def dev_pairs(task, data, dev_from: float) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(dev sources, dev targets, train sources, train targets): the run's eval pairs (its task
+    and data config) whose files are train files at val_fraction=dev_from, and its train pairs,
+    in the task's order."""
     from llmjax.data import sources
     from llmjax.data.pairs import docstring_examples, example_order
 
@@ -43,7 +44,8 @@ def dev_pairs(task, data, dev_from: float) -> tuple[list[str], list[str], list[s
                          "retrain it as the module docstring says")
     examples = sorted((e for e in docstring_examples(val_fraction=dev_to) if not e.dropped), key=example_order)
     dev = [e for e in examples if e.split == "eval" and not sources.is_validation(e.path, dev_from)]
-    return [e.source for e in dev], [e.target for e in dev], [e.target for e in examples if e.split == "train"]
+    train = [e for e in examples if e.split == "train"]
+    return [e.source for e in dev], [e.target for e in dev], [e.source for e in train], [e.target for e in train]
 
 
 def main(argv: list[str]) -> None:
@@ -51,18 +53,17 @@ def main(argv: list[str]) -> None:
     from llmjax import saved_run
     from llmjax.evaluation.text_scores import text_scores
     from llmjax.sample import load_run
-    from llmjax.tasks.seq2seq import baseline_scores, decode_texts
+    from llmjax.tasks.seq2seq import BASELINES, baseline_scores, decode_texts
 
     workdir = _WORKDIR.value
     task_cls, task, data = saved_run.task(workdir)
     if _BEAM.value:
         task = dataclasses.replace(task, beam_size=_BEAM.value)
-    sources_, references, train_targets = dev_pairs(task, data, _DEV_FROM.value)
+    sources_, references, train_sources, train_targets = dev_pairs(task, data, _DEV_FROM.value)
     sources_, references = sources_[:_EXAMPLES.value], references[:_EXAMPLES.value]
-    b = baseline_scores(sources_, references, train_targets)
-    rows = [(f"baseline: {name}", {k: b[f"{key}_{k}"] for k in ("bleu", "rouge1", "rouge2", "rougeL")})
-            for key, name in (("copy", "copy the source's first line"),
-                              ("frequent", "the most frequent train target"))]
+    b = baseline_scores(sources_, references, train_sources, train_targets)
+    rows = [(f"baseline: {what}", {k: b[f"{name}_{k}"] for k in ("bleu", "rouge1", "rouge2", "rougeL")})
+            for name, what in BASELINES.items()]
 
     cfg, tok = saved_run.model_config(workdir), saved_run.load_tokenizer(workdir)
     ids = [task_cls.prompt_ids(task, data, tok, s) for s in sources_]  # as the eval reads its sources

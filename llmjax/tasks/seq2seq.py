@@ -8,7 +8,8 @@ step). Sources are data.seq_len tokens per row, targets task.target_len. Objecti
 cross-entropy with label smoothing, normalised by the update's target-token count. Eval: loss,
 perplexity and token accuracy over the packed eval split, then BLEU and ROUGE-1/2/L of
 beam-search decodes of the first task.decode_examples eval sources against their references.
-Baselines: copying the source's first line, and the most frequent train target.
+Baselines (BASELINES): copying the source's first line, the most frequent train target, and the
+target of the train pair whose source is most similar (llmjax.data.retrieval).
 
 Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), V padded vocabulary.
 """
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llmjax.config import ConfigError, check_fraction, check_positive
+from llmjax.data import retrieval
 from llmjax.data.packed_pairs import PackedPairs, example_ids
 from llmjax.data.pairs import Pairs, check_pairs_spec, load_pairs, split_identifiers
 from llmjax.data.tokenizers import Tokenizer, train_or_load_tokenizer
@@ -103,13 +105,20 @@ def decode_texts(model: nn.Module, params: Any, sources: list[np.ndarray], token
     return out
 
 
-def baseline_scores(sources: list[str], references: list[str], train_targets: list[str]) -> dict[str, float]:
-    """BLEU/ROUGE (copy_*, frequent_*) of copying each source's first line, and of always the most
-    frequent train target."""
-    copy = text_scores([_first_line(s) for s in sources], references)
+BASELINES = {"copy": "copy the source's first line", "frequent": "the most frequent train target",
+             "nearest": "the nearest train pair's target"}
+
+
+def baseline_scores(sources: list[str], references: list[str], train_sources: list[str],
+                    train_targets: list[str]) -> dict[str, float]:
+    """BLEU/ROUGE of each of BASELINES, keys prefixed by its name (copy_bleu, ...): copying each
+    source's first line, always the most frequent train target, and the target of the train
+    pair whose source is most similar (llmjax.data.retrieval)."""
     common = collections.Counter(train_targets).most_common(1)
-    frequent = text_scores([common[0][0] if common else ""] * len(references), references)
-    return {**{f"copy_{k}": v for k, v in copy.items()}, **{f"frequent_{k}": v for k, v in frequent.items()}}
+    guesses = {"copy": [_first_line(s) for s in sources],
+               "frequent": [common[0][0] if common else ""] * len(references),
+               "nearest": [train_targets[i] if i >= 0 else "" for i in retrieval.nearest(train_sources, sources)]}
+    return {f"{name}_{k}": v for name in BASELINES for k, v in text_scores(guesses[name], references).items()}
 
 
 @register("seq2seq", Seq2SeqTaskConfig)
@@ -255,17 +264,19 @@ class Seq2SeqTask(Task):
 
     @functools.cached_property
     def _baselines(self) -> dict[str, float]:
-        """BLEU/ROUGE of copying each source's first line, and of always the most frequent train
-        target, over the decoded examples."""
+        """BASELINES' BLEU/ROUGE over the decoded examples (none without decodes)."""
         n = len(self._references)
-        return baseline_scores(self.pairs.eval_sources[:n], self._references, self.pairs.train_targets)
+        if not n:
+            return {}
+        return baseline_scores(self.pairs.eval_sources[:n], self._references, self.pairs.train_sources,
+                               self.pairs.train_targets)
 
     def describe(self, log: Log) -> None:
         b = self._baselines
+        scores = "; ".join(f"{what} BLEU {b[f'{name}_bleu']:.2f} ROUGE-L {b[f'{name}_rougeL']:.2f}"
+                           for name, what in BASELINES.items()) if b else "none"
         log(f"eval: {self.num_eval_batches} batches of {self.eval_batch_size} packed rows; baselines over the "
-            f"{len(self._references)} decoded examples: copy the source's first line BLEU {b['copy_bleu']:.2f} "
-            f"ROUGE-L {b['copy_rougeL']:.2f}; most frequent target BLEU {b['frequent_bleu']:.2f} "
-            f"ROUGE-L {b['frequent_rougeL']:.2f}")
+            f"{len(self._references)} decoded examples: {scores}")
 
     def baselines(self) -> dict[str, float]:
         return dict(self._baselines)
@@ -275,7 +286,8 @@ class Seq2SeqTask(Task):
         if "bleu" in m:
             b = self._baselines
             line += (f", BLEU {m['bleu']:.2f}, ROUGE-1/2/L {m['rouge1']:.2f}/{m['rouge2']:.2f}/{m['rougeL']:.2f} "
-                     f"(copy first line BLEU {b['copy_bleu']:.2f}, ROUGE-L {b['copy_rougeL']:.2f})")
+                     f"(copy first line BLEU {b['copy_bleu']:.2f}, ROUGE-L {b['copy_rougeL']:.2f}; nearest train "
+                     f"pair BLEU {b['nearest_bleu']:.2f}, ROUGE-L {b['nearest_rougeL']:.2f})")
         return line
 
     def after_training(self, model: nn.Module, params: Any, log: Log) -> None:

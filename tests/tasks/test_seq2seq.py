@@ -55,9 +55,12 @@ def test_trains_decodes_scores_and_resumes_exactly(tmp_path, options):
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]
     assert train_rows[0]["smoothed_loss"] > train_rows[0]["loss"]  # label smoothing 0.1 is trained
     results = json.loads((a / "results.json").read_text())
-    for key in ("bleu", "copy_bleu", "copy_rougeL", "frequent_bleu", "frequent_rougeL"):
+    for key in ("bleu", "copy_bleu", "copy_rougeL", "frequent_bleu", "frequent_rougeL", "nearest_bleu",
+                "nearest_rougeL"):
         assert key in results
-    assert any("baselines over the 6 decoded examples" in m for m in msgs)
+    assert any("baselines over the 6 decoded examples" in m and "nearest train pair's target BLEU" in m
+               for m in msgs)
+    assert any("nearest train pair BLEU" in m for m in msgs)  # beside each eval's scores
     assert any(m.startswith("decoded eval examples") for m in msgs)
     assert any("reference:" in m for m in msgs)
     assert json.loads((a / "model.json").read_text())["name"] == "encdec"
