@@ -51,6 +51,7 @@ def test_committed_notebooks_have_no_outputs():
             assert not stored, f"{name}: cells {stored} hold outputs: clear them before committing"
 
 
+@pytest.mark.slow  # ~70 s on 2 cores; its sweep, fits and plots are tests/scaling's (test_sweep, test_analysis)
 def test_scaling_fits_a_table_runs_a_sweep_and_plots(tmp_path, monkeypatch):
     nb = _execute("scaling.ipynb", str(tmp_path), monkeypatch)
     out = _text(nb)

@@ -153,7 +153,7 @@ def _stack_layers(params, num_layers):
     return params
 
 
-@pytest.mark.parametrize("remat", ["none", "full"])
+@pytest.mark.parametrize("remat", [pytest.param("none", marks=pytest.mark.slow), "full"])  # none: ~35 s
 def test_scanned_layers_equal_unrolled(remat):
     """scan_layers=True runs the same function on the stacked parameters, with and without
     remat, and decodes on its stacked KV cache like the unrolled model."""

@@ -49,7 +49,9 @@ def _saved_params(workdir):
         return m.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]["params"]
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt"])
+# bert is slow (~36 s): a BERT classifier fine-tuned from pretrained weights is also
+# tests/test_convert.py's test_finetune_a_classifier_from_a_hugging_face_bert.
+@pytest.mark.parametrize("family", [pytest.param("bert", marks=pytest.mark.slow), "gpt"])
 def test_finetune_restores_the_pretrained_encoder_and_adds_a_head(tmp_path, family, pretrained):
     pre = pretrained(family)
     cfg = resolve(_finetune_config(family, pre, train__num_steps=1, optim__lr=0.0), num_devices=8)
