@@ -168,7 +168,7 @@ def run_one(run: Run, sweep_dir: str, earlier: tuple[Run, ...] = ()) -> dict[str
     os.makedirs(workdir, exist_ok=True)
     command = run.command(sweep_dir, python=sys.executable)
     previous = read_record(workdir)
-    same_run = [r.command(sweep_dir, python=sys.executable)[1:] for r in (*earlier, run)]
+    same_run = [r.command(sweep_dir, python=sys.executable)[1:] for r in earlier] + [command[1:]]
     record = {"command": command[1:], "returncode": None, "error": "",
               "wall_sec": previous.get("wall_sec", 0.0) if previous.get("command") in same_run else 0.0}
     _write_record(workdir, record)  # returncode None: started (a killed sweep leaves it so)
