@@ -51,13 +51,13 @@ def converter_for(model_type: str) -> ModuleType:
 
 
 def read_config(path: str) -> dict:
-    """config.json of an HF model directory; a one-line ValueError if it is missing or has no model_type."""
+    """config.json of an HF model directory; a one-line ValueError if it is missing, garbled or has no
+    model_type."""
     file = os.path.join(path, CONFIG_FILE)
     if not os.path.isfile(file):
         raise ValueError(f"{path} has no {CONFIG_FILE}: not a Hugging Face model directory (it needs "
                          f"{CONFIG_FILE} and one of {', '.join(hf_files.WEIGHT_FILES)})")
-    with open(file, encoding="utf-8") as f:
-        hf = json.load(f)
+    hf = hf_files.read_json(file)
     if not isinstance(hf, dict) or "model_type" not in hf:
         raise ValueError(f"{file} has no model_type: re-save it with transformers' save_pretrained")
     return hf

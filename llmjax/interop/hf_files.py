@@ -19,8 +19,10 @@ from typing import Callable, Iterable
 
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safe_open(framework="numpy") reads it)
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
+
+from llmjax.config import UserError
 
 SAFE_FILE = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
@@ -72,10 +74,21 @@ def _checked(get: Get, names: frozenset[str], path: str) -> Get:
     return checked_get
 
 
+def read_json(file: str) -> object:
+    """A checkpoint's JSON file (config.json, an index); a one-line UserError naming it when it is
+    cut short or garbled (an interrupted download)."""
+    with open(file, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{file} is not valid JSON ({e}): download it again, or re-save the model "
+                            "with transformers' save_pretrained") from None
+
+
 def _read_index(path: str, index_name: str) -> dict[str, str]:
     """tensor name -> shard file, from a sharded checkpoint's index; every shard must exist."""
-    with open(os.path.join(path, index_name), encoding="utf-8") as f:
-        weight_map = json.load(f).get("weight_map")
+    index = read_json(os.path.join(path, index_name))
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ValueError(f"{os.path.join(path, index_name)} has no weight_map: re-save the checkpoint "
                          "(save_pretrained) or replace the index")
@@ -91,7 +104,12 @@ def _float32(x: np.ndarray) -> np.ndarray:
 
 
 def _open_safetensors(file: str) -> tuple[frozenset[str], Get]:
-    handle = safe_open(file, framework="numpy")  # reads the header; tensors on demand (mmap)
+    """The header is read and checked against the file's size here; tensors on demand (mmap)."""
+    try:
+        handle = safe_open(file, framework="numpy")
+    except SafetensorError as e:
+        raise UserError(f"{file} is not a complete safetensors file ({e}): download it again (an "
+                        "interrupted download or a full disk cuts it short)") from None
     return frozenset(handle.keys()), lambda name: _float32(handle.get_tensor(name))
 
 

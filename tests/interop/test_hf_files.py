@@ -7,6 +7,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from llmjax.config import UserError
 from llmjax.interop import hf_files
 
 
@@ -113,4 +114,36 @@ def test_bin_that_is_not_a_tensor_dict(tmp_path, content, reason):
     torch.save(content, tmp_path / "pytorch_model.bin")
     with pytest.raises(ValueError, match=reason) as e:
         hf_files.read_tensors(str(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("keep", [4, 50, -100])  # bytes kept: header length, header, all but the last tensor bytes
+def test_truncated_safetensors_is_one_line_naming_the_file(tmp_path, keep):
+    hf_files.write_tensors(str(tmp_path), _tensors().items())
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(file.read_bytes()[:keep])
+    with pytest.raises(UserError, match=f"{file} is not a complete safetensors file .*: download it again") as e:
+        _read_all(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_truncated_shard_and_broken_index_name_their_file(tmp_path):
+    hf_files.write_tensors(str(tmp_path), _tensors().items(), max_shard_bytes=600)
+    shard = tmp_path / "model-00002-of-00003.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    get, _ = hf_files.read_tensors(str(tmp_path))
+    with pytest.raises(UserError, match=f"{shard} is not a complete safetensors file"):
+        get("b.weight")
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(index.read_text()[:40])
+    with pytest.raises(UserError, match=f"{index} is not valid JSON .*: download it again"):
+        hf_files.read_tensors(str(tmp_path))
+
+
+def test_broken_config_json_names_the_file(tmp_path):
+    from llmjax.interop import hf
+
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2",')
+    with pytest.raises(UserError, match=f"{tmp_path / 'config.json'} is not valid JSON .*: download it again") as e:
+        hf.read_config(str(tmp_path))
     assert "\n" not in str(e.value)
