@@ -30,6 +30,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The llmjax run directory (writt
                                "by --to_hf).", flag_values=FLAGS)
 _STEP = flags.DEFINE_integer("step", None, "--to_hf: the checkpoint step (default: the newest).",
                              flag_values=FLAGS)
+_HELP = ("-h", "--help", "-help", "--helpfull", "--helpshort")  # FLAGS is its own: absl's help flags are not in it
 
 
 def import_hf(source: str, workdir: str, log=print) -> str:
@@ -138,6 +139,10 @@ def main(argv: list[str]) -> None:
 
 
 def parse(argv: list[str]) -> list[str]:
+    """Flags into FLAGS (--help prints the usage, exit 0); a bad flag is one line and exit code 1."""
+    if any(a.split("=")[0] in _HELP for a in argv[1:]):
+        print(__doc__ + "\nFlags:\n" + FLAGS.get_help(), flush=True)
+        sys.exit(0)
     try:
         rest = FLAGS(argv)
     except flags.Error as e:

@@ -4,6 +4,8 @@ the normal runner, and comes back out to transformers with the trained run's log
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 import sysconfig
 
 import jax
@@ -121,6 +123,15 @@ def test_init_from_a_hugging_face_directory(hf_dir, tmp_path):
     train_and_evaluate(resolve(cfg, num_devices=8), str(tmp_path / "run"), log=logs.append)
     assert any(m.startswith("init_from") and "100.0% of parameters" in m for m in logs), logs
     assert json.loads((tmp_path / "run" / "tokenizer" / "tokenizer.json").read_text())["kind"] == "hf"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "--helpfull"])
+def test_help_prints_the_usage_and_exits_0(flag):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-m", "llmjax.convert", flag], cwd=root, capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    assert "--from_hf" in p.stdout and "--to_hf" in p.stdout and "python -m llmjax.convert" in p.stdout
 
 
 def test_one_line_errors(hf_dir, tmp_path):
