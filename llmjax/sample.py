@@ -103,11 +103,17 @@ def read_prompts() -> list[str]:
     prompts = [(f"--prompt #{i + 1}", p) for i, p in enumerate(_PROMPT.value)]
     if _PROMPTS_FILE.value:
         try:
-            with open(_PROMPTS_FILE.value, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            with open(_PROMPTS_FILE.value, "rb") as f:
+                data = f.read()
         except OSError as e:
             raise ConfigError(f"--prompts_file={_PROMPTS_FILE.value!r} cannot be read ({e.strerror}): "
                               "pass a text file with one prompt per line") from None
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise ConfigError(f"--prompts_file={_PROMPTS_FILE.value!r} is not UTF-8 text (byte {e.start}, "
+                              f"line {line}): save it as UTF-8") from None
         if not lines:
             raise ConfigError(f"--prompts_file={_PROMPTS_FILE.value!r} is empty: put one prompt per line")
         prompts += [(f"line {i + 1} of {_PROMPTS_FILE.value}", p) for i, p in enumerate(lines)]

@@ -13,6 +13,7 @@ import llmjax.generation
 import llmjax.main
 from llmjax import sample
 from llmjax import saved_run
+from llmjax.config import ConfigError
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.data.packed_pairs import example_ids
 from llmjax.data.pairs import split_identifiers
@@ -112,6 +113,16 @@ def test_prompts_file_equals_repeated_prompt_flags(capsys, workdir, tmp_path):
     from_file = _cli(capsys, workdir, f"--prompts_file={path}", *args)
     assert from_file[0] == 0, from_file[2]
     assert from_file == _cli(capsys, workdir, "--prompt=def ", "--prompt=import os", *args)
+
+
+def test_a_prompts_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes("caf\u00e9\n".encode("latin-1"))
+    sample.parse(["llmjax.sample", "--workdir=x", f"--prompts_file={path}"])
+    with pytest.raises(ConfigError, match=f"--prompts_file='{path}' is not UTF-8 text .*line 1.*: save it "
+                                          "as UTF-8") as e:
+        sample.read_prompts()
+    assert "\n" not in str(e.value)
 
 
 def _script(monkeypatch, *lines):
