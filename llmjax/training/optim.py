@@ -80,10 +80,15 @@ def _decay(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
 
 
 def decay_mask(params: Any, decay_embeddings: bool = True) -> Any:
-    """True where weight decay applies: kernels, and embedding tables if decay_embeddings."""
+    """True where weight decay applies: kernels, and embedding tables if decay_embeddings. A
+    leaf is named by its last dict key, so a boxed tree (nn.Partitioned, whose leaf path ends in
+    `.value`) gets the same mask as its values."""
     decayed = ("kernel", "embedding") if decay_embeddings else ("kernel",)
-    return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) in decayed,
-                                            params)
+
+    def name(path) -> str | None:
+        keys = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+        return keys[-1] if keys else None
+    return jax.tree_util.tree_map_with_path(lambda path, _: name(path) in decayed, params)
 
 
 def check_lr_multipliers(cfg: OptimConfig, lr_multipliers: LrMultipliers | None) -> None:

@@ -17,7 +17,7 @@ from llmjax.config import OPTIMIZERS, SCHEDULES, OptimConfig
 from llmjax.models.gpt import GPTConfig
 from llmjax.models import registry
 from llmjax.training import optim
-from llmjax.training.state import abstract_state, create, init_fn
+from llmjax.training.state import abstract_state, create, init_fn, values
 
 
 def _init_params(model, seq_len):
@@ -133,6 +133,16 @@ def test_decay_mask_follows_what_a_parameter_is(gpt_params, decay_embeddings):
     assert {"kernel", "embedding", "bias", "scale"} <= set(names)
 
 
+def test_a_boxed_tree_gets_the_mask_of_its_values():
+    """What init gives (nn.Partitioned leaves, whose paths end in `.value`) is masked by name too."""
+    tokens = jnp.zeros((1, GPT.max_len), jnp.int32)
+    boxed = jax.eval_shape(lambda: registry.build(GPT).init(jax.random.key(0), tokens)["params"])
+    assert isinstance(boxed["embed"]["embedding"], nn.Partitioned)
+    mask = optim.decay_mask(values(boxed))
+    assert jax.tree.leaves(values(optim.decay_mask(boxed))) == jax.tree.leaves(mask)
+    assert sum(jax.tree.leaves(mask)) > 0
+
+
 def _at(tree, path):
     for key in path:
         tree = tree[key.key]
@@ -180,7 +190,7 @@ def test_each_optimizer_trains_a_sharded_gpt(name):
         logits = model.apply({"params": params}, tokens_BxL1[:, :-1], deterministic=True)
         return optax.softmax_cross_entropy_with_integer_labels(logits, tokens_BxL1[:, 1:]).mean()
 
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    with sharding.use_mesh(mesh):
         init = init_fn(_init_params(model, GPT.max_len), tx, seed=0)
         _, state_sh = abstract_state(init, mesh)
         state = create(init, state_sh)
