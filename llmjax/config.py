@@ -19,6 +19,7 @@ import ml_collections
 DTYPES = ("float32", "bfloat16")
 TOKENIZERS = ("sentencepiece", "byte", "char", "hf")
 SPM_TYPES = ("bpe", "unigram")
+DECODE_ERRORS = ("strict", "replace")  # bytes that are not UTF-8 in the corpus: refuse | read as U+FFFD, counted
 OPTIMIZERS = ("adamw", "adafactor", "lion", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "rsqrt", "wsd")
 COOLDOWNS = ("linear", "1-sqrt")  # shapes of wsd's final decay (Hagele et al. 2024)
@@ -184,10 +185,12 @@ class DataConfig:
     seq_len: int = 128  # tokens per training row
     document_mask: bool = False  # mask attention across packed documents (and restart positions)
     max_train_chars: int = 0  # cap on train text read (0 = all), for quick experiments
+    decode_errors: str = "strict"  # text that is not UTF-8: strict (refuse, naming file and byte) | replace (U+FFFD, counted in the log)
 
     def validate(self) -> None:
         check_choice("data.tokenizer", self.tokenizer, TOKENIZERS)
         check_choice("data.spm_model_type", self.spm_model_type, SPM_TYPES)
+        check_choice("data.decode_errors", self.decode_errors, DECODE_ERRORS)
         check_positive("data.seq_len", self.seq_len)
         check_positive("data.max_train_chars", self.max_train_chars, allow_zero=True)
         check_fraction("data.val_fraction", self.val_fraction, low_open=True)

@@ -4,16 +4,15 @@ Runs every run of a sweep (see llmjax.scaling.sweep for the config format) that 
 yet, each a normal `python -m llmjax.main` run in SWEEPDIR/<run name>, then writes the results
 table SWEEPDIR/results.jsonl and results.csv (llmjax.scaling.results), the fitted scaling laws
 SWEEPDIR/fits.json (llmjax.scaling.analysis, summarised on stdout) and the plots in
-SWEEPDIR/plots/ (llmjax.scaling.plots). --analyze redoes the last three without running. --list prints the runs
-with their status, --commands one llmjax.main command per run (for a cluster scheduler); both
-exit without running anything. --only=NAME restricts to that run. A sweep with a `forks` key
-runs each run as a constant-LR parent and forks cooldowns from its checkpoints
-(llmjax.scaling.forks); --list and --commands then prepare each parent's data first (its
-parameter count sets the fork steps), and --commands prints the parents' commands (one per fork
-step) before the forks', which only work once their parents have run.
+SWEEPDIR/plots/ (llmjax.scaling.plots). --analyze redoes the last three without running. --list prints the runs with their status, --commands one llmjax.main command per
+run (for a cluster scheduler); both exit without running anything. --only=NAME restricts to that
+run. A sweep with a `forks` key runs each run as a constant-LR parent and forks cooldowns from
+its checkpoints (llmjax.scaling.forks); --list and --commands then prepare each parent's data
+first (its parameter count sets the fork steps), and --commands prints the parents' commands
+(one per fork step) before the forks', which only work once their parents have run.
 
-Exit codes: 0 every selected run done, 1 some run failed (the others ran; see its run.log),
-2 a bad flag or sweep config (one line on stderr, nothing run).
+Exit codes: 0 every selected run done (or --help), 1 some run failed (the others ran; see its
+run.log), 2 a bad flag or sweep config (one line on stderr, nothing run).
 """
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ _COMMANDS = flags.DEFINE_bool("commands", False, "Print one llmjax.main command 
 _ONLY = flags.DEFINE_string("only", "", "Only this run (a name from --list).")
 _ANALYZE = flags.DEFINE_bool("analyze", False, "Run nothing: rewrite the results table, fits and plots "
                              "from the runs already in the sweep directory.")
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
 
 
 def _die(msg: str) -> None:
@@ -46,6 +46,9 @@ def _parse(argv: list[str]) -> list[str]:
     try:
         rest = flags.FLAGS(argv)
         sweep = _CONFIG.value
+    except SystemExit as e:  # a help flag printed the usage; absl exits 1 after it
+        asked = any(a.lstrip("-").split("=")[0] in _HELP_FLAGS for a in argv[1:] if a.startswith("-"))
+        sys.exit(0 if asked else e.code)
     except (KeyError, AttributeError) as e:
         if any(a.startswith("--config.") for a in argv):  # an override of a key the sweep config lacks
             _die(f"a --config.* override names a key the sweep config lacks ({e}): see its file for the keys")

@@ -86,6 +86,18 @@ def test_check_resumable():
         E.check_resumable(saved, current, "w")
 
 
+def test_a_key_added_since_the_run_was_recorded_resumes_at_its_default():
+    """config.json of a run from before data.decode_errors existed lacks it: not a change."""
+    saved = E.base_config().to_dict()
+    del saved["data"]["decode_errors"]
+    current = E.base_config().to_dict()
+    E.check_resumable(saved, current, "w")
+    current["data"]["decode_errors"] = "replace"
+    with pytest.raises(C.ConfigError, match="config.data.decode_errors='replace' but the run in "
+                                            "w used 'strict'"):
+        E.check_resumable(saved, current, "w")
+
+
 def test_keys_and_defaults_come_from_the_registered_dataclasses():
     c = E.base_config()
     keys = {f.name for f in dataclasses.fields(GPTConfig) if not f.metadata.get("runtime")}

@@ -124,6 +124,8 @@ def _source_key(cfg: DataConfig) -> dict:
     """Everything that decides the documents: config keys and what the source looks like now."""
     key = {"format": CACHE_FORMAT, "dataset": cfg.dataset, "tfds_data_dir": cfg.tfds_data_dir,
            "val_fraction": cfg.val_fraction, "max_train_chars": cfg.max_train_chars}
+    if cfg.decode_errors != "strict":  # a lossy read is other documents; strict keeps old caches valid
+        key["decode_errors"] = cfg.decode_errors
     if cfg.dataset == "stdlib":
         from llmjax.data.stdlib_corpus import StdlibCorpus
         key["python"] = sys.version.split()[0]

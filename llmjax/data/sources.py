@@ -5,6 +5,11 @@ Three kinds of source, one result (`Documents`):
   tfds:NAME[/CFG]   any tfds dataset already prepared under tfds_data_dir (never downloaded here)
   text:GLOB         plain UTF-8 files, one document each
 
+Text that is not UTF-8 (a latin-1 file, a binary one, a tfds record holding such bytes) is
+refused in one line naming the file or record and the byte, before any tokenizer work: read
+lossily it would train on U+FFFD unnoticed. data.decode_errors=replace opts in to that, and
+the log counts what was replaced.
+
 All get the same light cleaning: newlines normalised to "\\n", whitespace-only documents and
 exact duplicates (keep the first; train is read before validation, so a validation document
 that repeats a training one is dropped) removed. tensorflow_datasets is imported only for the
@@ -44,16 +49,18 @@ def load_documents(cfg: DataConfig, log: Callable[[str], None] = print) -> Docum
     counts = {"documents_read": 0, "empty_dropped": 0, "duplicates_dropped": 0,
               "train_capped": False}
     seen: set[bytes] = set()
+    lossy = {"read": 0, "replaced": 0, "with_replacements": 0}  # decode_errors=replace's count
     if spec == "stdlib" or spec.startswith("tfds:"):
         builder, train_split, eval_split, key = _open_tfds(cfg)
-        train = _cap(_clean(_read_split(builder, train_split, key), seen, counts),
-                     cfg.max_train_chars, counts)
-        val = [t for _, t in _clean(_read_split(builder, eval_split, key), seen, counts)]
+        train = _cap(_clean(_read_split(builder, train_split, key, cfg.decode_errors, lossy), seen,
+                            counts), cfg.max_train_chars, counts)
+        val = [t for _, t in _clean(_read_split(builder, eval_split, key, cfg.decode_errors,
+                                                lossy), seen, counts)]
         if not val:
             raise ValueError(f"data.dataset={spec!r}: the evaluation split {eval_split!r} has no "
                              "text: pick another with config.data.eval_split")
     elif spec.startswith("text:"):
-        docs = list(_clean(_read_files(spec), seen, counts))
+        docs = list(_clean(_read_files(spec, cfg.decode_errors, lossy), seen, counts))
         if not docs:
             raise ValueError(f"data.dataset={spec!r}: every matched file is empty or blank: "
                              "the corpus is empty")
@@ -64,6 +71,10 @@ def load_documents(cfg: DataConfig, log: Callable[[str], None] = print) -> Docum
     if not train:
         raise ValueError(f"data.dataset={spec!r}: the training split has no text: check the "
                          "dataset and config.data.train_split")
+    if cfg.decode_errors == "replace":
+        unit = "files" if spec.startswith("text:") else "records"
+        log(f"data {spec}: decode_errors=replace: {lossy['replaced']} undecodable byte sequences "
+            f"read as U+FFFD in {lossy['with_replacements']} of {lossy['read']} {unit}")
     stats = dict(counts, train_documents=len(train), val_documents=len(val),
                  train_chars=sum(map(len, train)), val_chars=sum(map(len, val)))
     log(f"data {spec}: read {stats['documents_read']} documents, dropped "
@@ -199,6 +210,23 @@ def read_records(builder, split: str, limit: int = 0) -> Iterator[tuple[int, dic
     yield from enumerate(tfds.as_numpy(ds.take(limit) if limit else ds))
 
 
+def decode_utf8(data: bytes, errors: str, where: str, fix: str, lossy: dict) -> str:
+    """data as UTF-8. strict: a one-line ValueError naming `where`, the first bad byte and its
+    offset, and `fix`. replace: U+FFFD for each bad sequence, counted in lossy (read,
+    replaced, with_replacements); a U+FFFD the data spells validly (EF BF BD) is not counted."""
+    lossy["read"] += 1
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if errors != "replace":
+            raise ValueError(f"{where} is not UTF-8 at byte {e.start} (0x{data[e.start]:02x}): "
+                             f"{fix}") from None
+    text = data.decode("utf-8", errors="replace")
+    lossy["replaced"] += text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+    lossy["with_replacements"] += 1
+    return text
+
+
 def as_text(value, what: str) -> str:
     """A Text feature's value as str (array_record gives str, tf.data bytes)."""
     if isinstance(value, bytes):
@@ -209,11 +237,20 @@ def as_text(value, what: str) -> str:
                      "feature")
 
 
-def _read_split(builder, split: str, key: str) -> Iterator[tuple[str, str]]:
-    """(index, text) of one split, lazily."""
+def _read_split(builder, split: str, key: str, errors: str,
+                lossy: dict) -> Iterator[tuple[str, str]]:
+    """(index, text) of one split, lazily; a Text feature's bytes decoded as decode_utf8 says
+    (tfds stores the bytes a builder gave it, UTF-8 or not)."""
     what = f"config.data.text_key={key!r} of {builder.name}"
+    fix = ("set --config.data.decode_errors=replace to read it with U+FFFD for the bad bytes, "
+           "or train on another dataset")
     for i, record in read_records(builder, split):
-        yield str(i), as_text(record[key], what)
+        value = record[key]
+        if isinstance(value, bytes):
+            where = f"{dataset_name(builder)} {split}[{i}] feature {key!r}"
+            yield str(i), decode_utf8(value, errors, where, fix, lossy)
+        else:
+            yield str(i), as_text(value, what)
 
 
 # ---------------------------------------------------------------- text: files
@@ -230,7 +267,8 @@ def glob_root(pattern: str) -> str:
     return os.sep.join(fixed) or "."
 
 
-def _read_files(spec: str) -> Iterator[tuple[str, str]]:
+def _read_files(spec: str, errors: str, lossy: dict) -> Iterator[tuple[str, str]]:
+    """(path under the glob's root, text) of each matched file; decoded as decode_utf8 says."""
     pattern = os.path.expanduser(spec[len("text:"):])
     files = sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
     if not files:
@@ -238,8 +276,12 @@ def _read_files(spec: str) -> Iterator[tuple[str, str]]:
                          "(quote it in the shell)")
     root = glob_root(pattern)
     for path in files:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            yield os.path.relpath(path, root).replace(os.sep, "/"), f.read()
+        with open(path, "rb") as f:
+            data = f.read()
+        fix = (f"convert it to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8 {path} > {path}.utf8), or set "
+               "--config.data.decode_errors=replace to read it with U+FFFD for the bad bytes")
+        yield (os.path.relpath(path, root).replace(os.sep, "/"),
+               decode_utf8(data, errors, path, fix, lossy))
 
 
 def _split_text(docs: list[tuple[str, str]], val_fraction: float, spec: str,

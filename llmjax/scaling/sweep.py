@@ -9,6 +9,9 @@ A sweep config (an ml_collections file, see configs/sweeps/tiny.py) has
              [{"model.d_model": 32, "model.num_heads": 2}, ...] (keys that move together).
              The key "config" in an override dict replaces the base file for that run (an
              architecture axis, e.g. the LSTM, whose model keys differ from the GPT's).
+  analysis   (optional) the fits' columns (llmjax.scaling.analysis.AnalysisConfig)
+  forks      (optional) cooldown forks of each run (llmjax.scaling.forks)
+Any other key is refused (a typo would otherwise drop its overrides from every run).
 A run's name joins its axis values, "leaf=value" with ",", e.g. "d_model=32,num_layers=2":
 stable and readable. Each run is `python -m llmjax.main --config=BASE --workdir=SWEEPDIR/NAME
 --config.k=v ...` as a subprocess, its output in SWEEPDIR/NAME/run.log and its outcome (command,
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import difflib
 import itertools
 import json
 import os
@@ -33,6 +37,7 @@ from typing import Any, Callable, Iterable
 from llmjax.config import ConfigError
 
 RECORD = "sweep.json"  # per run: command, returncode, error, wall_sec
+KEYS = ("name", "base", "set", "axes", "analysis", "forks")  # a sweep config's keys
 LOG = "run.log"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]")
 
@@ -76,6 +81,10 @@ def _axis_points(axis: Any, i: int) -> list[dict[str, Any]]:
         (key, values), = axis.items()
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ConfigError(f"sweep axes[{i}] {{{key!r}: {values!r}}}: give a list of values")
+        values = list(values)
+        if not values:
+            raise ConfigError(f"sweep axes[{i}] {key!r} has no values (the sweep would have no runs): "
+                              "give at least one, or drop the axis")
         return [{key: v} for v in values]
     points = list(axis)
     if not points or not all(hasattr(p, "items") and p for p in points):
@@ -97,8 +106,19 @@ def _piece(key: str, value: Any) -> str:
     return _UNSAFE.sub("_", f"{key.rsplit('.', 1)[-1]}={_short(value)}")
 
 
+def check_keys(sweep: Any) -> None:
+    """Every key of the sweep config is one of KEYS: a misspelt one is an error, not ignored."""
+    for key in sweep.keys():
+        if key not in KEYS:
+            near = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"{key!r} is not a key of a sweep config{hint}: the keys are "
+                              f"{', '.join(sorted(KEYS))} (see configs/sweeps/tiny.py)")
+
+
 def expand(sweep: Any) -> list[Run]:
     """The sweep's runs, in axis order (the last axis varies fastest)."""
+    check_keys(sweep)
     for key in ("base", "axes"):
         if key not in sweep:
             raise ConfigError(f"the sweep config lacks '{key}': see configs/sweeps/tiny.py for the format")

@@ -1,4 +1,5 @@
 """Token streams, the unigram baseline, prepare()'s cache, and stateless packed batches."""
+import errno
 import json
 import math
 import os
@@ -6,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from llmjax.config import DataConfig
+from llmjax.config import DataConfig, UserError
 from llmjax.data import pipeline
 from llmjax.data.pipeline import (PackedBatches, document_layout, eval_batches, prepare,
                                   tokenize_documents, unigram_loss)
@@ -175,6 +176,17 @@ def test_prepare_rebuilds_when_the_fingerprint_changes(tmp_path):
         prepare(DataConfig(**{**cfg.__dict__, "tokenizer": "char"}), str(tmp_path / "run"))
 
 
+def test_a_cache_read_lossily_is_not_reused_by_a_strict_run(tmp_path):
+    """decode_errors decides the documents: a strict run must not train on replace's U+FFFD."""
+    spec = _corpus(tmp_path)
+    (tmp_path / "corpus" / "f05.txt").write_bytes("caf\u00e9 latin-1".encode("latin-1"))
+    cfg = DataConfig(dataset=spec, tokenizer="byte", val_fraction=0.25)
+    prepare(DataConfig(**{**cfg.__dict__, "decode_errors": "replace"}), str(tmp_path / "run"),
+            log=lambda s: None)
+    with pytest.raises(ValueError, match="f05.txt is not UTF-8 at byte 3"):
+        prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+
+
 def test_prepare_rebuilds_a_damaged_cache(tmp_path):
     cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="byte", val_fraction=0.25)
     first = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
@@ -260,3 +272,17 @@ def test_a_damaged_tokenizer_is_one_line(tmp_path, damage):
     msg = str(e.value)
     assert "\n" not in msg and f"the tokenizer in {tok_dir} is damaged" in msg
     assert "delete" in msg and "restore it" in msg
+
+
+def test_a_full_disk_while_caching_the_tokens_is_one_line(tmp_path, monkeypatch):
+    def no_space(f, arr):
+        f.write(b"\x93NUMPY")  # part of the file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(np, "save", no_space)
+    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="char", val_fraction=0.25)
+    data = tmp_path / "run" / "data"
+    with pytest.raises(UserError, match=f"cannot write {data / 'train.npy'}: the disk is full: free "
+                                        "space") as e:
+        prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+    assert "\n" not in str(e.value)
+    assert os.listdir(data) == []  # no partial file left to fill the disk, no meta.json vouching for one

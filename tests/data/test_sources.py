@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from llmjax.config import DataConfig
+from llmjax.config import ConfigError, DataConfig
 from llmjax.data import sources
 from llmjax.data.sources import is_validation, load_documents
 
@@ -42,6 +42,25 @@ class LlmjaxTestSplits(tfds.core.GeneratorBasedBuilder):
             yield i, {"content": text, "label": i}
 
 
+class LlmjaxTestLatin1(tfds.core.GeneratorBasedBuilder):
+    """A Text feature holding raw latin-1 bytes (tfds stores a builder's bytes as given)."""
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = tfds.core.utils.classproperty(classmethod(_code_path))
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "text": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples("train"),
+                "validation": self._generate_examples("validation")}
+
+    def _generate_examples(self, split):
+        yield 0, {"text": f"{split} caf\u00e9 one"}
+        encoding = "latin-1" if split == "train" else "utf-8"
+        yield 1, {"text": f"{split} caf\u00e9 two".encode(encoding)}
+
+
 class LlmjaxTestNoValidation(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     code_path = tfds.core.utils.classproperty(classmethod(_code_path))
@@ -61,7 +80,7 @@ class LlmjaxTestNoValidation(tfds.core.GeneratorBasedBuilder):
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("tfds"))
-    for cls in (LlmjaxTestSplits, LlmjaxTestNoValidation):
+    for cls in (LlmjaxTestSplits, LlmjaxTestNoValidation, LlmjaxTestLatin1):
         cls(data_dir=root).download_and_prepare(file_format="array_record")
     return root
 
@@ -152,6 +171,34 @@ def test_text_errors_are_one_line(tmp_path, files, cfg, match):
     assert "\n" not in str(e.value)
 
 
+def test_a_file_that_is_not_utf8_is_refused_naming_file_and_byte(tmp_path):
+    _write(tmp_path, {"a.txt": "plain ascii\n"})
+    (tmp_path / "b.txt").write_bytes("na\u00efve caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError) as e:
+        load_documents(DataConfig(dataset=f"text:{tmp_path}/*.txt"), log=lambda s: None)
+    msg = str(e.value)
+    assert "\n" not in msg and f"{tmp_path}/b.txt" in msg and "byte 2 (0xef)" in msg
+    assert "iconv" in msg and "--config.data.decode_errors=replace" in msg
+
+
+def test_decode_errors_replace_reads_lossily_and_counts(tmp_path):
+    _write(tmp_path, {"a.txt": "kept \ufffd as written\n"})  # a real U+FFFD is not counted
+    (tmp_path / "b.txt").write_bytes("na\u00efve caf\u00e9\n".encode("latin-1"))
+    (tmp_path / "c.txt").write_bytes(b"\xff\xfe binary")
+    docs, lines = _quiet(DataConfig(dataset=f"text:{tmp_path}/*.txt", val_fraction=0.3,
+                                    decode_errors="replace"))
+    assert "na\ufffdve caf\ufffd\n" in "".join(docs.train + docs.val)
+    assert [l for l in lines if "U+FFFD" in l] == [
+        f"data text:{tmp_path}/*.txt: decode_errors=replace: 4 undecodable byte sequences "
+        "read as U+FFFD in 2 of 3 files"]
+
+
+def test_decode_errors_is_a_choice():
+    with pytest.raises(ConfigError, match="config.data.decode_errors='ignore': must be one of "
+                                          "strict, replace"):
+        DataConfig(decode_errors="ignore").validate()
+
+
 def test_unknown_dataset_kind():
     with pytest.raises(ValueError, match="must be stdlib, tfds:NAME"):
         load_documents(DataConfig(dataset="hub:foo"))
@@ -196,6 +243,19 @@ def test_tfds_errors(tfds_dir, tmp_path):
     assert "available: train, validation, test" in msg
 
 
+def test_tfds_text_that_is_not_utf8_is_refused_or_counted(tfds_dir):
+    cfg = DataConfig(dataset="tfds:llmjax_test_latin1", tfds_data_dir=tfds_dir)
+    with pytest.raises(ValueError) as e:
+        load_documents(cfg, log=lambda s: None)
+    msg = str(e.value)
+    assert "\n" not in msg and "llmjax_test_latin1 train[1] feature 'text'" in msg
+    assert "byte 9 (0xe9)" in msg and "--config.data.decode_errors=replace" in msg
+    docs, lines = _quiet(DataConfig(**{**cfg.__dict__, "decode_errors": "replace"}))
+    assert docs.train == ["train caf\u00e9 one", "train caf\ufffd two"]
+    assert any("1 undecodable byte sequences read as U+FFFD in 1 of 4 records" in l
+               for l in lines)
+
+
 def test_tfrecord_without_tensorflow_says_what_to_do(monkeypatch):
     from tensorflow_datasets.core import file_adapters
     info = types.SimpleNamespace(file_format=file_adapters.FileFormat.TFRECORD,
@@ -203,7 +263,7 @@ def test_tfrecord_without_tensorflow_says_what_to_do(monkeypatch):
     builder = types.SimpleNamespace(info=info, name="lm1b")
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # import fails like it would here
     with pytest.raises(ValueError, match="pip install tensorflow.*--file_format=array_record"):
-        next(sources._read_split(builder, "train", "text"))
+        next(sources._read_split(builder, "train", "text", "strict", {}))
 
 
 # ---------------------------------------------------------------- stdlib

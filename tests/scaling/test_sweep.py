@@ -43,6 +43,7 @@ def test_a_config_key_swaps_the_base_file():
 @pytest.mark.parametrize("axes, needle", [
     ([{"a.b": [1], "c.d": [2]}], "a dict axis names one key"),
     ([{"a.b": 3}], "give a list of values"),
+    ([{"a.b": []}], "'a.b' has no values"),
     ([[]], "non-empty list"),
     ([[{"a.b": 1}, 2]], "non-empty list"),
     ([{"model.d_model": ["a b", "a_b"]}], "both named 'd_model=a_b'"),
@@ -185,3 +186,33 @@ def test_analyze_rewrites_table_fits_and_plots_without_running(tmp_path):
 def test_a_bad_analysis_key_is_refused_before_any_run(tmp_path):
     p = _cli("--config=configs/sweeps/tiny.py", f"--sweep_dir={tmp_path}", "--config.analysis.compute=6N")
     assert p.returncode == 2 and "analysis.compute='6N'" in p.stderr and not os.listdir(tmp_path), p.stderr
+
+
+def test_an_unknown_sweep_key_is_refused_naming_the_nearest_known_one():
+    c = _sweep([{"optim.lr": [0.001]}])
+    c.sett = c.set
+    with pytest.raises(ConfigError, match=r"'sett' is not a key.*did you mean 'set'\?.*analysis, axes, base, forks, name, set"):
+        sweep.expand(c)
+
+
+def _sweep_file(tmp_path, body):
+    path = tmp_path / "sweep_cfg.py"
+    path.write_text("import ml_collections\n\n\ndef get_config():\n    c = ml_collections.ConfigDict()\n"
+                    "    c.name, c.base, c.set = 't', 'configs/gpt_small.py', {}\n"
+                    f"    c.axes = [{{'optim.lr': [0.001]}}]\n{body}    return c\n")
+    return path
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("    c.sett = c.set\n", "'sett' is not a key of a sweep config (did you mean 'set'?)"),
+    ("    c.axes = [{'model.num_layers': []}]\n", "sweep axes[0] 'model.num_layers' has no values"),
+])
+def test_a_typo_or_an_empty_axis_in_a_sweep_file_is_one_line_not_the_default_runs(tmp_path, body, needle):
+    p = _cli(f"--config={_sweep_file(tmp_path, body)}", f"--sweep_dir={tmp_path / 'sw'}", "--commands")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and not p.stdout
+
+
+def test_help_exits_0():
+    p = _cli("--help")
+    assert p.returncode == 0 and "--sweep_dir" in p.stdout, p.stderr
