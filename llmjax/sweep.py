@@ -4,7 +4,10 @@ Runs every run of a sweep (see llmjax.scaling.sweep for the config format) that 
 yet, each a normal `python -m llmjax.main` run in SWEEPDIR/<run name>, then writes the results
 table SWEEPDIR/results.jsonl and results.csv (llmjax.scaling.results), the fitted scaling laws
 SWEEPDIR/fits.json (llmjax.scaling.analysis, summarised on stdout) and the plots in
-SWEEPDIR/plots/ (llmjax.scaling.plots). --analyze redoes the last three without running. --list prints the runs with their status, --commands one llmjax.main command per
+SWEEPDIR/plots/ (llmjax.scaling.plots). --analyze redoes the last three without running (runs
+are matched by their config, so a moved or copied sweep directory keeps them; it refuses to
+replace the table when none of the sweep's runs is done but finished runs of another sweep config
+are on disk). --list prints the runs with their status, --commands one llmjax.main command per
 run (for a cluster scheduler); both exit without running anything. --only=NAME restricts to that
 run. A sweep with a `forks` key runs each run as a constant-LR parent and forks cooldowns from
 its checkpoints (llmjax.scaling.forks); --list and --commands then prepare each parent's data
@@ -108,6 +111,11 @@ def main(argv: list[str]) -> None:
     from llmjax.scaling import results
 
     records = {}
+    if _ANALYZE.value and not _ONLY.value:  # never a table of none done over finished runs on disk
+        try:
+            sweep_lib.check_analyzable(runs, sweep_dir)
+        except ConfigError as e:
+            _die(str(e))
     if not _ANALYZE.value:
         print(f"sweep: {len(runs)} runs in {sweep_dir}, {_PARALLEL.value} at a time", flush=True)
         log = lambda msg: print(msg, flush=True)  # noqa: E731

@@ -16,9 +16,9 @@ A run's name joins its axis values, "leaf=value" with ",", e.g. "d_model=32,num_
 stable and readable. Each run is `python -m llmjax.main --config=BASE --workdir=SWEEPDIR/NAME
 --config.k=v ...` as a subprocess, its output in SWEEPDIR/NAME/run.log and its outcome (command,
 exit code, last log line, wall seconds summed over attempts) in SWEEPDIR/NAME/sweep.json.
-A run whose workdir has results.json from the same command is skipped; an unfinished one is
-run again and llmjax.main resumes it from its newest checkpoint; a failed one is recorded and
-the others go on.
+A run whose workdir has results.json from the same command (up to where the sweep directory
+is: a moved or copied one keeps its runs) is skipped; an unfinished one is run again and
+llmjax.main resumes it from its newest checkpoint; a failed one is recorded and the others go on.
 """
 from __future__ import annotations
 
@@ -154,17 +154,65 @@ def read_record(workdir: str) -> dict[str, Any]:
         return json.load(f)
 
 
+_PLACEHOLDER = "<sweep_dir>" + os.sep
+
+
+def _relative(args: list[str], name: str) -> list[str]:
+    """A run's command with its sweep directory (where --workdir ends in the run's name) written
+    <sweep_dir>, in --workdir and any other value under it (a fork's fork_from)."""
+    workdir = next((a.split("=", 1)[1] for a in args if a.startswith("--workdir=")), "")
+    prefix = workdir[:-len(name)] if workdir.endswith(os.sep + name) else ""
+    if not prefix:
+        return args
+    out = []
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        out.append(f"{flag}={_PLACEHOLDER}{value[len(prefix):]}" if eq and value.startswith(prefix) else arg)
+    return out
+
+
+def made_by(record: dict[str, Any], run: Run, sweep_dir: str) -> bool:
+    """Whether the record's command is this run's: the same config (base, name, overrides),
+    wherever the sweep directory was then (a moved or copied sweep keeps its finished runs)."""
+    recorded = record.get("command")
+    return isinstance(recorded, list) and \
+        _relative(recorded, run.name) == _relative(run.command(sweep_dir)[1:], run.name)
+
+
 def status(run: Run, sweep_dir: str) -> str:
     """done (results.json from this command) | failed | unfinished | pending."""
     workdir = os.path.join(sweep_dir, run.name)
     record = read_record(workdir)
     if not record:
         return "pending"
-    if record.get("command") != run.command(sweep_dir)[1:]:
+    if not made_by(record, run, sweep_dir):
         return "unfinished"  # another command made it: run this one (llmjax.main checks they fit)
     if record.get("returncode") not in (0, None):
         return "failed"
     return "done" if os.path.exists(os.path.join(workdir, "results.json")) else "unfinished"
+
+
+def finished_dirs(sweep_dir: str) -> list[str]:
+    """The run directories in the sweep directory that a finished sweep run left (its record and
+    results.json), whichever sweep config made them."""
+    if not os.path.isdir(sweep_dir):
+        return []
+    return sorted(n for n in os.listdir(sweep_dir)
+                  if all(os.path.isfile(os.path.join(sweep_dir, n, f)) for f in (RECORD, "results.json")))
+
+
+def check_analyzable(runs: list[Run], sweep_dir: str) -> None:
+    """Before --analyze rewrites the results table: none of the runs done while finished runs
+    are on disk means they came from another sweep config; refuse rather than replace
+    results.csv with a table of none done."""
+    if any(status(r, sweep_dir) == "done" for r in runs):
+        return
+    finished = finished_dirs(sweep_dir)
+    if finished:
+        shown = ", ".join(finished[:3]) + (", ..." if len(finished) > 3 else "")
+        raise ConfigError(f"--analyze: none of the {len(runs)} runs of this sweep config is done in {sweep_dir}, "
+                          f"but it holds {len(finished)} finished run directories ({shown}) from other commands: "
+                          "pass the --config that ran them (results.csv is left as it was)")
 
 
 def _last_line(path: str) -> str:
@@ -188,9 +236,9 @@ def run_one(run: Run, sweep_dir: str, earlier: tuple[Run, ...] = ()) -> dict[str
     os.makedirs(workdir, exist_ok=True)
     command = run.command(sweep_dir, python=sys.executable)
     previous = read_record(workdir)
-    same_run = [r.command(sweep_dir, python=sys.executable)[1:] for r in earlier] + [command[1:]]
+    same_run = any(made_by(previous, r, sweep_dir) for r in (*earlier, run))
     record = {"command": command[1:], "returncode": None, "error": "",
-              "wall_sec": previous.get("wall_sec", 0.0) if previous.get("command") in same_run else 0.0}
+              "wall_sec": previous.get("wall_sec", 0.0) if same_run else 0.0}
     _write_record(workdir, record)  # returncode None: started (a killed sweep leaves it so)
     t0 = time.time()
     log_path = os.path.join(workdir, LOG)

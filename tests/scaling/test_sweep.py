@@ -1,9 +1,11 @@
 """The sweep runner: expansion and names, commands, --list, and one end-to-end micro sweep
 (two 6-step runs through llmjax.main, one made to fail, then a second invocation)."""
 import csv
+import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -216,3 +218,50 @@ def test_a_typo_or_an_empty_axis_in_a_sweep_file_is_one_line_not_the_default_run
 def test_help_exits_0():
     p = _cli("--help")
     assert p.returncode == 0 and "--sweep_dir" in p.stdout, p.stderr
+
+
+def _fake_finished(runs, sweep_dir, monkeypatch):
+    """Each run through run_one with llmjax.main faked: it writes results.json in the workdir."""
+    def call(command, **kwargs):
+        workdir = next(a.split("=", 1)[1] for a in command if a.startswith("--workdir="))
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump({"step": 6, "loss": 2.5}, f)
+        return 0
+
+    monkeypatch.setattr(sweep.subprocess, "call", call)
+    for run in runs:
+        sweep.run_one(run, sweep_dir)
+
+
+def _csv(sweep_dir):
+    with open(os.path.join(sweep_dir, "results.csv")) as f:
+        return f.read()
+
+
+def test_a_moved_or_copied_sweep_dir_finds_its_finished_runs_by_their_config(tmp_path, monkeypatch):
+    old, new = str(tmp_path / "a"), str(tmp_path / "b")
+    runs = sweep.expand(_sweep([{"optim.lr": [0.001, 0.003]}], train={"num_steps": 6}))
+    fork = dataclasses.replace(runs[0], name=f"{runs[0].name},fork=8", fork_of=runs[0].name, fork_step=6,
+                               overrides={**runs[0].overrides, "fork_from": os.path.join(old, runs[0].name,
+                                                                                         "checkpoints", "6")})
+    _fake_finished([*runs, fork], old, monkeypatch)
+    results.write([*runs, fork], old)
+    shutil.copytree(old, new)
+    moved_fork = dataclasses.replace(fork, overrides={**fork.overrides, "fork_from": os.path.join(
+        new, runs[0].name, "checkpoints", "6")})  # as forks.plan builds it for the new directory
+    assert [sweep.status(r, new) for r in [*runs, moved_fork]] == ["done"] * 3
+    results.write([*runs, moved_fork], new)
+    assert _csv(new) == _csv(old) and _csv(new).count(",done,") == 3
+    other = sweep.expand(_sweep([{"optim.lr": [0.001]}], train={"num_steps": 7}))[0]  # another config
+    assert sweep.status(other, new) == "unfinished"
+    sweep.check_analyzable([*runs, moved_fork], new)  # finished runs found: nothing to refuse
+
+
+def test_analyze_refuses_a_table_of_no_finished_runs_when_finished_runs_are_on_disk(tmp_path, monkeypatch):
+    out = str(tmp_path / "sw")
+    sweep.check_analyzable(sweep.expand(_sweep([{"optim.lr": [0.001]}])), out)  # nothing ran: an empty table is right
+    ran = sweep.expand(_sweep([{"optim.lr": [0.001, 0.003]}], train={"num_steps": 6}))
+    _fake_finished(ran, out, monkeypatch)
+    edited = sweep.expand(_sweep([{"optim.lr": [0.001, 0.003]}], train={"num_steps": 7}))
+    with pytest.raises(ConfigError, match=r"none of the 2 runs .* is done .* 2 finished run directories \(lr=0.001"):
+        sweep.check_analyzable(edited, out)
