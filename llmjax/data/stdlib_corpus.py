@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import tensorflow_datasets as tfds
 from etils import epath
 
+from llmjax.data.atomic import write_error
 from llmjax.data.sources import is_validation
 
 DEFAULT_VAL_FRACTION = 0.05
@@ -130,16 +131,22 @@ class StdlibCorpus(tfds.core.GeneratorBasedBuilder):
 
 def prepare_builder(data_dir: str | None = None,
                     val_fraction: float = DEFAULT_VAL_FRACTION) -> StdlibCorpus:
-    """The builder, prepared as array_record under data_dir (once; later calls reuse it)."""
-    builder = StdlibCorpus(data_dir=data_dir or default_data_dir(), val_fraction=val_fraction)
-    if not builder.is_prepared():
-        from tensorflow_datasets.core.utils import tqdm_utils
-        shown = getattr(tqdm_utils, "_active", True)
-        tfds.display_progress_bar(False)  # it takes ~1 s; the bars would only clutter the log
-        try:
-            builder.download_and_prepare(
-                file_format="array_record",
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-        finally:
-            tfds.display_progress_bar(shown)
+    """The builder, prepared as array_record under data_dir (once; later calls reuse it). A data
+    dir that cannot be written (an unwritable HOME, a full disk) is a one-line UserError."""
+    data_dir = data_dir or default_data_dir()
+    try:
+        builder = StdlibCorpus(data_dir=data_dir, val_fraction=val_fraction)
+        if not builder.is_prepared():
+            from tensorflow_datasets.core.utils import tqdm_utils
+            shown = getattr(tqdm_utils, "_active", True)
+            tfds.display_progress_bar(False)  # it takes ~1 s; the bars would only clutter the log
+            try:
+                builder.download_and_prepare(
+                    file_format="array_record",
+                    download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+            finally:
+                tfds.display_progress_bar(shown)
+    except OSError as e:
+        raise write_error(f"cannot prepare the stdlib corpus in {data_dir}", e,
+                          "set config.data.tfds_data_dir to a writable directory") from e
     return builder

@@ -1,10 +1,12 @@
 """The stdlib tfds builder: real preparation into tmp dirs, split rules, reuse, no TensorFlow."""
+import errno
 import json
 import os
 import sys
 
 import pytest
 
+from llmjax.config import UserError
 from llmjax.data import stdlib_corpus
 from llmjax.data.sources import is_validation
 
@@ -100,3 +102,28 @@ def test_dataset_info_written(prepared):
         info = json.load(f)
     assert info["name"] == "llmjax_stdlib"
     assert {s["name"] for s in info["splits"]} == {"train", "validation"}
+
+
+@pytest.mark.parametrize("home", [False, True])
+def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path, monkeypatch, home):
+    """A data dir under a file fails as an unwritable HOME or tfds_data_dir does (even as root)."""
+    (tmp_path / "file").write_text("x")
+    if home:
+        monkeypatch.setenv("HOME", str(tmp_path / "file"))
+    where = str(tmp_path / "file" / ("" if home else "tfds"))
+    with pytest.raises(UserError, match=f"cannot prepare the stdlib corpus in {where}.*set "
+                                        "config.data.tfds_data_dir to a writable directory") as e:
+        stdlib_corpus.prepare_builder(None if home else where)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("error, fix", [
+    (OSError(errno.ENOSPC, "No space left on device"), "the disk is full: free space"),
+    (PermissionError(errno.EACCES, "Permission denied"), "set config.data.tfds_data_dir to a writable"),
+])
+def test_a_failed_preparation_is_one_line(tmp_path, monkeypatch, error, fix):
+    def fail(self, **kwargs):
+        raise error
+    monkeypatch.setattr(stdlib_corpus.StdlibCorpus, "download_and_prepare", fail)
+    with pytest.raises(UserError, match=f"cannot prepare the stdlib corpus in {tmp_path}.*{fix}"):
+        stdlib_corpus.prepare_builder(str(tmp_path))
