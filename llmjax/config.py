@@ -93,14 +93,15 @@ def to_group(cls: type) -> ml_collections.ConfigDict:
     return group
 
 
-def from_group(cls: type[G], group: Any, prefix: str) -> G:
-    """cls built from a ConfigDict group, checked key by key, then validated."""
+def from_group(cls: type[G], group: Any, prefix: str, owner: str = "") -> G:
+    """cls built from a ConfigDict group, checked key by key, then validated. `owner` names whose
+    keys these are when the group's name picks them (e.g. "model family 'lstm'")."""
     names = [f.name for f in config_fields(cls)]
     known = set(names)
     for key in group.keys():
         if key not in known:
-            fail(f"{prefix}.{key}", group[key], f"unknown key; known keys of config.{prefix}: "
-                 f"{', '.join(n for n in names if n in known)}")
+            fail(f"{prefix}.{key}", group[key], f"unknown key{f' for {owner}' if owner else ''}; "
+                 f"known keys of config.{prefix}: {', '.join(names)}")
     defaults = to_group(cls)
     values = {}
     for name in known:
@@ -164,7 +165,8 @@ class Registry:
 
     def resolve(self, group: Any) -> Any:
         """The entry's frozen config from the group, checked key by key."""
-        return from_group(self.entry(group.get("name", "")).config_cls, group, self.group)
+        entry = self.entry(group.get("name", ""))
+        return from_group(entry.config_cls, group, self.group, owner=f"{self.what} {entry.name!r}")
 
 
 # ---------------------------------------------------------------- the shared groups

@@ -49,11 +49,46 @@ def _load_error(e: OSError) -> str:
     return f"config file could not be loaded ({cause}): pass a path like configs/gpt_small.py"
 
 
-def _unknown_override(argv: list[str]) -> str | None:
-    """The first --config.KEY=... whose KEY the base config lacks, with the keys that exist there."""
-    from llmjax import experiment  # imported late: run() re-executes first (see allocator)
+def _override_value(argv: list[str], i: int) -> str:
+    """The value of argv[i], a flag given as --flag=VALUE or --flag VALUE."""
+    if "=" in argv[i]:
+        return argv[i].split("=", 1)[1]
+    return argv[i + 1] if i + 1 < len(argv) else ""
 
-    base = experiment.base_config()
+
+def _names(argv: list[str]) -> dict[str, str]:
+    """{"model": family, "task": task} the command trains: its --config.model.name and
+    --config.task.name, else the config file's, else the defaults. The keys of config.model and
+    config.task depend on them."""
+    names = {}
+    for i, arg in enumerate(argv):
+        match = _OVERRIDE.match(arg)
+        if match and match.group(1) in ("model.name", "task.name"):
+            names[match.group(1).split(".")[0]] = _override_value(argv, i)
+    path = next((_override_value(argv, i) for i, a in enumerate(argv[1:], 1)
+                 if a.lstrip("-").split("=")[0] == "config"), None)
+    if len(names) < 2 and path:
+        try:  # the file alone, without the overrides that failed
+            loaded = flags.FLAGS["config"].parser.parse(path)
+            names = {group: loaded[group].get("name", "") for group in ("model", "task")} | names
+        except Exception:  # noqa: BLE001  (a file that fails to load has its own error)
+            pass
+    return names
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+    """The first --config.KEY=... whose KEY the command's config lacks (the keys of its model
+    family and task), with the keys that exist there."""
+    from llmjax import experiment  # imported late: run() re-executes first (see allocator)
+    from llmjax.models.registry import FAMILIES
+    from llmjax.tasks.registry import TASKS
+
+    names = {"model": "gpt", "task": "lm", **_names(argv)}
+    try:
+        base = experiment.base_config(names["model"], names["task"])
+    except config_lib.ConfigError as e:  # an unknown family or task
+        return str(e)
+    owner = {"model": f"{FAMILIES.what} {names['model']!r}", "task": f"{TASKS.what} {names['task']!r}"}
     for arg in argv[1:]:
         match = _OVERRIDE.match(arg)
         parts = match.group(1).split(".") if match else []
@@ -63,7 +98,8 @@ def _unknown_override(argv: list[str]) -> str | None:
             if not isinstance(node, ml_collections.ConfigDict):
                 return f"{key}: config.{'.'.join(parts[:i])} is a value, not a group"
             if part not in node:
-                return f"{key}: known keys here: {', '.join(node.keys())}"
+                whose = f" for {owner[parts[0]]}" if i == 1 and parts[0] in owner else ""
+                return f"{key}{whose}: known keys here: {', '.join(node.keys())}"
             node = node[part]
     return None
 

@@ -59,6 +59,15 @@ def test_unknown_key_in_config_file():
         E.resolve(c, num_devices=1)
 
 
+def test_a_key_of_another_family_names_the_family_and_lists_its_keys():
+    c = _cfg(model__name="lstm")  # GPT's keys, switched to the LSTM
+    with pytest.raises(C.ConfigError, match=r"config.model.attention_backend='auto': unknown key for model "
+                                            r"family 'lstm'; known keys of config.model: name, num_layers, "
+                                            r"d_model, hidden,") as e:
+        E.resolve(c, num_devices=1)
+    assert "num_heads" not in str(e.value)
+
+
 def test_mesh_shape_fills_the_rest():
     assert C.mesh_shape(C.MeshConfig(data=-1, fsdp=2, tensor=2), 8) == (2, 2, 2)
     assert C.mesh_shape(C.MeshConfig(data=-1, fsdp=1, tensor=1), 8) == (8, 1, 1)
