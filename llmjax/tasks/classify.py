@@ -22,7 +22,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from llmjax.config import check_positive
 from llmjax.data.labelled import Labelled, load_labelled
@@ -31,6 +30,7 @@ from llmjax.data.tokenizers import Tokenizer, train_or_load_tokenizer
 from llmjax.evaluation.classification import classification_metrics, confusion_sums
 from llmjax.tasks.base import Batch, Log, Task
 from llmjax.tasks.registry import register
+from llmjax.training.objectives import token_nll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +164,7 @@ class ClassifyTask(Task):
 
     def objective(self, model, params, batch, denoms, rng):
         logits_BxK = self._logits(model, params, batch, deterministic=False, rng=rng)
-        nll_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxK, batch["labels"])
+        nll_B, _ = token_nll(logits_BxK, batch["labels"])
         hit_B = (jnp.argmax(logits_BxK, -1) == batch["labels"]).astype(jnp.float32)
         w_B = batch["weights"]
         nll_sum = jnp.sum(nll_B * w_B)
@@ -176,7 +176,7 @@ class ClassifyTask(Task):
 
     def eval_sums(self, model, params, batch):
         logits_BxK = self._logits(model, params, batch, deterministic=True)
-        nll_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxK, batch["labels"])
+        nll_B, _ = token_nll(logits_BxK, batch["labels"])
         return {"nll_sum": jnp.sum(nll_B * batch["weights"]), "examples": jnp.sum(batch["weights"]),
                 "confusion": confusion_sums(logits_BxK, batch["labels"], batch["weights"])}
 

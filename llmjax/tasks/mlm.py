@@ -21,7 +21,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from llmjax.config import check_fraction, check_positive, fail
 from llmjax.data.masking import EVAL_STREAM, TRAIN_STREAM, MaskingTables, mask_tokens
@@ -29,6 +28,7 @@ from llmjax.data.pipeline import Prepared, prepare, unigram_log_probs
 from llmjax.data.sentence_pairs import SentencePairs
 from llmjax.tasks.base import Batch, Log, Task
 from llmjax.tasks.registry import register
+from llmjax.training.objectives import token_nll
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +45,6 @@ class MLMTaskConfig:
         check_fraction("task.short_seq_prob", self.short_seq_prob)
         check_positive("task.passes", self.passes)
         check_positive("task.max_predictions", self.max_predictions, allow_zero=True)
-
-
-def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
 @register("mlm", MLMTaskConfig)
@@ -144,8 +140,8 @@ class MLMTask(Task):
             attention_mask=batch["attention_mask"], masked_positions=batch["mlm_positions"],
             deterministic=deterministic, rngs=None if rng is None else {"dropout": rng})
         w_BxP, w_B = batch["mlm_weights"], batch["weights"]
-        mlm_nll = _cross_entropy(mlm_logits_BxPxV, batch["mlm_ids"])
-        nsp_nll = _cross_entropy(nsp_logits_Bx2, batch["nsp_labels"])
+        mlm_nll, _ = token_nll(mlm_logits_BxPxV, batch["mlm_ids"])
+        nsp_nll, _ = token_nll(nsp_logits_Bx2, batch["nsp_labels"])
         mlm_hit = (jnp.argmax(mlm_logits_BxPxV, -1) == batch["mlm_ids"]).astype(jnp.float32)
         nsp_hit = (jnp.argmax(nsp_logits_Bx2, -1) == batch["nsp_labels"]).astype(jnp.float32)
         return {"mlm_nll_sum": jnp.sum(mlm_nll * w_BxP), "mlm_hits": jnp.sum(mlm_hit * w_BxP),

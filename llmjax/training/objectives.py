@@ -8,7 +8,8 @@ import jax.numpy as jnp
 
 def token_nll(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Each token's negative log-likelihood (B, L) and log-normaliser log Z (B, L), in float32
-    (per-token views such as the loss by context position start here)."""
+    (per-token views such as the loss by context position start here). Any leading shape: the
+    MLM's prediction slots (B, P, V) and a classifier's examples (B, K) use it too."""
     logits = logits_BxLxV.astype(jnp.float32)
     log_z_BxL = jax.nn.logsumexp(logits, axis=-1)
     target_logit_BxL = jnp.take_along_axis(logits, targets_BxL[..., None], axis=-1)[..., 0]

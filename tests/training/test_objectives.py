@@ -1,8 +1,10 @@
 """Cross-entropy sums against a float64 numpy reference, with weights and z-loss."""
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from llmjax.training.objectives import cross_entropy_sums
+from llmjax.training.objectives import cross_entropy_sums, token_nll
 
 
 def test_cross_entropy_matches_numpy():
@@ -37,3 +39,20 @@ def test_label_smoothing_matches_soft_target_cross_entropy():
     np.testing.assert_allclose(out["loss_sum"], (want * weights).sum(), rtol=1e-5)
     nll = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
     np.testing.assert_allclose(out["nll_sum"], (nll * weights).sum(), rtol=1e-5)
+
+
+def test_token_nll_is_optax_cross_entropy_for_any_leading_shape():
+    """The MLM's slots (B, P, V), NSP's and a classifier's examples (B, K) share it: values and
+    gradients as optax's integer-label cross-entropy, in float32 from bf16 logits too."""
+    rng = np.random.default_rng(2)
+    for shape in ((3, 4, 11), (5, 2), (6, 3)):
+        logits = jnp.asarray(rng.normal(size=shape), jnp.bfloat16)
+        labels = jnp.asarray(rng.integers(0, shape[-1], size=shape[:-1]))
+        ours, _ = token_nll(logits, labels)
+        theirs = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+        assert ours.dtype == jnp.float32 and ours.shape == shape[:-1]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+        g_ours = jax.grad(lambda x: token_nll(x, labels)[0].sum())(logits.astype(jnp.float32))
+        g_theirs = jax.grad(lambda x: optax.softmax_cross_entropy_with_integer_labels(x, labels).sum())(
+            logits.astype(jnp.float32))
+        np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-6, atol=1e-6)
