@@ -201,6 +201,9 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
             f"on {jax.device_count()} {jax.devices()[0].device_kind} device(s), "
             f"{jax.process_count()} process(es)")
         task.describe(log)
+        warning = optim.warmup_warning(cfg.optim, horizon)
+        if warning:
+            log(warning)
 
         if on_start is not None:
             on_start()

@@ -41,6 +41,16 @@ def schedule(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
     return lambda count: by_update(jnp.minimum(count + 1, num_steps))
 
 
+def warmup_warning(cfg: OptimConfig, num_steps: int) -> str | None:
+    """One line for the run's log when the warm-up outlasts the schedule's num_steps: the lr
+    never reaches its peak (not an error: a short test run may want that)."""
+    if cfg.warmup_steps <= num_steps:
+        return None
+    return (f"warning: config.optim.warmup_steps={cfg.warmup_steps} is longer than the run's {num_steps} "
+            f"steps: the lr never reaches its peak config.optim.lr={cfg.lr:g} (it ends at "
+            f"{num_steps / cfg.warmup_steps:.0%} of it); lower optim.warmup_steps or train longer")
+
+
 def _by_update(cfg: OptimConfig, num_steps: int) -> optax.Schedule:
     """The learning rate of update k (counting from 1)."""
     peak, warm = cfg.lr, cfg.warmup_steps

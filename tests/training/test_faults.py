@@ -80,3 +80,21 @@ def test_eval_covers_the_whole_split_and_the_baseline_the_same_rows(tmp_path):
     log_p = np.log(counts / counts.sum())
     targets = val[1:rows * run.data.seq_len + 1]
     assert out["unigram_loss"] == pytest.approx(-log_p[targets].mean(), rel=1e-9)
+
+
+class _Started(Exception):
+    pass
+
+
+def test_a_warmup_longer_than_the_run_is_a_warning_in_the_log(tmp_path):
+    """Logged with the run's start, before the first step (on_start stops it there)."""
+    spec = write_corpus(tmp_path / "corpus", num_files=4)
+    msgs = []
+
+    def stop():
+        raise _Started
+    with pytest.raises(_Started):
+        train_and_evaluate(resolve(tiny_config(spec, optim__warmup_steps=20), num_devices=8),
+                           str(tmp_path / "run"), log=msgs.append, on_start=stop)
+    warnings = [m for m in msgs if m.startswith("warning: config.optim.warmup_steps=20")]
+    assert len(warnings) == 1 and "never reaches its peak" in warnings[0], msgs

@@ -48,6 +48,16 @@ def test_first_update_has_lr_and_warmup_peaks_at_warmup_steps(kind):
     assert np.isclose(float(s(4)), 0.5) and np.isclose(float(s(9)), 1.0)  # updates 5 and 10
 
 
+def test_a_warmup_longer_than_the_run_is_a_warning_line():
+    """50 warm-up steps in a 20-step run: the lr ends at 40% of its peak (schedule(19) is update 20)."""
+    cfg = OptimConfig(lr=1e-3, warmup_steps=50)
+    line = optim.warmup_warning(cfg, 20)
+    assert line.startswith("warning: config.optim.warmup_steps=50 is longer than the run's 20 steps: the lr "
+                           "never reaches its peak config.optim.lr=0.001 (it ends at 40% of it)")
+    assert "\n" not in line and np.isclose(float(optim.schedule(cfg, 20)(19)), 0.4e-3)
+    assert optim.warmup_warning(cfg, 50) is None and optim.warmup_warning(cfg, 51) is None
+
+
 def test_cosine_after_warmup():
     s = optim.schedule(OptimConfig(lr=1.0, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1), 110)
     mid = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.5))
