@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from llmjax.config import UserError
+from llmjax.training.tree_paths import flat_paths
 
 _FIX_CONFIG = "pass the config the run was started with, or use a new --workdir"
 
@@ -42,15 +43,10 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
-def _flat(tree: Any) -> dict[str, Any]:
-    """{'params/embed/embedding': leaf, ...}: the same keys for a state and Orbax's metadata."""
-    return ocp.tree.to_flat_dict(tree, sep="/")
-
-
 def first_difference(saved: Any, target: Any) -> str | None:
     """The first key path (in target's order) where two trees of shaped leaves differ in
     presence, shape or dtype."""
-    a, b = _flat(saved), _flat(target)
+    a, b = flat_paths(saved), flat_paths(target)
     for key in [*b, *(k for k in a if k not in b)]:
         if key not in b:
             return f"{key} is in the checkpoint but not in this run's state"
@@ -70,7 +66,7 @@ def _finite_leaves(flat: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 def first_nonfinite(tree: Any) -> str | None:
     """Key path of the first floating leaf holding NaN or Inf."""
-    flat = {k: v for k, v in _flat(tree).items() if jnp.issubdtype(v.dtype, jnp.inexact)}
+    flat = {k: v for k, v in flat_paths(tree).items() if jnp.issubdtype(v.dtype, jnp.inexact)}
     finite = jax.device_get(_finite_leaves(flat))
     return next((k for k in sorted(finite) if not finite[k]), None)
 

@@ -24,6 +24,7 @@ import numpy as np
 from llmjax.config import ConfigError, config_fields
 from llmjax.models import registry
 from llmjax.training.checkpoint import first_nonfinite
+from llmjax.training.tree_paths import flat_paths
 from llmjax.training.workdir import CONFIG_JSON, CONVERTED_DIR, MODEL_JSON
 
 Log = Callable[[str], None]
@@ -154,13 +155,6 @@ def adopt_tokenizer(path: str, workdir: str, log: Log) -> None:
     log(f"init_from: using the tokenizer of {os.path.dirname(source)}")
 
 
-def _flat(tree: Any) -> dict[str, Any]:
-    """"a/b/kernel" -> leaf, in the tree's leaf order."""
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {"/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): leaf
-            for path, leaf in leaves}
-
-
 def _unflatten(flat: dict[str, Any]) -> dict:
     out: dict = {}
     for name, leaf in flat.items():
@@ -185,11 +179,11 @@ def restore_params(path: str, params: Any, log: Log) -> Any:
         "state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
     try:
         saved_meta = manager.item_metadata(step)["state"]
-        saved = _flat(dict(saved_meta["params"]) if saved_meta is not None else {})
+        saved = flat_paths(dict(saved_meta["params"]) if saved_meta is not None else {})
         if not saved:
             raise ConfigError(f"config.init_from: {where} holds no parameters: name a "
                               "checkpoint written by llmjax")
-        current = _flat(params)
+        current = flat_paths(params)
         matched, new = _match(saved, current, where)
         item = _unflatten({k: jax.ShapeDtypeStruct(current[k].shape, current[k].dtype,
                                                    sharding=current[k].sharding) for k in matched})
@@ -199,7 +193,7 @@ def restore_params(path: str, params: Any, log: Log) -> Any:
             item={"params": item}, restore_args={"params": restore_args}, partial_restore=True)))
     finally:
         manager.close()
-    return _merged(params, current, _flat(out["state"]["params"]), saved, matched, new, where, log)
+    return _merged(params, current, flat_paths(out["state"]["params"]), saved, matched, new, where, log)
 
 
 def _restore_hf(path: str, params: Any, log: Log) -> Any:
@@ -208,8 +202,8 @@ def _restore_hf(path: str, params: Any, log: Log) -> Any:
 
     hf_params, _, fresh = hf.read_params(path, log=log)  # fresh: heads the checkpoint lacks
     fresh = set(fresh)
-    saved = {k: v for k, v in _flat(hf_params).items() if k not in fresh}
-    current = _flat(params)
+    saved = {k: v for k, v in flat_paths(hf_params).items() if k not in fresh}
+    current = flat_paths(params)
     matched, new = _match(saved, current, path)
     loaded = {k: jax.device_put(np.asarray(saved[k], current[k].dtype), current[k].sharding)
               for k in matched}

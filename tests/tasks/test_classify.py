@@ -10,6 +10,7 @@ import pytest
 from llmjax.config import ConfigError
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.training import warm_start
+from llmjax.training.tree_paths import flat_paths
 from tests.helpers import tiny_config, write_corpus
 
 
@@ -60,8 +61,8 @@ def test_finetune_restores_the_pretrained_encoder_and_adds_a_head(tmp_path, fami
     line = next(m for m in msgs if m.startswith("init_from") and "restored" in m)
     assert "restored" in line and "classifier" in line.split("new:")[1]
     # lr 0 (and no weight decay step): the encoder after one update is the pretrained one.
-    saved = warm_start._flat(_saved_params(pre))
-    tuned = warm_start._flat(_saved_params(tmp_path / "ft"))
+    saved = flat_paths(_saved_params(pre))
+    tuned = flat_paths(_saved_params(tmp_path / "ft"))
     shared = [k for k in tuned if k in saved]
     assert len(shared) > 10 and any("classifier" in k for k in tuned if k not in saved)
     for k in shared:
