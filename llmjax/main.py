@@ -152,8 +152,8 @@ def _check_recorded(cfg, workdir: str) -> None:
             saved = json.load(f)
     except json.JSONDecodeError as e:
         raise config_lib.ConfigError(
-            f"{path} is not valid JSON ({e}): it records the run's config; delete it to "
-            "record this command's config instead, or pass another --workdir") from e
+            f"{path} is not valid JSON ({e}): it records the run's config, which a resume is "
+            "checked against: restore it from a backup, or pass a new --workdir") from e
     experiment.check_resumable(saved, cfg.to_dict(), workdir)
 
 

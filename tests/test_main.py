@@ -135,7 +135,10 @@ def test_garbage_config_json_is_a_one_line_error(tmp_path):
     work = tmp_path / "w"
     work.mkdir()
     (work / "config.json").write_text("{not json")
-    _one_line_error(_run([f"--workdir={work}"], timeout=120), "config.json is not valid JSON")
+    p = _run([f"--workdir={work}"], timeout=120)
+    _one_line_error(p, "config.json is not valid JSON")
+    # Deleting it would switch the resume checks off: restore it, or start a new workdir.
+    assert "delete" not in p.stderr and "restore it from a backup" in p.stderr
     assert (work / "config.json").read_text() == "{not json"  # left as it was
 
 

@@ -108,6 +108,17 @@ class Checkpointer:
             self._manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
+    def newest_meta(self) -> dict | None:
+        """The meta of the newest checkpoint whose meta reads (None if none does): cheap, the
+        state is not read, so a resume can be checked against it before any data work."""
+        for step in reversed(self.all_steps()):
+            try:
+                out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            except Exception:  # noqa: BLE001 - unreadable: restore() says why or falls back
+                continue
+            return dict(out["meta"])
+        return None
+
     def restore(self, abstract_state: Any) -> tuple[Any, dict] | None:
         """The newest checkpoint that restores cleanly, or None if the directory has none."""
         steps = self.all_steps()

@@ -30,7 +30,7 @@ from llmjax.training.preemption import Preemption
 from llmjax.training.progress import Progress
 from llmjax.training.state import abstract_state, count_params, create, init_fn
 from llmjax.training.step import jit_train_step, make_eval_step, make_train_step
-from llmjax.training.workdir import MODEL_JSON
+from llmjax.training.workdir import MODEL_JSON, check_data_order, data_order
 
 Log = Callable[[str], None]
 
@@ -123,6 +123,10 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     init_from = cfg.init_from or warm_start.converted(workdir)
     lr_multipliers = registry.lr_multipliers(cfg.model)
     optim.check_lr_multipliers(cfg.optim, lr_multipliers)  # before any data work
+    ckpt = Checkpointer(ck_dir, cfg.checkpoint.keep, cfg.checkpoint.async_save, log=log)
+    meta = ckpt.newest_meta() if resuming else None
+    if meta is not None:  # another seed, batch or row length: not this run's batches
+        check_data_order(meta, cfg, task.tokens_per_step() // t.batch_size, ck_dir)
     parent = init_from or cfg.fork_from  # whose tokenizer a new run adopts
     if parent and not resuming and jax.process_index() == 0:
         warm_start.adopt_tokenizer(parent, workdir, log)
@@ -141,7 +145,6 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
     tx = optim.optimizer(cfg.optim, horizon, lr_multipliers)
     init = init_fn(functools.partial(task.init_params, model), tx, t.seed)
     abstract, state_sh = abstract_state(init, mesh)
-    ckpt = Checkpointer(ck_dir, cfg.checkpoint.keep, cfg.checkpoint.async_save, log=log)
     restored = ckpt.restore(abstract)
     if restored is None and source is not None:  # the parent's state, under this run's own schedule
         return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon),
@@ -218,7 +221,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
         eval_step_at = 0  # the step last_eval was measured at
 
         def save(step: int) -> None:
-            ckpt.save(step, state, {"data_step": step, "seed": t.seed, "schedule_steps": horizon,
+            ckpt.save(step, state, {"data_step": step, **data_order(cfg), "schedule_steps": horizon,
                                     "tokens_seen": step * tokens_per_step})
 
         def evaluate(step: int) -> dict[str, float]:

@@ -2,7 +2,9 @@
 
 All file I/O (token cache, checkpoints, metrics) is local, so a URL is refused rather than
 turned into a local directory named `gs:`. The lock is `fcntl.flock` on `<workdir>/.lock`: the
-kernel drops it when its process dies, so a kill -9 never leaves a run locked out.
+kernel drops it when its process dies, so a kill -9 never leaves a run locked out. A resumed
+run must draw the batches its checkpoints were trained on: each checkpoint records what decides
+them (DATA_ORDER), checked whether or not config.json is still there.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import os
 import re
 import tempfile
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from llmjax.config import ConfigError
 
@@ -20,6 +22,8 @@ _SUBDIRS = ("checkpoints", "data", "tokenizer")
 CONFIG_JSON = "config.json"  # the run's config as given (resume, forks, warm starts and llmjax.sample read it)
 MODEL_JSON = "model.json"  # the finalized model config (rebuilds the model without the data)
 CONVERTED_DIR = "pretrained"  # parameters llmjax.convert --from_hf put there: the run's start
+# Checkpoint meta key -> the config key it records: together they decide each step's batch.
+DATA_ORDER = {"seed": "train.seed", "batch_size": "train.batch_size", "seq_len": "data.seq_len"}
 
 
 def check_writable(workdir: str) -> str:
@@ -48,6 +52,34 @@ def check_writable(workdir: str) -> str:
         raise ConfigError(f"--workdir={workdir} is not writable ({e.strerror}): pass a "
                           "directory you can write") from None
     return workdir
+
+
+def data_order(cfg: Any) -> dict[str, Any]:
+    """DATA_ORDER's values in a run's config, as its checkpoints record them."""
+    out = {}
+    for key, dotted in DATA_ORDER.items():
+        group, leaf = dotted.split(".")
+        out[key] = getattr(getattr(cfg, group), leaf)
+    return out
+
+
+def check_data_order(meta: dict, cfg: Any, row_tokens: int, where: str) -> None:
+    """A one-line ConfigError naming the first DATA_ORDER key where cfg differs from the
+    checkpoint `meta` saved in `where`. Checkpoints from before batch_size and seq_len were
+    recorded: the batch is tokens_seen / data_step / row_tokens (the tokens of one row of this
+    task) where that divides exactly; what cannot be derived is not checked."""
+    saved, how = dict(meta), {}
+    steps, tokens = meta.get("data_step"), meta.get("tokens_seen")
+    if "batch_size" not in saved and steps and tokens and tokens % (steps * row_tokens) == 0:
+        saved["batch_size"] = tokens // (steps * row_tokens)
+        how["batch_size"] = f" (tokens_seen / data_step / {row_tokens} tokens a row)"
+    now = data_order(cfg)
+    for key, dotted in DATA_ORDER.items():
+        if key in saved and saved[key] != now[key]:
+            raise ConfigError(
+                f"config.{dotted}={now[key]!r} but the checkpoints in {where} were trained with "
+                f"{saved[key]!r}{how.get(key, '')}: pass --config.{dotted}={saved[key]!r} to "
+                "resume them, or a new --workdir to start afresh")
 
 
 class WorkdirLock:

@@ -4,7 +4,9 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
+from llmjax.config import ConfigError
 from llmjax.experiment import resolve
 from llmjax.experiment import train_and_evaluate
 from llmjax.models.registry import config_from_dict
@@ -50,3 +52,20 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 
 def rows_first_loss(rows):
     return [r["loss"] for r in rows if r["split"] == "train"][0]
+
+
+def test_a_resume_with_another_seed_and_batch_is_refused_from_the_checkpoint(tmp_path):
+    """No config.json (in-process runs write none, as after `rm workdir/config.json`): the
+    checkpoint's meta still refuses seed 7 / batch 16 before any data or compile work."""
+    spec = write_corpus(tmp_path / "corpus")
+    work = str(tmp_path / "run")
+    train_and_evaluate(resolve(tiny_config(spec, train__num_steps=2), num_devices=8), work,
+                       log=lambda _: None)
+    other = resolve(tiny_config(spec, train__num_steps=12, train__seed=7, train__batch_size=16),
+                    num_devices=8)
+    msgs = []
+    with pytest.raises(ConfigError) as e:
+        train_and_evaluate(other, work, log=msgs.append)
+    assert "\n" not in str(e.value)
+    assert str(e.value).startswith("config.train.seed=7 but the checkpoints in ")
+    assert not any("data" in m for m in msgs)  # refused before the data was prepared

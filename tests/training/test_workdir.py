@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from llmjax.config import ConfigError
-from llmjax.training.workdir import WorkdirLock, check_writable
+from llmjax.training.workdir import WorkdirLock, check_data_order, check_writable, data_order
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -98,3 +98,45 @@ def test_a_lock_released_while_waiting_is_taken(tmp_path):
     assert time.monotonic() - start < 20 and len(msgs) == 1 and "waiting up to 30s" in msgs[0]
     lock.release()
     holder.wait()
+
+
+# ---------------------------------------------------------------- the data order of a resume
+
+
+def _run(tmp_path, **overrides):
+    from llmjax.experiment import resolve
+    from tests.helpers import tiny_config, write_corpus
+
+    spec = write_corpus(tmp_path / "corpus")
+    return resolve(tiny_config(spec, **overrides), num_devices=1)  # seed 0, batch 8, seq_len 32
+
+
+def test_a_resume_with_another_seed_or_batch_is_refused_without_config_json(tmp_path):
+    """config.json deleted: the checkpoint's own meta still refuses another seed or batch,
+    which would train on other batches and record a config that never trained it."""
+    meta = {"data_step": 10, "seed": 0, "batch_size": 8, "seq_len": 32, "schedule_steps": 10,
+            "tokens_seen": 10 * 8 * 32}
+    with pytest.raises(ConfigError) as e:
+        check_data_order(meta, _run(tmp_path, train__seed=7, train__batch_size=16), 32, "w/ck")
+    assert str(e.value) == ("config.train.seed=7 but the checkpoints in w/ck were trained with 0: "
+                            "pass --config.train.seed=0 to resume them, or a new --workdir to "
+                            "start afresh")
+    with pytest.raises(ConfigError, match=r"^config.train.batch_size=16 but .* trained with 8: "
+                                          r"pass --config.train.batch_size=8 to resume"):
+        check_data_order(meta, _run(tmp_path, train__batch_size=16), 32, "w/ck")
+    with pytest.raises(ConfigError, match=r"^config.data.seq_len=64 .* trained with 32"):
+        check_data_order(meta, _run(tmp_path, data__seq_len=64), 64, "w/ck")
+    check_data_order(meta, _run(tmp_path, train__num_steps=20), 32, "w/ck")  # more steps: fine
+
+
+def test_a_checkpoint_from_before_the_batch_was_recorded_has_it_derived(tmp_path):
+    old = {"data_step": 10, "seed": 0, "schedule_steps": 10, "tokens_seen": 10 * 8 * 32}
+    with pytest.raises(ConfigError, match=r"batch_size=16 .* trained with 8 \(tokens_seen / "
+                                          r"data_step / 32 tokens a row\)"):
+        check_data_order(old, _run(tmp_path, train__batch_size=16), 32, "w/ck")
+    check_data_order(old, _run(tmp_path), 32, "w/ck")
+    check_data_order({"data_step": 10, "seed": 0}, _run(tmp_path, train__batch_size=16), 32, "w")
+
+
+def test_data_order_is_what_a_checkpoint_records(tmp_path):
+    assert data_order(_run(tmp_path, train__seed=3)) == {"seed": 3, "batch_size": 8, "seq_len": 32}
