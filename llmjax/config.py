@@ -63,10 +63,13 @@ def check_fraction(key: str, value: float, low_open: bool = False) -> None:
 
 def first_change(saved: dict, current: dict, keys: tuple[str, ...]) -> tuple[str, Any, Any] | None:
     """(dotted key, saved value, current value) of the first of `keys` (a group, or group.leaf)
-    where two config dicts (config.json's form) differ; None if they agree on all of them."""
+    where two config dicts (config.json's form) differ; None if they agree on all of them. A
+    shared group's key that `saved` lacks was added since it was recorded: it counts as its default."""
     for key in keys:
         group, _, leaf = key.partition(".")
         old, new = saved.get(group, {}), current.get(group, {})
+        if group in SHARED_GROUPS and isinstance(old, dict):
+            old = {**to_group(SHARED_GROUPS[group]).to_dict(), **old}
         names = [leaf] if leaf else sorted(set(old) | set(new))
         for name in names:
             if old.get(name) != new.get(name):

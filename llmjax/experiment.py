@@ -95,11 +95,7 @@ RESUME_KEYS = ("model", "task", "data", "train.seed", "train.batch_size", "optim
 
 
 def check_resumable(saved: dict, current: dict, workdir: str) -> None:
-    """Raise ConfigError when `current` cannot continue the run recorded in `saved`. A shared
-    group's key that `saved` lacks was added since the run was recorded: it counts as its default."""
-    defaults = {name: C.to_group(cls).to_dict() for name, cls in C.SHARED_GROUPS.items()}
-    saved = {group: {**defaults[group], **values} if isinstance(values, dict) and group in defaults
-             else values for group, values in saved.items()}
+    """Raise ConfigError when `current` cannot continue the run recorded in `saved`."""
     change = C.first_change(saved, current, RESUME_KEYS)
     if change is not None:
         key, a, b = change

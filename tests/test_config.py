@@ -96,11 +96,13 @@ def test_check_resumable():
 
 
 def test_a_key_added_since_the_run_was_recorded_resumes_at_its_default():
-    """config.json of a run from before data.decode_errors existed lacks it: not a change."""
+    """config.json of a run from before data.decode_errors existed lacks it: not a change (for
+    a resume, and for a fork of that run: both compare with config.first_change)."""
     saved = E.base_config().to_dict()
     del saved["data"]["decode_errors"]
     current = E.base_config().to_dict()
     E.check_resumable(saved, current, "w")
+    assert C.first_change(saved, current, ("data",)) is None
     current["data"]["decode_errors"] = "replace"
     with pytest.raises(C.ConfigError, match="config.data.decode_errors='replace' but the run in "
                                             "w used 'strict'"):
