@@ -89,9 +89,15 @@ def _put(mesh, make_batch: Callable[..., dict], index: int, rows: int) -> dict[s
     return sharding.global_batch(local, mesh, rows)
 
 
-def _eval_totals(task: Task, eval_step, params, put_eval) -> dict[str, Any]:
+def _eval_totals(task: Task, eval_step, params, put_eval,
+                 stop: Callable[[], bool] = lambda: False) -> dict[str, Any] | None:
+    """The eval's sums over the task's eval batches; None when stop(), asked before each batch,
+    requests a save-and-stop: a SIGTERM during a whole-split eval (longer than a preemption's
+    grace period on a large split) takes effect after the current batch."""
     totals: dict[str, Any] = {}
     for i in range(task.num_eval_batches):
+        if stop():
+            return None
         sums = jax.device_get(eval_step(params, put_eval(i)))
         for k, v in sums.items():  # scalars, or arrays such as a confusion matrix
             totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
@@ -224,8 +230,11 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
             ckpt.save(step, state, {"data_step": step, **data_order(cfg), "schedule_steps": horizon,
                                     "tokens_seen": step * tokens_per_step})
 
-        def evaluate(step: int) -> dict[str, float]:
-            totals = _eval_totals(task, eval_step, state.params, put_eval)
+        def evaluate(step: int, stop: Callable[[], bool] = lambda: False) -> dict[str, float] | None:
+            """The eval at step, logged and recorded; None (nothing recorded) when stop() cut it short."""
+            totals = _eval_totals(task, eval_step, state.params, put_eval, stop)
+            if totals is None:
+                return None
             out = {**task.eval_metrics(totals), **task.decoded_metrics(model, state.params)}
             write_eval_details(workdir, step, task.eval_details(totals))
             writer.write({"step": step, "split": "eval", **out})
@@ -245,7 +254,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
             pending = None  # (step, metrics on device) of the previous update
             for step in range(start + 1, t.num_steps + 1):
                 state, metrics = train_step(state, batch)
-                stopped = preempt.requested(step)  # once per step, on every host
+                stopped = preempt.requested()  # once per step (and between eval batches), on every host
                 if step < t.num_steps:  # host builds the next batch while the device computes
                     batch = put_train(step)
                 if pending is not None:
@@ -259,7 +268,13 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
                     if do_save:
                         save(step)  # before eval: an eval failure never loses the step (nanochat #446)
                     if do_eval:
-                        last_eval, eval_step_at = evaluate(step), step
+                        result = evaluate(step, preempt.requested)
+                        if result is None:  # stop requested during the eval: save this step and stop
+                            stopped = True
+                            if not do_save:
+                                save(step)
+                        else:
+                            last_eval, eval_step_at = result, step
                     progress.reset_clock()  # tokens/s counts training time only
                 if stopped:
                     log(f"stop requested: saved step {step}; run the same command to resume")

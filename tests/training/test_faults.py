@@ -1,7 +1,10 @@
 """Faults the loop must handle: divergence stops the run and never saves or rotates out a
 finite checkpoint; a raised train.num_steps keeps the schedule's horizon; evaluation covers the
-whole validation split with the baseline over exactly the rows evaluated."""
+whole validation split with the baseline over exactly the rows evaluated; a SIGTERM during that
+eval saves and stops after the batch it arrived in; a warm-up longer than the run is a warning."""
 import json
+import os
+import signal
 
 import numpy as np
 import orbax.checkpoint as ocp
@@ -9,6 +12,7 @@ import pytest
 
 from llmjax.data.tokenizers import load_tokenizer
 from llmjax.experiment import resolve, train_and_evaluate
+from llmjax.training import loop
 from llmjax.training.loop import DivergedError
 from tests.helpers import tiny_config, write_corpus
 
@@ -98,3 +102,31 @@ def test_a_warmup_longer_than_the_run_is_a_warning_in_the_log(tmp_path):
                            str(tmp_path / "run"), log=msgs.append, on_start=stop)
     warnings = [m for m in msgs if m.startswith("warning: config.optim.warmup_steps=20")]
     assert len(warnings) == 1 and "never reaches its peak" in warnings[0], msgs
+
+
+def test_a_sigterm_during_a_whole_split_eval_saves_and_stops_after_the_batch(tmp_path, monkeypatch):
+    """The signal arrives during eval batch 2 of step 3 (no checkpoint due there): the eval stops
+    after that batch, step 3 is saved and the run stops, as for a SIGTERM during training,
+    instead of finishing the whole split first (longer than a preemption's grace period)."""
+    spec = write_corpus(tmp_path / "corpus")
+    work = tmp_path / "run"
+    batches = []
+    real_put = loop._put
+
+    def put(mesh, make_batch, index, rows):
+        if make_batch.__name__ == "eval_batch":
+            batches.append(index)
+            if len(batches) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real_put(mesh, make_batch, index, rows)
+    monkeypatch.setattr(loop, "_put", put)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = tiny_config(spec, train__eval_steps=0, train__eval_every=3, checkpoint__every_steps=12)
+    run = resolve(cfg, num_devices=8)
+    msgs = []
+    out = train_and_evaluate(run, str(work), log=msgs.append)
+    assert batches == [0, 1, 2]  # of many more: the split has over 100 batches of 8 rows
+    assert out["step"] == 3 and _steps(work) == [3]
+    assert any(m.startswith("stop requested: saved step 3") for m in msgs), msgs
+    assert not [r for r in _rows(work) if r["split"] == "eval"]  # a partial eval is not recorded
+    assert signal.getsignal(signal.SIGTERM) == before
