@@ -126,6 +126,10 @@ def _open_bin(file: str) -> tuple[frozenset[str], Get]:
     except pickle.UnpicklingError:
         raise ValueError(f"{file} holds objects other than tensors, which torch.load(weights_only=True) refuses "
                          "to unpickle: re-save it with torch.save(model.state_dict()) or as safetensors") from None
+    except (OSError, RuntimeError, EOFError) as e:  # cut short: mmap fails, or the zip or pickle ends early
+        cause = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{file} is not a complete PyTorch checkpoint ({cause}): download "
+                        "it again (an interrupted download or a full disk cuts it short)") from None
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise ValueError(f"{file} is not a plain dict of name -> tensor: re-save it with "

@@ -147,3 +147,14 @@ def test_broken_config_json_names_the_file(tmp_path):
     with pytest.raises(UserError, match=f"{tmp_path / 'config.json'} is not valid JSON .*: download it again") as e:
         hf.read_config(str(tmp_path))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_truncated_bin_is_one_line_naming_the_file(tmp_path, legacy):
+    torch = pytest.importorskip("torch", reason=".bin checkpoints are read with torch.load")
+    file = tmp_path / "pytorch_model.bin"
+    torch.save({"w": torch.zeros(64, 64)}, file, _use_new_zipfile_serialization=not legacy)
+    file.write_bytes(file.read_bytes()[:-1000])
+    with pytest.raises(UserError, match=f"{file} is not a complete PyTorch checkpoint .*: download it again") as e:
+        hf_files.read_tensors(str(tmp_path))
+    assert "\n" not in str(e.value)
