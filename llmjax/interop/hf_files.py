@@ -65,6 +65,18 @@ def read_tensors(path: str) -> tuple[Get, frozenset[str]]:
     return _checked(get, names, path), names
 
 
+def check_complete(path: str) -> None:
+    """A one-line UserError when a safetensors file or shard in directory `path` is cut short,
+    from the headers alone (no tensor is read), so a run refuses it before any data work.
+    pytorch_model.bin is checked as it is read (its check would read it)."""
+    found = weights_file(path)
+    if found is None or not found.startswith(SAFE_FILE):
+        return
+    shards = sorted(set(_read_index(path, found).values())) if found.endswith(".index.json") else [found]
+    for shard in shards:
+        _open_safetensors(os.path.join(path, shard))
+
+
 def _checked(get: Get, names: frozenset[str], path: str) -> Get:
     def checked_get(name: str) -> np.ndarray:
         if name not in names:

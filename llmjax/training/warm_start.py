@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from llmjax.config import ConfigError, config_fields
+from llmjax.config import ConfigError, UserError, config_fields
 from llmjax.models import registry
 from llmjax.training.checkpoint import first_nonfinite
 from llmjax.training.tree_paths import flat_paths
@@ -46,9 +46,17 @@ def is_hf(path: str) -> bool:
 
 
 def check_source(path: str) -> None:
-    """A one-line ConfigError unless path holds parameters to start from (before any work)."""
+    """A one-line ConfigError unless path holds parameters to start from (before any work); a
+    Hugging Face directory's weight files must be complete."""
     if not is_hf(path):
         locate(path)
+        return
+    from llmjax.interop import hf_files
+
+    try:
+        hf_files.check_complete(os.path.abspath(os.path.expanduser(path)))
+    except UserError as e:
+        raise ConfigError(f"config.init_from: {e}") from None
 
 
 def converted(workdir: str) -> str:

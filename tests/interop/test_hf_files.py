@@ -158,3 +158,18 @@ def test_truncated_bin_is_one_line_naming_the_file(tmp_path, legacy):
     with pytest.raises(UserError, match=f"{file} is not a complete PyTorch checkpoint .*: download it again") as e:
         hf_files.read_tensors(str(tmp_path))
     assert "\n" not in str(e.value)
+
+
+def test_a_run_from_a_truncated_checkpoint_is_refused_before_any_work(tmp_path):
+    """config.init_from (as configs/hf.py:DIR sets it): every shard's header is checked at resolve."""
+    from llmjax.config import ConfigError
+    from llmjax.experiment import base_config, resolve
+
+    hf_files.write_tensors(str(tmp_path), _tensors().items(), max_shard_bytes=600)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    shard = tmp_path / "model-00003-of-00003.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    cfg = base_config()
+    cfg.init_from = str(tmp_path)
+    with pytest.raises(ConfigError, match=f"config.init_from: {shard} is not a complete safetensors file"):
+        resolve(cfg)
