@@ -12,15 +12,22 @@ what happens to it:
 - if none restores, a one-line CheckpointError and nothing moved: never a silent fresh start.
 
 A save refuses a non-finite state, so a diverged run never pushes a good checkpoint out of the
-`keep` rotation, and a failed save (in the background too) is one line at the next save.
+`keep` rotation. A failed save (a full disk, in Orbax's background thread too) stops the run
+with one line at its next step (`check`), and the failed step's partial directory is removed.
+
+Checkpoints read outside resume (init_from, fork_from, llmjax.sample, convert --to_hf) go
+through `read_newest`, resume's own search: corrupt steps are skipped with one line each (and
+never moved: the directory is another run's), a step that a run training there rotates out
+while it is read is looked for again, and Orbax's own error logs never reach the user.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generic, Iterator, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +36,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from llmjax.config import UserError
+from llmjax.training import orbax_noise
 from llmjax.training.tree_paths import flat_paths
 
 _FIX_CONFIG = "pass the config the run was started with, or use a new --workdir"
@@ -39,6 +47,9 @@ class CheckpointError(UserError):
 
 
 def _reason(e: BaseException) -> str:
+    """The root cause's type and first line: Orbax wraps tensorstore's errors in vaguer ones."""
+    while e.__cause__ is not None:
+        e = e.__cause__
     first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
@@ -71,6 +82,70 @@ def first_nonfinite(tree: Any) -> str | None:
     return next((k for k in sorted(finite) if not finite[k]), None)
 
 
+def saved_steps(directory: str) -> list[int]:
+    """The steps saved in a checkpoints directory, read from disk now (Orbax's list is cached)."""
+    try:
+        return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+    except OSError:
+        return []
+
+
+class Corrupt(Exception):
+    """Raised by a `read_newest` reader to say why a step is unusable (NaN/Inf, no saved tree)."""
+
+
+T = TypeVar("T")
+
+
+class Found(NamedTuple, Generic[T]):
+    """What read_newest read, at which step, past which corrupt newer ones."""
+    step: int
+    value: T
+    corrupt: list[tuple[int, str]]  # (step, why) of the newer steps skipped as corrupt
+
+
+_RELISTS = 20  # a step rotated out while read: the listing is read again, this many times at most
+
+
+def read_newest(directory: str, read: Callable[[int], T], *, fix: str, step: int | None = None,
+                log: Callable[[str], None] = print) -> Found[T] | None:
+    """read(s) of the newest step s in directory it succeeds on (or of `step` only), None if
+    there is no checkpoint. A failure of read is a corrupt step, skipped with one logged line,
+    except a UserError (the checkpoint is sound but does not fit: raised as it is) and a failure
+    of a step a run training in directory rotated out meanwhile (looked for again). A one-line
+    CheckpointError, ending with `fix`, when no step reads or `step` does not."""
+    orbax_noise.quiet()
+    corrupt: dict[int, str] = {}
+    for _ in range(_RELISTS):
+        steps = saved_steps(directory)
+        if not steps and step is None:
+            return None
+        if step is not None and step not in steps:
+            raise CheckpointError(f"no checkpoint step {step} in {directory} (saved steps: "
+                                  f"{', '.join(map(str, steps)) or 'none'}): {fix}")
+        todo = [step] if step is not None else [s for s in reversed(steps) if s not in corrupt]
+        if not todo:
+            newest = max(corrupt)
+            raise CheckpointError(f"none of the {len(steps)} checkpoints in {directory} restores (the "
+                                  f"newest, step {newest}: {corrupt[newest]}); {fix}")
+        try:
+            return Found(todo[0], read(todo[0]), sorted(corrupt.items(), reverse=True))
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Orbax and tensorstore raise many kinds
+            why = str(e) if isinstance(e, Corrupt) else _reason(e)
+        now = saved_steps(directory)
+        if todo[0] not in now or (step is None and now[-1] > steps[-1]):
+            continue  # rotated out by the run training there: read the new listing
+        if step is not None:
+            raise CheckpointError(f"checkpoint step {step} in {directory} is corrupt ({why}; saved steps: "
+                                  f"{', '.join(map(str, now))}): {fix}")
+        corrupt[todo[0]] = why
+        log(f"checkpoint step {todo[0]} in {directory} is corrupt ({why}); trying the one before")
+    raise CheckpointError(f"the checkpoints in {directory} kept rotating out while being read: "
+                          "read them once the run training there has stopped")
+
+
 class Checkpointer:
     """Saves (state, meta) at a step; restores the newest good one into given shardings."""
 
@@ -78,6 +153,8 @@ class Checkpointer:
                  log: Callable[[str], None] = print):
         self.directory = os.path.abspath(directory)  # Orbax needs absolute paths (flax PR#4745)
         self._keep, self._async, self._log = keep, async_save, log
+        self._pending: int | None = None  # the step of the save not yet checked for failure
+        orbax_noise.quiet()
         self._manager = self._open()
 
     def _open(self) -> ocp.CheckpointManager:
@@ -102,9 +179,9 @@ class Checkpointer:
             raise CheckpointError(
                 f"refusing to save step {step}: {bad} holds NaN/Inf (the run diverged); the "
                 f"checkpoints {self.all_steps()} are kept: lower config.optim.lr and resume")
-        with self._one_line("a background checkpoint save"):  # an earlier save, if it failed
-            self._manager.check_for_errors()
-        with self._one_line(f"saving step {step}"):
+        self.wait()  # an earlier save's failure, if any (Orbax's save waits for it anyway)
+        self._pending = step
+        with self._failed_save(step):
             self._manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
@@ -121,29 +198,24 @@ class Checkpointer:
 
     def restore(self, abstract_state: Any) -> tuple[Any, dict] | None:
         """The newest checkpoint that restores cleanly, or None if the directory has none."""
-        steps = self.all_steps()
-        corrupt: list[tuple[int, str]] = []
-        for step in reversed(steps):
-            reason = self._unreadable(step, abstract_state)
-            if reason is None:
-                try:
-                    out = self._manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-                except Exception as e:  # noqa: BLE001 - the tree fits, so the files are bad
-                    reason = _reason(e)
-                else:
-                    bad = first_nonfinite(out["state"])
-                    if bad is None:
-                        self._set_aside(corrupt)
-                        return out["state"], dict(out["meta"])
-                    reason = f"{bad} holds NaN/Inf"
-            corrupt.append((step, reason))
-        if not steps:
+        found = read_newest(self.directory, lambda step: self._read(step, abstract_state),
+                            log=lambda _: None,  # _set_aside says where each corrupt one went
+                            fix="nothing was moved: restore them from a backup or use a new --workdir")
+        if found is None:
             return None
-        newest, why = corrupt[0]
-        raise CheckpointError(
-            f"none of the {len(steps)} checkpoints in {self.directory} restores (the newest, step "
-            f"{newest}: {why}); nothing was moved: restore them from a backup or use a new --workdir")
+        self._set_aside(found.corrupt)
+        return found.value["state"], dict(found.value["meta"])
+
+    def _read(self, step: int, abstract_state: Any) -> dict:
+        reason = self._unreadable(step, abstract_state)
+        if reason is not None:
+            raise Corrupt(reason)
+        out = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        bad = first_nonfinite(out["state"])
+        if bad is not None:
+            raise Corrupt(f"{bad} holds NaN/Inf")
+        return out
 
     def _unreadable(self, step: int, abstract_state: Any) -> str | None:
         """Why step's saved tree cannot be read, or None; a readable tree that does not fit
@@ -176,21 +248,37 @@ class Checkpointer:
         self._manager = self._open()
 
     @contextlib.contextmanager
-    def _one_line(self, what: str) -> Iterator[None]:
-        """Any failure inside becomes a one-line CheckpointError."""
+    def _failed_save(self, step: int) -> Iterator[None]:
+        """A failure inside becomes a one-line CheckpointError, once the step's partial
+        directory (Orbax's *.orbax-checkpoint-tmp*) is removed."""
         try:
             yield
         except CheckpointError:
             raise
         except Exception as e:  # noqa: BLE001 - Orbax and tensorstore raise many kinds
+            orbax_noise.join_writers()  # the save's other writes, or they write its directory again
+            partial = os.path.join(glob.escape(self.directory), f"{step}.orbax-checkpoint-tmp*")
+            for path in glob.glob(partial) if jax.process_index() == 0 else []:
+                shutil.rmtree(path, ignore_errors=True)
+            kept = saved_steps(self.directory)
             raise CheckpointError(
-                f"{what} in {self.directory} failed ({_reason(e)}): check that it is a local, "
-                "writable directory with free space, then resume from the last checkpoint") from e
+                f"saving step {step} in {self.directory} failed ({_reason(e)}); "
+                f"{f'the checkpoints {kept} are kept' if kept else 'no checkpoint is kept there'}: check "
+                "that it is a local, writable directory with free space, then run again to resume") from e
+
+    def check(self) -> None:
+        """Raise a failed background save's one line as soon as it has failed, without waiting
+        for one in progress: the loop calls this every step, so a full disk stops the run at
+        once instead of at its next save."""
+        if self._pending is not None and not self._manager.is_saving_in_progress():
+            self.wait()
 
     def wait(self) -> None:
         """Block until background saves are on disk; errors from them are raised here."""
-        with self._one_line("a background checkpoint save"):
-            self._manager.wait_until_finished()
+        step, self._pending = self._pending, None
+        if step is not None:
+            with self._failed_save(step):
+                self._manager.wait_until_finished()
 
     def close(self) -> None:
         try:

@@ -255,6 +255,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
             for step in range(start + 1, t.num_steps + 1):
                 state, metrics = train_step(state, batch)
                 stopped = preempt.requested()  # once per step (and between eval batches), on every host
+                ckpt.check()  # a background save that failed (a full disk) stops the run here
                 if step < t.num_steps:  # host builds the next batch while the device computes
                     batch = put_train(step)
                 if pending is not None:

@@ -5,25 +5,29 @@ moved aside only when an older one restores; a state that does not fit the run's
 (another optimizer, another shape) is a one-line error that moves nothing; a save never writes
 a non-finite state; a failed save is one prompt line, not a traceback and a 5-minute hang.
 """
+import errno
+import json
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from flax import linen as nn
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from llmjax import sharding
-from llmjax.experiment import base_config, resolve
+from llmjax.experiment import base_config, resolve, train_and_evaluate
 from llmjax.models import registry
 from llmjax.training import optim
-from llmjax.training.checkpoint import Checkpointer, CheckpointError
+from llmjax.training.checkpoint import Checkpointer, CheckpointError, read_newest
 from llmjax.training.state import abstract_state, create, init_fn
+from tests.helpers import tiny_config, write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,7 +41,7 @@ def _gpt(optimizer: str = "adamw", mlp_dim: int = 512):
     mesh = sharding.make_mesh((8, 1, 1))
     model = registry.build(run.model.finalize(vocab_size=256, max_len=32, platform="cpu", dtype="float32"))
     tokens = jnp.zeros((1, 32), jnp.int32)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    with sharding.use_mesh(mesh):
         init = init_fn(lambda rng: model.init(rng, tokens)["params"], optim.optimizer(run.optim, 100), 0)
         abstract, shardings = abstract_state(init, mesh)
         return abstract, create(init, shardings)
@@ -206,3 +210,118 @@ def test_a_background_save_error_is_one_prompt_line(tmp_path):
 def test_empty_directory_restores_nothing(tmp_path):
     assert Checkpointer(str(tmp_path / "ck"), keep=1).restore(
         {"w": jax.ShapeDtypeStruct((128,), jnp.float32)}) is None
+
+
+def _tiny_steps(directory, steps, keep=5):
+    """Checkpoints of a tiny state whose one leaf holds its step."""
+    ck = Checkpointer(directory, keep=keep, async_save=False)
+    for step in steps:
+        ck.save(step, {"w": jnp.full((4,), float(step))}, {"data_step": step})
+    ck.close()
+
+
+def _reader(directory):
+    """A reader as the entry points make theirs: a fresh Orbax manager per step read."""
+    def read(step):
+        manager = ocp.CheckpointManager(directory, item_handlers={"state": ocp.StandardCheckpointHandler()})
+        try:
+            state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+        finally:
+            manager.close()
+        return float(state["w"][0])
+    return read
+
+
+def test_read_newest_skips_corrupt_steps_with_one_line_each_and_moves_nothing(tmp_path):
+    d = str(tmp_path / "ck")
+    _tiny_steps(d, (1, 2, 3))
+    _garble(tmp_path / "ck" / "3")
+    msgs = []
+    found = read_newest(d, _reader(d), fix="FIX", log=msgs.append)
+    assert (found.step, found.value) == (2, 2.0) and [s for s, _ in found.corrupt] == [3]
+    assert len(msgs) == 1 and "step 3" in msgs[0] and d in msgs[0]
+    assert sorted(os.listdir(d)) == ["1", "2", "3"]  # another run's directory: nothing moved
+
+    with pytest.raises(CheckpointError) as e:  # a step asked for is never replaced by another
+        read_newest(d, _reader(d), fix="pass another --step", step=3, log=msgs.append)
+    assert "\n" not in str(e.value) and f"step 3 in {d} is corrupt" in str(e.value)
+    assert str(e.value).endswith("pass another --step")
+
+    for step in ("1", "2"):
+        _garble(tmp_path / "ck" / step)
+    with pytest.raises(CheckpointError, match=r"none of the 3 checkpoints .*step 3.*; FIX$") as e:
+        read_newest(d, _reader(d), fix="FIX", log=lambda _: None)
+    assert "\n" not in str(e.value)
+
+
+def test_read_newest_follows_a_step_rotated_out_while_read(tmp_path):
+    """A run trains in the directory: between the listing and the read, it saves step 4 and
+    rotates 1-3 out (keep=1). The read is retried on the new listing, not reported corrupt."""
+    d = str(tmp_path / "ck")
+    _tiny_steps(d, (1, 2, 3))
+    read, msgs, tried = _reader(d), [], []
+
+    def read_while_training(step):
+        tried.append(step)
+        if len(tried) == 1:
+            _tiny_steps(d, (4,), keep=1)
+        return read(step)
+
+    found = read_newest(d, read_while_training, fix="FIX", log=msgs.append)
+    assert (found.step, found.value, tried, msgs) == (4, 4.0, [3, 4], [])
+
+    tried.clear()
+    _tiny_steps(d, (5,), keep=1)
+    with pytest.raises(CheckpointError) as e:  # an asked-for step gone is said so, in one line
+        read_newest(d, lambda step: (_tiny_steps(d, (6,), keep=1), read(step)), fix="FIX", step=5)
+    assert "\n" not in str(e.value) and "no checkpoint step 5" in str(e.value) and "6" in str(e.value)
+
+
+def test_a_full_disk_in_a_background_save_stops_at_the_next_check(tmp_path, monkeypatch, caplog):
+    """The write of step 2 fails with ENOSPC in Orbax's background thread: check() (the loop
+    calls it every step) raises one line naming step 2 without any further save, the partial
+    directory is removed, step 1 stays, and Orbax's tracebacks are not logged."""
+    d = str(tmp_path / "ck")
+    ck = Checkpointer(d, keep=3, async_save=True)
+    ck.save(1, {"w": jnp.ones((4,))}, {"data_step": 1})
+    ck.wait()
+
+    async def full_disk(self, item, directory):
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+
+    monkeypatch.setattr(ocp.JsonCheckpointHandler, "_save_fn", full_disk)
+    ck.save(2, {"w": jnp.ones((4,))}, {"data_step": 2})
+    deadline = time.time() + 60
+    with pytest.raises(CheckpointError) as e:
+        while time.time() < deadline:
+            ck.check()
+            time.sleep(0.01)
+    msg = str(e.value)
+    assert "\n" not in msg and "saving step 2" in msg and "No space left on device" in msg, msg
+    assert "[1] are kept" in msg
+    assert os.listdir(d) == ["1"]  # no *.orbax-checkpoint-tmp* left
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[-2000:]
+    ck.close()  # the failure is not raised a second time
+    assert Checkpointer(d, keep=3).restore({"w": jax.ShapeDtypeStruct((4,), jnp.float32)})[1] == {"data_step": 1}
+
+
+def test_a_run_whose_background_save_fails_stops_at_its_next_step(tmp_path, monkeypatch):
+    """Step 10's save fails in the background (a full disk): the run stops within a few steps
+    with that one line, not at step 15's save, and steps 5's checkpoint stays as the only one."""
+    real = ocp.JsonCheckpointHandler._save_fn
+
+    async def full_at_10(self, item, directory):
+        if item.get("data_step") == 10:
+            raise OSError(errno.ENOSPC, "No space left on device", str(directory))
+        await real(self, item, directory)
+
+    monkeypatch.setattr(ocp.JsonCheckpointHandler, "_save_fn", full_at_10)
+    cfg = tiny_config(write_corpus(tmp_path / "corpus", num_files=4), train__num_steps=20,
+                      train__eval_every=20, checkpoint__every_steps=5, checkpoint__async_save=True)
+    work = tmp_path / "run"
+    with pytest.raises(CheckpointError) as e:
+        train_and_evaluate(resolve(cfg, num_devices=8), str(work), log=lambda _: None)
+    assert "\n" not in str(e.value) and "saving step 10" in str(e.value) and "[5] are kept" in str(e.value)
+    assert os.listdir(work / "checkpoints") == ["5"]
+    trained = [json.loads(line)["step"] for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert max(trained) < 14, trained
