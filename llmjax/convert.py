@@ -7,9 +7,10 @@
       `llmjax.main --config=... --workdir=RUN` trains from it (its model keys must be the
       checkpoint's, and config.data.tokenizer=hf).
   python -m llmjax.convert --to_hf=DIR --workdir=RUN [--step=N]
-      a run's newest (or N-th) checkpoint -> a Hugging Face directory that transformers'
-      from_pretrained loads with the same logits (config.json, model.safetensors, and the
-      tokenizer's files when the run's tokenizer is a Hugging Face one).
+      a run's newest checkpoint that restores (or step N) -> a Hugging Face directory that
+      transformers' from_pretrained loads with the same logits (config.json, model.safetensors,
+      and the tokenizer's files when the run's tokenizer is a Hugging Face one). A run still
+      training there may rotate checkpoints out meanwhile: the newest is looked for again.
 
 A bad flag or input is one line on stderr and exit code 1, before any weights are read.
 """
@@ -96,7 +97,7 @@ def export_hf(workdir: str, target: str, step: int | None = None, log=print) -> 
     hf.export_config(config)  # a format that cannot express the model fails here, before any read
     path = saved_run.checkpoint_path(workdir, step)
     model = registry.build(config)
-    params = saved_run.load_params(hf.param_shapes(model), path)
+    params, path = saved_run.load_params(hf.param_shapes(model), path, log=log)  # the step read
     start = time.time()
     hf.save(target, model, params, config, extra_config={"eos_token_id": tokenizer.eos_id})
     saved = _export_tokenizer(tokenizer, target)

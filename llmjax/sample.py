@@ -60,6 +60,7 @@ class Run(NamedTuple):
     tokenizer: Any
     cfg: Any  # the finalized model config (its limits, whether a prompt is a source)
     trained: Any = None  # saved_run.task(): (Task class, task config, data config), or None
+    path: str = ""  # the checkpoint step's directory read
 
 
 _BEAM_ONLY = ("beam_size", "alpha", "no_repeat_ngram", "length_reward")  # settings only beam search reads
@@ -168,8 +169,10 @@ def encode(tokenizer: Any, prompts: list[str], cfg: Any, max_new_tokens: int,
 # ---------------------------------------------------------------- the model
 
 
-def load_params(model: Any, path: str) -> Any:
-    """Every parameter of model (a generating family's) from the checkpoint at path."""
+def load_params(model: Any, path: str) -> tuple[Any, str]:
+    """Every parameter of model (a generating family's) from the checkpoint at path (a
+    directory of steps: its newest that restores, a line on stderr per corrupt one skipped), and
+    the step's directory read."""
     import jax
     import jax.numpy as jnp
 
@@ -179,7 +182,7 @@ def load_params(model: Any, path: str) -> Any:
     dummy = jnp.zeros((1, 1), jnp.int32)
     shapes = values(jax.eval_shape(lambda: model.init(jax.random.key(0), dummy, dummy, max_new_tokens=1,
                                                       method="prefill"))["params"])
-    return saved_run.load_params(shapes, path)
+    return saved_run.load_params(shapes, path, log=lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 def load_run(cfg: Any, tokenizer: Any, path: str, trained: Any = None) -> Run:
@@ -189,7 +192,8 @@ def load_run(cfg: Any, tokenizer: Any, path: str, trained: Any = None) -> Run:
     if not all(hasattr(model, m) for m in ("prefill", "extend", "score")):
         raise ConfigError(f"model family {cfg.name!r} does not generate (no prefill/extend/score): "
                           "sample from a language-model run")
-    return Run(model, load_params(model, path), tokenizer, cfg, trained)
+    params, read = load_params(model, path)
+    return Run(model, params, tokenizer, cfg, trained, read)
 
 
 # ---------------------------------------------------------------- generation and output
@@ -316,7 +320,7 @@ def main(argv: list[str]) -> None:
         run = load_run(cfg, tokenizer, path, trained)
     except UserError as e:
         _die(str(e))
-    print(f"model: {cfg.name}, {cfg.summary()}, from {path}", flush=True)
+    print(f"model: {cfg.name}, {cfg.summary()}, from {run.path}", flush=True)
     if decoding:
         print(f"decoding: {decoding} (the run's own settings; a flag overrides each)", flush=True)
     if _INTERACTIVE.value:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
 from llmjax.config import ConfigError
-from llmjax.training.warm_start import TOKENIZER_DIR, converted, locate, restore_params
+from llmjax.training.checkpoint import saved_steps
+from llmjax.training.warm_start import TOKENIZER_DIR, converted, read_params
 from llmjax.training.workdir import CONFIG_JSON, MODEL_JSON
 
 
@@ -68,30 +69,30 @@ def load_tokenizer(workdir: str) -> Any:
 
 
 def checkpoint_path(workdir: str, step: int | None) -> str:
-    """The checkpoint directory to read: checkpoints/<step>, the newest by default (else the
-    pretrained/ parameters of a converted workdir)."""
+    """The checkpoint to read: checkpoints/<step>, else checkpoints/ itself (load_params reads
+    its newest step that restores), else the pretrained/ parameters of a converted workdir."""
     root = os.path.join(workdir, "checkpoints")
-    steps = sorted(int(n) for n in os.listdir(root) if n.isdigit()) if os.path.isdir(root) else []
+    steps = saved_steps(root)
     if not steps and step is None and converted(workdir):
-        directory, newest = locate(converted(workdir))
-        return os.path.join(directory, str(newest))
+        return converted(workdir)
     if not steps:
         raise ConfigError(f"no checkpoint in {root}: train the run until it saves one "
                           "(config.checkpoint.every_steps), or pass another --workdir")
     if step is not None and step not in steps:
         raise ConfigError(f"--step={step}: {root} holds steps {', '.join(map(str, steps))}; pick one of them")
-    chosen = step if step is not None else steps[-1]
-    locate(os.path.join(root, str(chosen)))  # checks it is one step's checkpoint
-    return os.path.join(root, str(chosen))
+    return os.path.join(root, str(step)) if step is not None else root
 
 
-def load_params(shapes: Any, path: str) -> Any:
+def load_params(shapes: Any, path: str, log: Callable[[str], None] = print) -> tuple[Any, str]:
     """Every parameter of the tree `shapes` (ShapeDtypeStructs: the model's) from the
-    checkpoint at path, on the first device; a one-line error if any is missing or misshapen."""
+    checkpoint at path (a directory of steps: its newest that restores, corrupt ones skipped
+    with a logged line each), on the first device, and the step's directory read; a one-line
+    error if any is missing or misshapen, or no step restores."""
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     wanted = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+    what = "--step" if os.path.basename(path.rstrip("/")).isdigit() else "--workdir"
     try:
-        params = restore_params(path, wanted, log=lambda _: None)
+        params, path, _ = read_params(path, wanted, log=log, what=what)
     except ConfigError as e:
         raise ConfigError(f"checkpoint {path} does not fit model.json ({e})") from None
     missing = [jax.tree_util.keystr(k) for k, v in jax.tree_util.tree_leaves_with_path(params)
@@ -99,4 +100,4 @@ def load_params(shapes: Any, path: str) -> Any:
     if missing:
         raise ConfigError(f"checkpoint {path} lacks {len(missing)} parameters of the model in model.json "
                           f"(first: {missing[0]}): pass the checkpoint of the same run")
-    return params
+    return params, path

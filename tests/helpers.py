@@ -34,3 +34,13 @@ def tiny_config(dataset: str, model: str = "gpt", task: str = "lm", **overrides)
         group, leaf = key.split("__")
         c[group][leaf] = value
     return c
+
+
+def truncate_checkpoint(step_dir) -> None:
+    """A checkpoint whose saved tree reads but whose arrays do not (a disk fault, a copy cut
+    short): every array data file under step_dir/state is cut to half its size."""
+    for root, _, files in os.walk(os.path.join(step_dir, "state")):
+        if os.path.basename(root) == "d":
+            for name in files:
+                path = os.path.join(root, name)
+                os.truncate(path, os.path.getsize(path) // 2)

@@ -4,12 +4,14 @@ the normal runner, and comes back out to transformers with the trained run's log
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 transformers = pytest.importorskip("transformers", reason="the HF side is built with transformers")
@@ -19,7 +21,8 @@ from llmjax import convert, sample, saved_run  # noqa: E402
 from llmjax.config import ConfigError  # noqa: E402
 from llmjax.experiment import resolve, train_and_evaluate  # noqa: E402
 from llmjax.generation import generate  # noqa: E402
-from tests.helpers import tiny_config, write_corpus  # noqa: E402
+from llmjax.training.checkpoint import CheckpointError  # noqa: E402
+from tests.helpers import tiny_config, truncate_checkpoint, write_corpus  # noqa: E402
 from tests.interop.parity import perturb  # noqa: E402
 
 PROMPT = "def parse(self, text):"
@@ -134,6 +137,47 @@ def test_help_prints_the_usage_and_exits_0(flag):
     assert "--from_hf" in p.stdout and "--to_hf" in p.stdout and "python -m llmjax.convert" in p.stdout
 
 
+def _run_with_steps(hf_dir, tmp_path, steps):
+    """A converted workdir whose checkpoints/ holds its parameters at these steps."""
+    run = tmp_path / "run"
+    convert.import_hf(str(hf_dir), str(run), log=lambda _: None)
+    for step in steps:
+        shutil.copytree(run / "pretrained" / "0", run / "checkpoints" / str(step))
+    return run
+
+
+def test_to_hf_skips_a_corrupt_checkpoint_with_one_line_unless_asked_for(hf_dir, tmp_path):
+    run = _run_with_steps(hf_dir, tmp_path, (1, 2))
+    truncate_checkpoint(run / "checkpoints" / "2")
+    logs = []
+    convert.export_hf(str(run), str(tmp_path / "out"), log=logs.append)
+    assert len(logs) == 2 and "checkpoint step 2" in logs[0] and "corrupt" in logs[0], logs
+    assert logs[1].startswith(f"exported {run / 'checkpoints' / '1'} to "), logs
+    with pytest.raises(CheckpointError) as e:
+        convert.export_hf(str(run), str(tmp_path / "out2"), step=2, log=logs.append)
+    assert "\n" not in str(e.value) and "checkpoint step 2" in str(e.value) and "--step" in str(e.value)
+
+
+def test_to_hf_while_the_run_trains_reads_the_checkpoint_that_replaced_the_newest(hf_dir, tmp_path, monkeypatch):
+    """Between the listing and the read, the run training there saves step 3 and rotates 1 and 2
+    out (keep=1): the export reads step 3 instead of failing on the vanished step 2."""
+    run = _run_with_steps(hf_dir, tmp_path, (1, 2))
+    ck = run / "checkpoints"
+    real_init = ocp.CheckpointManager.__init__
+
+    def open_while_training(self, directory, *args, **kwargs):
+        if not (ck / "3").exists():
+            shutil.copytree(ck / "2", ck / "3")
+            shutil.rmtree(ck / "1")
+            shutil.rmtree(ck / "2")
+        real_init(self, directory, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "__init__", open_while_training)
+    logs = []
+    convert.export_hf(str(run), str(tmp_path / "out"), log=logs.append)
+    assert len(logs) == 1 and logs[0].startswith(f"exported {ck / '3'} to "), logs
+
+
 def test_one_line_errors(hf_dir, tmp_path):
     corpus = write_corpus(tmp_path / "corpus", num_files=4)
     cfg = _config(corpus)
@@ -201,7 +245,7 @@ def test_finetune_a_classifier_from_a_hugging_face_bert(hf_bert_dir, tmp_path):
     assert "not used" in line and "mlm_head" in line.split("not used:")[1]
     cfg_run = saved_run.model_config(str(tmp_path / "ft"))
     assert cfg_run.num_labels > 1
-    params = saved_run.load_params(_shapes(tmp_path / "ft"), saved_run.checkpoint_path(str(tmp_path / "ft"), None))
+    params, _ = saved_run.load_params(_shapes(tmp_path / "ft"), saved_run.checkpoint_path(str(tmp_path / "ft"), None))
     hf_model = transformers.BertForMaskedLM.from_pretrained(hf_bert_dir)
     np.testing.assert_array_equal(np.asarray(params["embeddings"]["token"]["embedding"]),
                                   hf_model.bert.embeddings.word_embeddings.weight.detach().numpy())

@@ -19,7 +19,7 @@ from llmjax.data.packed_pairs import example_ids
 from llmjax.data.pairs import split_identifiers
 from llmjax.generation import generate
 from llmjax.tasks.seq2seq import decode_texts
-from tests.helpers import tiny_config, write_corpus
+from tests.helpers import tiny_config, truncate_checkpoint, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +246,20 @@ def test_unreadable_config_json_is_one_line(capsys, workdir, tmp_path, no_heavy_
     (copy / "config.json").write_text(text)
     code, _, err = _cli(capsys, copy, "--prompt=x")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "config.json cannot be read" in err, err
+
+
+def test_a_corrupt_checkpoint_is_skipped_with_one_line_unless_asked_for(capsys, workdir, tmp_path):
+    copy = _copy(workdir, tmp_path, "nothing")
+    truncate_checkpoint(copy / "checkpoints" / "4")
+    code, out, err = _cli(capsys, copy, "--prompt=def ", "--method=greedy", "--max_new_tokens=4")
+    assert code == 0, err
+    assert "checkpoints/2" in out.splitlines()[0]  # the newest that restores
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint step 4" in lines[0] and "corrupt" in lines[0], err
+    code, _, err = _cli(capsys, copy, "--prompt=def ", "--max_new_tokens=4", "--step=4")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("llmjax.sample: error: "), err
+    assert "checkpoint step 4" in lines[0] and "saved steps: 2, 4" in lines[0] and "--step" in lines[0]
 
 
 def test_restores_every_parameter_of_the_checkpoint(workdir):

@@ -29,7 +29,7 @@ import orbax.checkpoint as ocp
 
 from llmjax import config as C
 from llmjax.training import optim
-from llmjax.training.checkpoint import first_difference, first_nonfinite
+from llmjax.training.checkpoint import Corrupt, first_difference, first_nonfinite, read_newest, saved_steps
 from llmjax.training.workdir import CONFIG_JSON
 
 Log = Callable[[str], None]
@@ -68,7 +68,7 @@ def locate(path: str) -> Source:
     if not (name.isdigit() and os.path.basename(directory) == "checkpoints"):
         C.fail("fork_from", path, _FORM)
     if not os.path.isdir(os.path.join(path, "state")):
-        saved = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+        saved = saved_steps(directory)
         C.fail("fork_from", path, f"no checkpoint of step {name} there (saved steps: {saved or 'none'}): "
                "name a saved step, or make the parent save it (config.checkpoint.every_steps, keep)")
     return Source(os.path.dirname(directory), directory, int(name))
@@ -93,15 +93,28 @@ def _config_dict(run: Any) -> dict:
     return json.loads(json.dumps(groups))
 
 
+def _read(source: Source, read: Callable[[ocp.CheckpointManager], Any]) -> Any:
+    """read(a manager of the parent's checkpoints) at the fork step, through checkpoint.read_newest:
+    a corrupt or vanished step is one line (and Orbax's logs are kept from the user)."""
+    def at_step(step: int) -> Any:
+        manager = ocp.CheckpointManager(source.directory, item_handlers={
+            "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
+        try:
+            return read(manager)
+        finally:
+            manager.close()
+    return read_newest(source.directory, at_step, step=source.step,
+                       fix="config.fork_from: fork from another step, or restore it from a backup").value
+
+
 def _read_meta(source: Source) -> dict:
-    manager = ocp.CheckpointManager(source.directory, item_handlers={"meta": ocp.JsonCheckpointHandler()})
-    try:
-        return dict(manager.restore(source.step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-    except Exception as e:  # noqa: BLE001 - Orbax raises many kinds for unreadable files
-        raise C.ConfigError(f"config.fork_from: the checkpoint {source.directory}/{source.step} is "
-                            f"unreadable ({type(e).__name__}): fork from another step") from e
-    finally:
-        manager.close()
+    """The fork step's meta, once its saved tree reads (before any data work)."""
+    def read(manager: ocp.CheckpointManager) -> dict:
+        if manager.item_metadata(source.step)["state"] is None:
+            raise Corrupt("metadata: unreadable")
+        out = manager.restore(source.step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+    return _read(source, read)
 
 
 def _check_schedule(parent: C.OptimConfig, parent_steps: int, fork: C.OptimConfig, fork_steps: int,
@@ -144,18 +157,18 @@ def check(run: Any) -> Source:
 def restore(source: Source, abstract_state: Any, log: Log) -> Any:
     """The parent's whole state at its fork step, restored into abstract_state's shardings."""
     where = f"{source.directory}/{source.step}"
-    manager = ocp.CheckpointManager(source.directory, item_handlers={"state": ocp.StandardCheckpointHandler()})
-    try:
+
+    def read(manager: ocp.CheckpointManager) -> Any:
         diff = first_difference(manager.item_metadata(source.step)["state"], abstract_state)
         if diff is not None:
             raise C.ConfigError(f"config.fork_from: {where} does not fit this run ({diff}): use the "
                                 "parent's config.model and config.optim.name")
         state = manager.restore(source.step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state)))["state"]
-    finally:
-        manager.close()
-    bad = first_nonfinite(state)
-    if bad is not None:
-        raise C.ConfigError(f"config.fork_from: {bad} in {where} holds NaN/Inf: fork from an earlier step")
+        bad = first_nonfinite(state)
+        if bad is not None:
+            raise Corrupt(f"{bad} holds NaN/Inf")
+        return state
+    state = _read(source, read)
     log(f"forked from step {source.step} of {source.workdir}: its own schedule from here")
     return state

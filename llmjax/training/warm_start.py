@@ -9,33 +9,29 @@ pretraining run's tokenizer comes along, since the token embedding is only meani
 `init_from` may name a workdir (its newest checkpoint, else the parameters `llmjax.convert`
 put in its pretrained/ directory), a checkpoints/ directory (its newest step), one step's
 directory, or a Hugging Face model directory (converted in memory by llmjax.interop.hf; its
-tokenizer comes along as an "hf" tokenizer).
+tokenizer comes along as an "hf" tokenizer). "Newest" is the newest that reads, as on resume
+(checkpoint.read_newest): corrupt ones are skipped with a line each, and one that the run
+training there rotates out while it is read is looked for again. llmjax.sample and
+llmjax.convert --to_hf read their parameters here too.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
 
 from llmjax.config import ConfigError, UserError, config_fields
 from llmjax.models import registry
-from llmjax.training.checkpoint import first_nonfinite
+from llmjax.training.checkpoint import Corrupt, first_nonfinite, read_newest, saved_steps
 from llmjax.training.tree_paths import flat_paths
 from llmjax.training.workdir import CONFIG_JSON, CONVERTED_DIR, MODEL_JSON
 
 Log = Callable[[str], None]
 TOKENIZER_DIR = "tokenizer"
-
-
-def _steps(directory: str) -> list[int]:
-    try:
-        return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
-    except OSError:
-        return []
 
 
 def is_hf(path: str) -> bool:
@@ -62,7 +58,7 @@ def check_source(path: str) -> None:
 def converted(workdir: str) -> str:
     """workdir's pretrained/ directory when llmjax.convert put parameters there, else ''."""
     directory = os.path.join(workdir, CONVERTED_DIR)
-    return directory if _steps(directory) else ""
+    return directory if saved_steps(directory) else ""
 
 
 def locate(path: str) -> tuple[str, int]:
@@ -72,7 +68,7 @@ def locate(path: str) -> tuple[str, int]:
         raise ConfigError(f"config.init_from={path!r} does not exist: name a workdir, its "
                           "checkpoints/ directory or one step's directory")
     for directory in (os.path.join(path, "checkpoints"), os.path.join(path, CONVERTED_DIR), path):
-        steps = _steps(directory)
+        steps = saved_steps(directory)
         if steps:
             return directory, steps[-1]
     name = os.path.basename(path.rstrip("/"))
@@ -177,21 +173,49 @@ def _unflatten(flat: dict[str, Any]) -> dict:
 def restore_params(path: str, params: Any, log: Log) -> Any:
     """params with every leaf the checkpoint at `path` has (same path and shape) restored, on
     params' shardings; the others unchanged."""
+    restored = read_params(path, params, log)
+    log(restored.summary)
+    return restored.params
+
+
+class Restored(NamedTuple):
+    params: Any
+    where: str  # the directory read (one step's, for a checkpoint)
+    summary: str  # which parameters were restored, which are new, which were not used
+
+
+def read_params(path: str, params: Any, log: Log, what: str = "config.init_from") -> Restored:
+    """restore_params without its summary line; log gets one line per corrupt step skipped.
+    `what` names the setting that chose path, in errors."""
     if is_hf(path):
         return _restore_hf(os.path.abspath(os.path.expanduser(path)), params, log)
+    directory, newest = locate(path)
+    named = os.path.abspath(os.path.expanduser(path)).rstrip("/") == os.path.join(directory, str(newest))
+    current = flat_paths(params)
+    found = read_newest(directory, lambda step: _read_step(directory, step, current), log=log,
+                        step=newest if named else None,
+                        fix=(f"{what}: pick another step, or restore it from a backup" if named
+                             else f"{what}: pick another run, or restore them from a backup"))
+    saved, matched, new, loaded = found.value
+    return _merged(params, current, loaded, saved, matched, new, f"{directory}/{found.step}")
+
+
+def _read_step(directory: str, step: int, current: dict[str, Any]) -> tuple[dict, list, list, dict]:
+    """(the step's saved parameter shapes, matched and new names, the matched leaves read);
+    corrupt files raise (checkpoint.read_newest tries the step before), a misfit a ConfigError."""
     import orbax.checkpoint as ocp
 
-    directory, step = locate(path)
     where = f"{directory}/{step}"
-    manager = ocp.CheckpointManager(directory, item_handlers={
+    manager = ocp.CheckpointManager(directory, item_handlers={  # per step: a fresh listing
         "state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
     try:
         saved_meta = manager.item_metadata(step)["state"]
-        saved = flat_paths(dict(saved_meta["params"]) if saved_meta is not None else {})
-        if not saved:
+        if saved_meta is None:
+            raise Corrupt("metadata: unreadable")
+        if "params" not in saved_meta:
             raise ConfigError(f"config.init_from: {where} holds no parameters: name a "
                               "checkpoint written by llmjax")
-        current = flat_paths(params)
+        saved = flat_paths(dict(saved_meta["params"]))
         matched, new = _match(saved, current, where)
         item = _unflatten({k: jax.ShapeDtypeStruct(current[k].shape, current[k].dtype,
                                                    sharding=current[k].sharding) for k in matched})
@@ -201,10 +225,14 @@ def restore_params(path: str, params: Any, log: Log) -> Any:
             item={"params": item}, restore_args={"params": restore_args}, partial_restore=True)))
     finally:
         manager.close()
-    return _merged(params, current, flat_paths(out["state"]["params"]), saved, matched, new, where, log)
+    loaded = flat_paths(out["state"]["params"])
+    bad = first_nonfinite(loaded)
+    if bad is not None:
+        raise Corrupt(f"{bad} holds NaN/Inf")
+    return saved, matched, new, loaded
 
 
-def _restore_hf(path: str, params: Any, log: Log) -> Any:
+def _restore_hf(path: str, params: Any, log: Log) -> Restored:
     """The same from a Hugging Face directory, converted leaf by leaf (llmjax.interop.hf)."""
     from llmjax.interop import hf
 
@@ -215,7 +243,10 @@ def _restore_hf(path: str, params: Any, log: Log) -> Any:
     matched, new = _match(saved, current, path)
     loaded = {k: jax.device_put(np.asarray(saved[k], current[k].dtype), current[k].sharding)
               for k in matched}
-    return _merged(params, current, loaded, saved, matched, new, path, log)
+    bad = first_nonfinite(loaded)
+    if bad is not None:
+        raise ConfigError(f"config.init_from: {bad} in {path} holds NaN/Inf: name another checkpoint")
+    return _merged(params, current, loaded, saved, matched, new, path)
 
 
 def _match(saved: dict[str, Any], current: dict[str, Any], where: str) -> tuple[list[str], list[str]]:
@@ -239,16 +270,12 @@ def _match(saved: dict[str, Any], current: dict[str, Any], where: str) -> tuple[
 
 
 def _merged(params: Any, current: dict, loaded: dict, saved: dict, matched: list[str],
-            new: list[str], where: str, log: Log) -> Any:
-    """params with the loaded leaves in place, after refusing non-finite ones; logs the split."""
-    bad = first_nonfinite(loaded)
-    if bad is not None:
-        raise ConfigError(f"config.init_from: {bad} in {where} holds NaN/Inf: name an "
-                          "earlier checkpoint")
+            new: list[str], where: str) -> Restored:
+    """params with the loaded leaves in place, and the split said in one line."""
     unused = sorted(set(saved) - set(matched))
     n_matched = sum(int(np.prod(current[k].shape)) for k in matched)
     n_all = sum(int(np.prod(v.shape)) for v in current.values())
-    log(f"init_from {where}: restored {len(matched)} tensors ({n_matched / n_all:.1%} "
-        f"of parameters); new: {', '.join(new) or 'none'}; not used: {', '.join(unused) or 'none'}")
-    return jax.tree.unflatten(jax.tree.structure(params),
-                              [loaded.get(k, v) for k, v in current.items()])
+    summary = (f"init_from {where}: restored {len(matched)} tensors ({n_matched / n_all:.1%} of "
+               f"parameters); new: {', '.join(new) or 'none'}; not used: {', '.join(unused) or 'none'}")
+    merged = jax.tree.unflatten(jax.tree.structure(params), [loaded.get(k, v) for k, v in current.items()])
+    return Restored(merged, where, summary)

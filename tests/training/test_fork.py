@@ -7,9 +7,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from llmjax.config import ConfigError
+from llmjax.config import ConfigError, UserError
 from llmjax.experiment import resolve, train_and_evaluate
-from tests.helpers import tiny_config, write_corpus
+from tests.helpers import tiny_config, truncate_checkpoint, write_corpus
 
 T, F, S = 20, 0.25, 15  # wsd over T steps decays over the last round(F*T) = 5: the fork step S = 15
 
@@ -117,3 +117,15 @@ def test_bad_fork_sources_are_one_line_errors(runs, source, overrides, needle, t
     with pytest.raises(ConfigError) as e:
         train_and_evaluate(resolve(cfg, num_devices=8), str(tmp_path / "refused"), log=lambda _: None)
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_corrupt_fork_step_is_one_line(runs, tmp_path):
+    """The parent's step S reads back truncated: one line naming it, not tensorstore's traceback."""
+    root, spec = runs
+    shutil.copytree(root / "b", tmp_path / "b")
+    truncate_checkpoint(tmp_path / "b" / "checkpoints" / str(S))
+    cfg = _cfg(spec, str(tmp_path / "b" / "checkpoints" / str(S)))
+    with pytest.raises(UserError) as e:
+        train_and_evaluate(resolve(cfg, num_devices=8), str(tmp_path / "fork"), log=lambda _: None)
+    msg = str(e.value)
+    assert "\n" not in msg and f"checkpoint step {S}" in msg and "config.fork_from" in msg, msg
