@@ -1,4 +1,7 @@
-"""Token embedding (VOCAB, EMBED), whose `attend` gives tied output logits (Press & Wolf).
+"""Token embedding (VOCAB, EMBED), whose `attend` gives tied output logits (Press & Wolf), and
+the untied output head. Both mask the padding rows of the table (ids >= the real vocabulary,
+added so the table's size is a multiple of 64): their logits are NEG_LOGIT, so no softmax, loss,
+argmax, sample or beam ever gives them probability.
 
 Shape key: B batch, L length, E embed width, V (padded) vocabulary.
 """
@@ -9,6 +12,16 @@ import jax.numpy as jnp
 
 from llmjax import sharding as sh
 
+NEG_LOGIT = -1e9  # a padded id's logit: exactly 0 after softmax in float32, and still finite
+
+
+def mask_padded_ids(logits_xV: jnp.ndarray, real_vocab_size: int) -> jnp.ndarray:
+    """Logits with ids >= real_vocab_size set to NEG_LOGIT (real_vocab_size 0: every id is live)."""
+    V = logits_xV.shape[-1]
+    if not real_vocab_size or real_vocab_size >= V:
+        return logits_xV
+    return jnp.where(jnp.arange(V) < real_vocab_size, logits_xV, jnp.asarray(NEG_LOGIT, logits_xV.dtype))
+
 
 class Embed(nn.Module):
     """Lookup in compute dtype; `attend(x)` = x @ E^T with float32 output for the loss."""
@@ -17,6 +30,7 @@ class Embed(nn.Module):
     features: int
     init_std: float = 0.02
     dtype: str = "float32"
+    real_vocab_size: int = 0  # the tokenizer's ids; attend masks the rows past it (0 = none padded)
 
     def setup(self):
         self.embedding = self.param(
@@ -33,15 +47,17 @@ class Embed(nn.Module):
         table_VxE = self.embedding.astype(self.dtype)
         logits = jnp.einsum("ble,ve->blv", x_BxLxE.astype(self.dtype), table_VxE,
                             preferred_element_type=jnp.float32)
+        logits = mask_padded_ids(logits, self.real_vocab_size)
         return nn.with_logical_constraint(logits, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
 
 
 class Unembed(nn.Module):
-    """The untied output head: kernel (EMBED, VOCAB), no bias, float32 logits."""
+    """The untied output head: kernel (EMBED, VOCAB), no bias, float32 logits (padding masked)."""
 
     vocab_size: int
     init_std: float = 0.02
     dtype: str = "float32"
+    real_vocab_size: int = 0  # the tokenizer's ids; logits past it are masked (0 = none padded)
 
     @nn.compact
     def __call__(self, x_BxLxE: jnp.ndarray) -> jnp.ndarray:
@@ -51,4 +67,5 @@ class Unembed(nn.Module):
             (x_BxLxE.shape[-1], self.vocab_size), jnp.float32)
         logits = jnp.einsum("ble,ev->blv", x_BxLxE.astype(self.dtype), kernel_ExV.astype(self.dtype),
                             preferred_element_type=jnp.float32)
+        logits = mask_padded_ids(logits, self.real_vocab_size)
         return nn.with_logical_constraint(logits, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))

@@ -92,7 +92,7 @@ class BertEmbeddings(nn.Module):
 
     def setup(self):
         cfg = self.cfg
-        self.token = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype)
+        self.token = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
         self.token_type_embedding = self.param(
             "token_type_embedding",
             nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), (sh.TYPE_VOCAB, sh.EMBED)),

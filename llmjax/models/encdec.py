@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from llmjax import sharding as sh
-from llmjax.blocks.embed import Embed, Unembed
+from llmjax.blocks.embed import Embed, Unembed, mask_padded_ids
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
 from llmjax.blocks.transformer import run_layers
@@ -151,13 +151,13 @@ class EncoderDecoder(nn.Module):
 
     def setup(self):
         cfg = self.cfg
-        self.embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype)
+        self.embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
         self.target_embed = (self.embed if cfg.share_embeddings else
-                             Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype))
+                             Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size))
         self.encoder = _Stack(cfg, is_decoder=False)
         self.decoder = _Stack(cfg.decoder(), is_decoder=True)
         if not cfg.tie_embeddings:
-            self.head = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype)
+            self.head = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
         if cfg.copy_attention:
             self.copy = CopyHead(cfg.init_std, cfg.dtype)
 
@@ -187,6 +187,7 @@ class EncoderDecoder(nn.Module):
             logits_BxTxV = self.copy(y_BxTxE, logits_BxTxV, encoded_BxSxE=encoded_BxSxE, source_BxS=source_BxS,
                                      source_segment_ids=source_segment_ids,
                                      target_segment_ids=target_segment_ids, decode=decode)
+            logits_BxTxV = mask_padded_ids(logits_BxTxV, self.cfg.real_vocab_size)  # log(0 + tiny) is not dead
         return nn.with_logical_constraint(logits_BxTxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
 
     def __call__(self, source_BxS: jnp.ndarray, decoder_inputs_BxT: jnp.ndarray, *,

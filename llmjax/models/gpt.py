@@ -98,7 +98,8 @@ class GPT(nn.Module):
             segment_ids = jnp.asarray(attention_mask).astype(jnp.int32)
         positions_BxL = self._positions(positions, B, L, decode)
 
-        embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, name="embed")
+        embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size,
+                      name="embed")
         x_BxLxE = embed(tokens_BxL)
         if cfg.position == "learned":
             x_BxLxE = x_BxLxE + LearnedPositions(cfg.max_len, cfg.d_model, cfg.init_std, cfg.dtype,
@@ -118,7 +119,8 @@ class GPT(nn.Module):
         if cfg.tie_embeddings:
             logits_BxLxV = embed.attend(x_BxLxE)
         else:
-            logits_BxLxV = Unembed(cfg.vocab_size, cfg.readout_init_std, cfg.dtype, name="head")(x_BxLxE)
+            logits_BxLxV = Unembed(cfg.vocab_size, cfg.readout_init_std, cfg.dtype, cfg.real_vocab_size,
+                                   name="head")(x_BxLxE)
         logits_BxLxV = cfg.readout(logits_BxLxV.astype(jnp.float32))
         return nn.with_logical_constraint(logits_BxLxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
 

@@ -42,6 +42,8 @@ class LSTMConfig:
     vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
     init_std: float = 0.02  # std of the normal initialiser of the embedding, head and projection
     vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
+    # the tokenizer's own ids: the logits of ids >= it (the padding) are masked (0 = none padded)
+    real_vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)
     dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
 
     @property
@@ -79,9 +81,11 @@ class LSTMConfig:
         """Any length fits."""
 
     def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str) -> LSTMConfig:
-        """The runtime config: vocabulary padded to vocab_multiple, the compute dtype. max_len and
-        platform do not matter: no positional table, no attention backend."""
-        return dataclasses.replace(self, vocab_size=pad_vocab(vocab_size, self.vocab_multiple), dtype=dtype)
+        """The runtime config: vocabulary padded to vocab_multiple (the real size kept for the
+        mask), the compute dtype. max_len and platform do not matter: no positional table, no
+        attention backend."""
+        return dataclasses.replace(self, vocab_size=pad_vocab(vocab_size, self.vocab_multiple),
+                                   real_vocab_size=vocab_size, dtype=dtype)
 
     def summary(self) -> str:
         head = "untied head" if not self.tie_embeddings else (
@@ -170,14 +174,14 @@ class LSTM(nn.Module):
 
     def setup(self):
         cfg = self.cfg
-        self.embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype)
+        self.embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
         self.layers = [LSTMLayer(cfg.width, cfg.dtype) for _ in range(cfg.num_layers)]
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.projects:
             self.project = Projection((cfg.d_model,), (sh.RNN_HIDDEN, sh.EMBED), init_std=cfg.init_std,
                                       use_bias=False, dtype=cfg.dtype)
         if not cfg.tie_embeddings:
-            self.head = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype)
+            self.head = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
 
     def __call__(self, tokens_BxL: jnp.ndarray, *, segment_ids: jnp.ndarray | None = None,
                  deterministic: bool = True) -> jnp.ndarray:

@@ -22,6 +22,8 @@ class TokenModelConfig(TransformerConfig):
     max_len: int = 0  # positional table / KV-cache length (0 = data.seq_len)
     vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
     vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
+    # the tokenizer's own ids: the logits of ids >= it (the padding) are masked (0 = none padded)
+    real_vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)
     # 0 = the family's own head (LM, MLM + NSP); k > 0 = a k-class sequence classifier (set by a task)
     num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)
 
@@ -52,9 +54,11 @@ class TokenModelConfig(TransformerConfig):
             self.validate_mesh(*mesh_sizes)
 
     def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str):
-        """The runtime config: vocabulary padded to vocab_multiple, max_len 0 -> max_len,
+        """The runtime config: vocabulary padded to vocab_multiple (the real size kept, so the
+        padded ids' logits are masked), max_len 0 -> max_len,
         num_kv_heads 0 -> num_heads, 'auto' attention resolved for the platform."""
         return dataclasses.replace(self.with_backend(platform),
                                    vocab_size=pad_vocab(vocab_size, self.vocab_multiple),
+                                   real_vocab_size=vocab_size,
                                    max_len=self.max_len or max_len, num_kv_heads=self.kv_heads,
                                    dtype=dtype)

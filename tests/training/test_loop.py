@@ -45,8 +45,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert np.isfinite(out_a["unigram_loss"]) and out_a["loss"] < rows_first_loss(ra)
     # model.json rebuilds the run's exact model (padded vocabulary, lengths) without the data.
     model_cfg = config_from_dict(json.loads((a / "model.json").read_text()))
-    assert model_cfg.vocab_size % 64 == 0 and model_cfg.vocab_size >= 262
-    assert model_cfg == dataclasses.replace(cfg.model, vocab_size=model_cfg.vocab_size, max_len=cfg.data.seq_len,
+    assert model_cfg.vocab_size % 64 == 0 and model_cfg.vocab_size >= model_cfg.real_vocab_size == 262
+    assert model_cfg == dataclasses.replace(cfg.model, vocab_size=model_cfg.vocab_size, real_vocab_size=262,
+                                            max_len=cfg.data.seq_len,
                                             num_kv_heads=cfg.model.kv_heads, attention_backend="xla")
 
 
