@@ -27,6 +27,7 @@ E embed width.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -76,6 +77,13 @@ def _segments(rng: np.random.Generator, B: int, L: int, pad: int) -> tuple[np.nd
     return seg, pos
 
 
+def _precision(dtype: Any) -> contextlib.AbstractContextManager:
+    """The float32 reference in full float32 matmuls (a GPU's default may round them to TF32)."""
+    if jnp.dtype(dtype) == jnp.float32:
+        return jax.default_matmul_precision("highest")
+    return contextlib.nullcontext()
+
+
 def _compare(case: str, quantities: dict[str, tuple[Any, Any, Any]]) -> list[Row]:
     """quantity -> (reference, xla, candidate) arrays: one row each."""
     rows = []
@@ -98,8 +106,9 @@ def _kernel_case(case: str, candidate: str, rng: np.random.Generator, *, B: int,
         def f(q, k, v):
             out = dot_product_attention(q, k, v, causal=causal, backend=backend, **masks)
             return jnp.sum(out.astype(jnp.float32) * cotangent), out
-        grads, out = jax.jit(jax.grad(f, argnums=(0, 1, 2), has_aux=True))(
-            *(a.astype(dtype) for a in (q, k, v)))
+        with _precision(dtype):
+            grads, out = jax.jit(jax.grad(f, argnums=(0, 1, 2), has_aux=True))(
+                *(a.astype(dtype) for a in (q, k, v)))
         return out, grads
 
     (ref, ref_g), (xla, xla_g), (cand, cand_g) = (
@@ -125,7 +134,8 @@ def _layer_case(candidate: str, rng: np.random.Generator, *, B: int, L: int) -> 
         def f(p, x):
             out = layer.apply({"params": p}, x.astype(dtype), positions=pos, segment_ids=seg)
             return jnp.sum(out.astype(jnp.float32) * cotangent), out
-        (g_params, g_x), out = jax.jit(jax.grad(f, argnums=(0, 1), has_aux=True))(params, x_BxLxE)
+        with _precision(dtype):
+            (g_params, g_x), out = jax.jit(jax.grad(f, argnums=(0, 1), has_aux=True))(params, x_BxLxE)
         flat = {"/".join(str(k.key) for k in path): g
                 for path, g in jax.tree_util.tree_leaves_with_path(g_params)}
         return {"out": out, **{f"d {name}": g for name, g in flat.items()}, "dx": g_x}
