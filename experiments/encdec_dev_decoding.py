@@ -77,7 +77,7 @@ def main(argv: list[str]) -> None:
             setting = dataclasses.replace(task, alpha=alpha, length_reward=reward)
             out = decode_texts(run.model, run.params, ids, tok, setting, _BATCH.value)
             ratio = sum(len(h.split()) for h in out) / max(sum(len(r.split()) for r in references), 1)
-            name = (f"step {os.path.basename(path)}, alpha {alpha:g}, reward {reward:g} "
+            name = (f"step {os.path.basename(run.path)}, alpha {alpha:g}, reward {reward:g} "
                     f"(words {ratio:.2f} of ref, {time.time() - t0:.0f} s)")
             rows.append((name, text_scores(out, references)))
             print(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[-1][1].items()), flush=True)
