@@ -269,8 +269,10 @@ class Checkpointer:
     def check(self) -> None:
         """Raise a failed background save's one line as soon as it has failed, without waiting
         for one in progress: the loop calls this every step, so a full disk stops the run at
-        once instead of at its next save."""
-        if self._pending is not None and not self._manager.is_saving_in_progress():
+        once instead of at its next save. With several processes it waits for that save (where
+        all hosts meet): hosts that saw the failure at different steps would hang the others."""
+        if (self._pending is not None and jax.process_count() == 1
+                and not self._manager.is_saving_in_progress()):
             self.wait()
 
     def wait(self) -> None:
