@@ -129,7 +129,8 @@ def read_newest(directory: str, read: Callable[[int], T], *, fix: str, step: int
             raise CheckpointError(f"none of the {len(steps)} checkpoints in {directory} restores (the "
                                   f"newest, step {newest}: {corrupt[newest]}); {fix}")
         try:
-            return Found(todo[0], read(todo[0]), sorted(corrupt.items(), reverse=True))
+            with orbax_noise.reading():
+                return Found(todo[0], read(todo[0]), sorted(corrupt.items(), reverse=True))
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - Orbax and tensorstore raise many kinds

@@ -5,15 +5,17 @@ and about tensorstore writes that outlive a failed save; and those writes themse
 on after the first one fails and must end before the save's partial directory is removed."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import orbax.checkpoint as ocp
 
 _ORBAX_DIR = os.path.dirname(ocp.__file__)
+_reads = 0  # checkpoint reads in progress (see reading)
 
 
 def _from_orbax(e: BaseException | None) -> bool:
@@ -36,7 +38,7 @@ class _OrbaxErrors(logging.Filter):
     reaches the user as one CheckpointError line instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR:
+        if record.levelno < (logging.WARNING if _reads else logging.ERROR):
             return True
         exc = record.exc_info[1] if record.exc_info else None
         return not (record.pathname.startswith(_ORBAX_DIR) or _from_orbax(exc))
@@ -68,6 +70,18 @@ def quiet() -> None:
             logger.addFilter(_OrbaxErrors())
     if not isinstance(sys.unraisablehook, _OrbaxUnraisables):
         sys.unraisablehook = _OrbaxUnraisables(sys.unraisablehook)
+
+
+@contextlib.contextmanager
+def reading() -> Iterator[None]:
+    """Orbax's warnings too are dropped while a checkpoint is read: they are about the step the
+    read fails on (a file that vanished, a corrupt one), which the reader says in its own line."""
+    global _reads
+    _reads += 1
+    try:
+        yield
+    finally:
+        _reads -= 1
 
 
 def join_writers(timeout_s: float = 60.0) -> None:

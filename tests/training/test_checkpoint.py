@@ -9,6 +9,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -254,9 +255,10 @@ def test_read_newest_skips_corrupt_steps_with_one_line_each_and_moves_nothing(tm
     assert "\n" not in str(e.value)
 
 
-def test_read_newest_follows_a_step_rotated_out_while_read(tmp_path):
+def test_read_newest_follows_a_step_rotated_out_while_read(tmp_path, caplog):
     """A run trains in the directory: between the listing and the read, it saves step 4 and
-    rotates 1-3 out (keep=1). The read is retried on the new listing, not reported corrupt."""
+    rotates 1-3 out (keep=1), or is still deleting step 3's files. The read is retried on the new
+    listing, not reported corrupt, and Orbax's warnings about the vanishing step are not shown."""
     d = str(tmp_path / "ck")
     _tiny_steps(d, (1, 2, 3))
     read, msgs, tried = _reader(d), [], []
@@ -269,6 +271,20 @@ def test_read_newest_follows_a_step_rotated_out_while_read(tmp_path):
 
     found = read_newest(d, read_while_training, fix="FIX", log=msgs.append)
     assert (found.step, found.value, tried, msgs) == (4, 4.0, [3, 4], [])
+
+    tried.clear()
+
+    def read_while_deleting(step):
+        tried.append(step)
+        if len(tried) == 1:
+            _tiny_steps(d, (5,), keep=5)
+            os.remove(os.path.join(d, "4", "_CHECKPOINT_METADATA"))  # the deletion of step 4 under way
+            shutil.rmtree(os.path.join(d, "4", "state"))
+        return read(step)
+
+    found = read_newest(d, read_while_deleting, fix="FIX", log=msgs.append)
+    assert (found.step, found.value, tried, msgs) == (5, 5.0, [4, 5], [])
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text[-2000:]
 
     tried.clear()
     _tiny_steps(d, (5,), keep=1)
