@@ -311,7 +311,6 @@ def main(argv):
         raise SystemExit(2)
     _set_environment()
 
-    import flax.linen as fnn
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -364,7 +363,7 @@ def main(argv):
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}, transparent huge pages: {_thp_mode()}; "
           f"load average {os.getloadavg()[0]:.2f} at start")
     rows = []
-    with jax.set_mesh(mesh), fnn.logical_axis_rules(sharding.RULES):
+    with sharding.use_mesh(mesh):
         init = init_fn(functools.partial(task.init_params, model), tx, run.train.seed)
         _, state_sh = abstract_state(init, mesh)
         for b in (int(x) for x in _BATCHES.value):

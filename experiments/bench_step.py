@@ -26,7 +26,6 @@ from llmjax import allocator  # noqa: E402
 if __name__ == "__main__":
     allocator.reexec_with_huge_pages()  # before jax is imported: glibc reads it at start
 
-import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
@@ -140,7 +139,7 @@ def main(argv):
           f"peak {peak / 1e12:.0f} TFLOP/s bf16" if peak else
           f"device: {jax.device_count()} x {jax.devices()[0].device_kind} ({platform}); peak unknown")
     rows = []
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    with sharding.use_mesh(mesh):
         init = init_fn(functools.partial(task.init_params, model), tx, run.train.seed)
         _, state_sh = abstract_state(init, mesh)
         for b in (int(x) for x in _BATCHES.value):

@@ -5,11 +5,13 @@ this file alone decides how those names land on the mesh axes `data`, `fsdp` and
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
+import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -58,11 +60,11 @@ RULES: tuple[tuple[str, Any], ...] = (
     (LENGTH, None),
     (NORM, None),
     (LAYERS, None),
-    # A square kernel cannot map both dims to fsdp: its output side is split like an MLP width.
-    # Not "tensor": splitting the output side of BERT's (d, d) pooler and MLM transform over
-    # tensor made XLA's partitioner return 30-50% wrong gradients on a (2, 2, 2) CPU mesh
-    # (forward exact; tests/tasks/test_mlm.py catches it). Two d x d kernels: replicating them
-    # over tensor costs little, fsdp still splits their input side.
+    # The output side of a square kernel (fsdp already splits its input side). Not "tensor":
+    # XLA's partitioner then returns gradients wrong by over 100% for BERT's MLM head on a
+    # (2, 2, 2) mesh (forward exact) when the head runs on few rows per sequence (2 or 3 masked
+    # positions): tests/test_sharding_xla_bug.py reproduces it in ten lines, xfail on the jax
+    # versions seen broken. Replicating these few d x d kernels over tensor costs little.
     (EMBED_OUT, None),
     (LABELS, None),
     (TYPE_VOCAB, None),
@@ -70,6 +72,27 @@ RULES: tuple[tuple[str, Any], ...] = (
     # inside the recurrence; fsdp still splits the input side (EMBED) of each gate kernel.
     (RNN_HIDDEN, None),
 )
+
+
+Rules = Sequence[tuple[str, Any]]
+
+
+@contextlib.contextmanager
+def use_mesh(mesh: Mesh, rules: Rules = RULES) -> Iterator[None]:
+    """The mesh and the logical-axis rules, set together: parameter shardings (read with
+    `active_rules` by llmjax.training.state) and the activation constraints inside the model come
+    from this one rule table, so a caller (a test) that passes other rules changes both."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
+
+
+def active_rules() -> Rules:
+    """The rule table `use_mesh` set; an error outside it (parameters would be replicated while
+    activations are unconstrained, silently)."""
+    rules = nn.get_logical_axis_rules()
+    if not rules:
+        raise ValueError("no logical-axis rules are active: run inside llmjax.sharding.use_mesh(mesh)")
+    return rules
 
 
 def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -3,7 +3,6 @@ parameters are really sharded as the rules say; gradient accumulation and remat 
 import functools
 from types import SimpleNamespace
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -40,7 +39,7 @@ def _train(shape, devices=None, steps=10, cfg=CFG, accum=1, batch=16):
     task = LMTask(SimpleNamespace(model=cfg, train=TrainConfig(), data=DataConfig(seq_len=cfg.max_len)))
     tx, lr = optim.optimizer(OPT, 100), optim.schedule(OPT, 100)
     bsh = sharding.batch_shardings(mesh, _batches(1, batch)[0])
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    with sharding.use_mesh(mesh):
         init = init_fn(functools.partial(task.init_params, model), tx, seed=0)
         _, state_sh = abstract_state(init, mesh)
         state = create(init, state_sh)

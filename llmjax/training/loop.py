@@ -13,7 +13,6 @@ import os
 import time
 from typing import Any, Callable
 
-import flax.linen as nn
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -188,7 +187,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
     put_train = functools.partial(_put, mesh, task.train_batch, rows=task.batch_size)
     put_eval = functools.partial(_put, mesh, task.eval_batch, rows=task.eval_batch_size)
 
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    with sharding.use_mesh(mesh):
         run = _setup(task, cfg, workdir, mesh, log)
         t = run.train
         model, model_cfg, state, start, ckpt, horizon = (run.model, run.model_cfg, run.state, run.start,

@@ -2,7 +2,8 @@
 
 The state is a plain pytree of arrays (step, params, opt_state): everything a checkpoint
 holds. The model and optimizer are not in it, so Orbax never sees a function. Parameter
-shardings come from the parameters' logical axis names through the rules in llmjax.sharding;
+shardings come from the parameters' logical axis names through the active rules (the ones
+llmjax.sharding.use_mesh set, which also constrain the activations);
 optimizer-state shardings come from shapes: a leaf shaped like its parameter (Adam moments,
 momentum) is sharded like it, any other leaf (Adafactor's factored statistics, counters) is
 replicated. All of it is resolved once with `jax.eval_shape`, so the full state is never
@@ -60,10 +61,10 @@ def init_fn(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransform
     return StateInit(init_params, tx, seed)
 
 
-def _param_shardings(boxed_params: Any, mesh: Mesh) -> Any:
+def _param_shardings(boxed_params: Any, mesh: Mesh, rules: sharding.Rules) -> Any:
     """From logical names; leaves that carry none are replicated."""
     specs = nn.get_partition_spec(boxed_params)
-    shardings = nn.logical_to_mesh_sharding(specs, mesh, sharding.RULES)
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
     return jax.tree.map(
         lambda s: s if isinstance(s, NamedSharding) else NamedSharding(mesh, P()), shardings,
         is_leaf=lambda x: isinstance(x, (NamedSharding, P)) or x is None)
@@ -79,11 +80,13 @@ def _opt_state_shardings(tx: optax.GradientTransformation, opt_state: Any, param
 
 
 def abstract_state(init: StateInit, mesh: Mesh) -> tuple[TrainState, TrainState]:
-    """(unboxed abstract state, its NamedShardings), without allocating anything."""
+    """(unboxed abstract state, its NamedShardings), without allocating anything. Runs inside
+    sharding.use_mesh: parameters are sharded by the rules that constrain the activations."""
+    rules = sharding.active_rules()
     with nn.logical_axis_rules(()):  # no activation constraints during init (see create)
         boxed = jax.eval_shape(init)
     params = values(boxed.params)
-    param_sh = _param_shardings(boxed.params, mesh)
+    param_sh = _param_shardings(boxed.params, mesh, rules)
     shardings = TrainState(step=NamedSharding(mesh, P()), params=param_sh,
                            opt_state=_opt_state_shardings(init.tx, boxed.opt_state, params, param_sh, mesh))
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

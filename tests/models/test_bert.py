@@ -258,7 +258,7 @@ def test_sharded_init_on_eight_devices():
     cfg = dataclasses.replace(CFG, d_model=32, mlp_dim=64, num_heads=4)
     model = build(cfg)
     mesh = sh.make_mesh((2, 2, 2), jax.devices()[:8])
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sh.RULES):
+    with sh.use_mesh(mesh):
         boxed = jax.eval_shape(model.init, jax.random.key(0), TOKENS)
         shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, sh.RULES)
         v = jax.jit(model.init, out_shardings=shardings)(jax.random.key(0), TOKENS)

@@ -138,7 +138,7 @@ def test_init_and_grads_under_mesh_and_rules():
 
     mesh = sh.make_mesh((1, 1, 1), jax.devices()[:1])
     model = build(dataclasses.replace(CFG, ffn="swiglu", tie_embeddings=False, remat="full"))
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sh.RULES):
+    with sh.use_mesh(mesh):
         v = jax.jit(model.init)(jax.random.key(0), TOKENS)
         loss, grads = jax.jit(jax.value_and_grad(_loss), static_argnums=1)(v["params"], model)
     assert np.isfinite(float(loss))

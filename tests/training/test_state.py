@@ -22,7 +22,7 @@ GPT = GPTConfig(vocab_size=512, num_layers=2, d_model=128, num_heads=4, num_kv_h
 def _state(name: str):
     mesh = sharding.make_mesh((2, 2, 2))
     tx = optim.optimizer(OptimConfig(name=name), 100)
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    with sharding.use_mesh(mesh):
         model = registry.build(GPT)
         tokens = jnp.zeros((1, GPT.max_len), jnp.int32)
         init = init_fn(lambda rng: model.init(rng, tokens)["params"], tx, seed=0)
