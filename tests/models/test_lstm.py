@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import flax.linen as nn
 import jax
@@ -16,16 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llmjax import sharding
 from llmjax.blocks.embed import Embed
-from llmjax.config import ConfigError, DataConfig, OptimConfig, TrainConfig
+from llmjax.config import ConfigError
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.models.lstm import LSTM, LSTMConfig
 from llmjax.models.registry import build
-from llmjax.tasks.lm import LMTask
-from llmjax.training import optim
-from llmjax.training.state import abstract_state, count_params, create, init_fn
-from llmjax.training.step import jit_train_step, make_train_step
+from llmjax.training.state import count_params
 from tests.helpers import tiny_config, write_corpus
 
 V, E, H, B, L = 64, 32, 48, 4, 24
@@ -230,39 +225,6 @@ def test_serves_only_the_lm_task():
 
     with pytest.raises(ConfigError, match="config.task.name='classify': .*'lstm' is trained on the tasks lm"):
         resolve(base_config("lstm", "classify"))
-
-
-def _train_steps(shape, devices=None, steps=6):
-    """Train steps of an LSTM LM on a mesh through the real step function (as tests/test_sharding)."""
-    cfg = dataclasses.replace(CFG, vocab_size=128, init_std=0.02)
-    mesh = sharding.make_mesh(shape, devices)
-    model = build(cfg)
-    task = LMTask(SimpleNamespace(model=cfg, train=TrainConfig(), data=DataConfig(seq_len=16)))
-    tx, lr = optim.optimizer(OptimConfig(lr=3e-3, warmup_steps=2), 100), optim.schedule(OptimConfig(), 100)
-    rng = np.random.default_rng(0)
-    seq = (rng.integers(0, 100, (steps, 16, 1)) + np.arange(17) * rng.integers(1, 3, (steps, 16, 1))) % 128
-    batches = [{"inputs": s[:, :-1].astype(np.int32), "targets": s[:, 1:].astype(np.int32),
-                "weights": np.ones((16, 16), np.float32)} for s in seq]
-    bsh = sharding.batch_shardings(mesh, batches[0])
-    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-        init = init_fn(functools.partial(task.init_params, model), tx, seed=0)
-        _, state_sh = abstract_state(init, mesh)
-        state = create(init, state_sh)
-        step = jit_train_step(make_train_step(task, model, tx, lr, seed=0), state_sh, bsh)
-        losses = []
-        for b in batches:
-            state, m = step(state, jax.device_put(b, bsh))
-            losses.append(float(m["loss"]))
-    return np.array(losses), state
-
-
-def test_sharded_steps_match_one_device():
-    one, _ = _train_steps((1, 1, 1), jax.devices()[:1])
-    mesh, state = _train_steps((2, 2, 2))
-    assert one[-1] < one[0]
-    np.testing.assert_allclose(mesh, one, rtol=1e-5)
-    kernel = state.params["layers_0"]["scan"]["cell"]["hi"]["kernel"]
-    assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", None)
 
 
 def _rows(workdir):
