@@ -97,7 +97,7 @@ def export_hf(workdir: str, target: str, step: int | None = None, log=print) -> 
     hf.export_config(config)  # a format that cannot express the model fails here, before any read
     path = saved_run.checkpoint_path(workdir, step)
     model = registry.build(config)
-    params, path = saved_run.load_params(hf.param_shapes(model), path, log=log)  # the step read
+    params, path = saved_run.read_params_and_path(hf.param_shapes(model), path, log=log)  # the step read
     start = time.time()
     hf.save(target, model, params, config, extra_config={"eos_token_id": tokenizer.eos_id})
     saved = _export_tokenizer(tokenizer, target)

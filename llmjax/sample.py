@@ -182,7 +182,7 @@ def load_params(model: Any, path: str) -> tuple[Any, str]:
     dummy = jnp.zeros((1, 1), jnp.int32)
     shapes = values(jax.eval_shape(lambda: model.init(jax.random.key(0), dummy, dummy, max_new_tokens=1,
                                                       method="prefill"))["params"])
-    return saved_run.load_params(shapes, path, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    return saved_run.read_params_and_path(shapes, path, log=lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 def load_run(cfg: Any, tokenizer: Any, path: str, trained: Any = None) -> Run:

@@ -83,7 +83,12 @@ def checkpoint_path(workdir: str, step: int | None) -> str:
     return os.path.join(root, str(step)) if step is not None else root
 
 
-def load_params(shapes: Any, path: str, log: Callable[[str], None] = print) -> tuple[Any, str]:
+def load_params(shapes: Any, path: str, log: Callable[[str], None] = print) -> Any:
+    """The parameters `read_params_and_path` reads (the public form notebooks and scripts use)."""
+    return read_params_and_path(shapes, path, log)[0]
+
+
+def read_params_and_path(shapes: Any, path: str, log: Callable[[str], None] = print) -> tuple[Any, str]:
     """Every parameter of the tree `shapes` (ShapeDtypeStructs: the model's) from the
     checkpoint at path (a directory of steps: its newest that restores, corrupt ones skipped
     with a logged line each), on the first device, and the step's directory read; a one-line

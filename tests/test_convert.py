@@ -245,7 +245,7 @@ def test_finetune_a_classifier_from_a_hugging_face_bert(hf_bert_dir, tmp_path):
     assert "not used" in line and "mlm_head" in line.split("not used:")[1]
     cfg_run = saved_run.model_config(str(tmp_path / "ft"))
     assert cfg_run.num_labels > 1
-    params, _ = saved_run.load_params(_shapes(tmp_path / "ft"), saved_run.checkpoint_path(str(tmp_path / "ft"), None))
+    params = saved_run.load_params(_shapes(tmp_path / "ft"), saved_run.checkpoint_path(str(tmp_path / "ft"), None))
     hf_model = transformers.BertForMaskedLM.from_pretrained(hf_bert_dir)
     np.testing.assert_array_equal(np.asarray(params["embeddings"]["token"]["embedding"]),
                                   hf_model.bert.embeddings.word_embeddings.weight.detach().numpy())
