@@ -3,7 +3,7 @@ function's code to the first sentence of its docstring. About 7 minutes on a 2-c
 eval reports BLEU and ROUGE of beam-search decodes beside two baselines (copying the source's
 first line, and the most frequent target).
 
-Choices measured on this task and on a synthetic one (README, "Encoder-decoder"): copy attention
+Choices measured on this task and on a synthetic one (docs/encdec_experiments.md): copy attention
 (a summary's content words are mostly the function's own names), snake_case names split into
 words (so a name's words are the pieces prose uses), decoder-input word dropout (4,916 train
 pairs are otherwise memorised through the target prefix, and the decodes ignore the source),

@@ -23,7 +23,7 @@ kernel compacting memory the other side just freed) and then `--steps` timed ste
 forward, backward, clip and AdamW update, ending by fetching the real loss. The table shows the
 median block (ms/step, tokens/s), the spread of the blocks, the CPU cores each side kept busy
 (process CPU time / wall time) and the ratio llmjax / PyTorch tokens/s, beside the figures in
-the README's reference table. Interleaving shares out steady load, but not fairly: PyTorch's OpenMP
+experiments/README.md's reference table. Interleaving shares out steady load, but not fairly: PyTorch's OpenMP
 threads wait for each other at every op, so another busy process slows PyTorch far more than XLA
 (seen here: PyTorch 3.6x slower, llmjax 1.7x). PyTorch's "cores" then falls well below its thread
 count and the script prints a warning; the header shows the load average at start.
@@ -96,7 +96,7 @@ _HUGETLB = flags.DEFINE_bool("hugetlb", True, "Re-run under GLIBC_TUNABLES=glibc
                               "(transparent huge pages for malloc: see the docstring).")
 _CHECK = flags.DEFINE_bool("check", True, "Check the two models compute the same loss and gradient.")
 
-# (layers, d_model, seq, batch) -> figures measured earlier on this project's 2-core CPU (README).
+# (layers, d_model, seq, batch) -> figures measured earlier on this project's 2-core CPU (experiments/README.md).
 REFERENCE = {
     (6, 384, 256, 16): "PyTorch 2,567; plain Flax 2,200 (0.86x)",
     (6, 384, 256, 64): "PyTorch 2,232; plain Flax 1,707 (0.77x)",
@@ -113,7 +113,7 @@ def _cores() -> int:
 
 def _cpu_model() -> str:
     """The processor and the vector extensions that decide which kernels either side runs: the
-    llmjax/PyTorch ratio depends on them (see the README's CPU table)."""
+    llmjax/PyTorch ratio depends on them (see experiments/README.md's CPU table)."""
     try:
         with open("/proc/cpuinfo") as f:
             info = f.read()
@@ -540,7 +540,7 @@ def _print_table(cfg, seq, rows, real_text, threads) -> None:
     print(f"{'':>5} | {'PyTorch':^34} | {'llmjax':^34} |")
     print(f"{'batch':>5} | {'ms/step':>8} {'(min-max)':>11} {'tokens/s':>8} {'cores':>5} | "
           f"{'ms/step':>8} {'(min-max)':>11} {'tokens/s':>8} {'cores':>5} | {'ratio':>6} | "
-          "reference tokens/s (README)")
+          "reference tokens/s (experiments/README.md)")
     for r in rows:
         b = r["batch"]
         cells = []

@@ -48,7 +48,7 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per batch size.")
 _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (compilation, autotuning).")
 _REAL = flags.DEFINE_bool("real_data", False, "Also time with the real input pipeline.")
 
-# tokens/s measured on this project's H100 80GB (the README's reference table, with sources), by device kind,
+# tokens/s measured on this project's H100 80GB (experiments/README.md's reference table, with sources), by device kind,
 # model (layers, width, seq) and batch.
 REFERENCE = {
     ("H100", (12, 768, 1024), 12): "nanoGPT 436K",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of the README's performance table, in one command on one GPU (H100 for the
+# The GPU figures of experiments/README.md's performance table, in one command on one GPU (H100 for the
 # reference column):  bash experiments/gpu_bench.sh
 # It first checks that cuDNN attention (the GPU default) matches XLA attention, forward and
 # gradients, and stops there if it does not: a wrong kernel's timings are worth nothing.

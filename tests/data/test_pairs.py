@@ -224,7 +224,7 @@ def test_real_stdlib_deterministic_and_split_by_file(real):
 
 def test_real_stdlib_nearest_train_target_beats_copying_the_source(real):
     """The stdlib's similar functions in other files make retrieval the strong baseline
-    (README, encdec_small): the nearest train pair's target is well above the copy's BLEU."""
+    (docs/encdec_experiments.md): the nearest train pair's target is well above the copy's BLEU."""
     from llmjax.data import retrieval
     from llmjax.evaluation.text_scores import text_scores
 
