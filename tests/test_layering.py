@@ -1,4 +1,4 @@
-"""Imports point down: blocks see no models/tasks/training/data, data and evaluation see no
+"""Imports point down: blocks see no models/tasks/training/data/config, data and evaluation see no
 models, models see no interop (the Hugging Face bridge sits above them, below the entry
 points), and the training loop never names a model family or a task (it gets them through
 the registries and the Task interface)."""
@@ -22,7 +22,8 @@ def _imports(path: pathlib.Path) -> set[str]:
 
 
 @pytest.mark.parametrize("folder, forbidden", [
-    ("blocks", ("llmjax.models", "llmjax.tasks", "llmjax.training", "llmjax.data", "llmjax.experiment")),
+    ("blocks", ("llmjax.models", "llmjax.tasks", "llmjax.training", "llmjax.data", "llmjax.experiment",
+                "llmjax.config")),
     ("data", ("llmjax.models", "llmjax.tasks", "llmjax.training", "llmjax.blocks", "llmjax.experiment")),
     ("evaluation", ("llmjax.models", "llmjax.tasks", "llmjax.training", "llmjax.blocks",
                     "llmjax.data", "llmjax.experiment")),

@@ -4,7 +4,8 @@ Vaswani et al.).
 
 The same layer serves a decoder-only LM (causal, no cross), an encoder (not causal) and an
 encoder-decoder's decoder (causal + cross-attention onto the encoder output). `TransformerConfig`
-holds every key of the stack; a model family's config extends it with its own keys.
+holds every key of the stack; a model family's config extends it with its own keys, and the
+models layer checks them (llmjax.models.token_model): blocks never import the config layer.
 
 `deterministic` and `decode` are module attributes, not call arguments: `nn.remat` then needs
 no static argument positions, and the call takes only arrays, by keyword, so adding an argument
@@ -28,11 +29,9 @@ import jax.numpy as jnp
 
 from llmjax import sharding as sh
 from llmjax.blocks import mup
-from llmjax.blocks.attention import BACKENDS, Attention, AttentionConfig
-from llmjax.blocks.ffn import FFNS, FeedForward
-from llmjax.blocks.norms import NORMS, make_norm
-from llmjax.blocks.positions import POSITIONS
-from llmjax.config import RUNTIME, check_choice, check_fraction, check_positive, fail
+from llmjax.blocks.attention import Attention, AttentionConfig
+from llmjax.blocks.ffn import FeedForward
+from llmjax.blocks.norms import make_norm
 
 NORM_POSITIONS = ("pre", "post")
 REMATS = ("none", "full", "dots_saveable")
@@ -61,7 +60,7 @@ class TransformerConfig:
     init_std: float = 0.02  # std of the normal initialiser
     parametrization: str = "standard"  # standard | mup (Tensor Programs V; llmjax.blocks.mup)
     base_width: int = 0  # mup: the d_model at which mup equals standard init and LR (0 = d_model)
-    dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
+    dtype: str = "float32"  # compute dtype (set by the run: model configs mark it RUNTIME)
 
     @property
     def kv_heads(self) -> int:
@@ -98,40 +97,6 @@ class TransformerConfig:
         if self.parametrization != "mup":
             return None
         return functools.partial(mup.lr_multiplier, m=self.width_multiplier)
-
-    def validate(self) -> None:
-        """One-line ConfigError for the first bad key; cheap, before any data or compile."""
-        for key, choices in (("position", POSITIONS), ("ffn", FFNS), ("norm", NORMS),
-                             ("norm_position", NORM_POSITIONS), ("attention_backend", BACKENDS),
-                             ("remat", REMATS), ("parametrization", mup.PARAMETRIZATIONS)):
-            check_choice(f"model.{key}", getattr(self, key), choices)
-        for key in ("num_layers", "d_model", "num_heads", "mlp_dim"):
-            check_positive(f"model.{key}", getattr(self, key))
-        check_positive("model.num_kv_heads", self.num_kv_heads, allow_zero=True)
-        check_positive("model.norm_epsilon", self.norm_epsilon, allow_zero=True)
-        check_positive("model.base_width", self.base_width, allow_zero=True)
-        for key in ("dropout", "attention_dropout"):
-            check_fraction(f"model.{key}", getattr(self, key))
-        if self.d_model % self.num_heads:
-            fail("model.d_model", self.d_model,
-                 f"must be divisible by config.model.num_heads={self.num_heads}: change either")
-        if self.num_heads % self.kv_heads:
-            fail("model.num_kv_heads", self.num_kv_heads,
-                 f"must divide config.model.num_heads={self.num_heads} (grouped-query attention)")
-        if self.position == "rope" and self.head_dim % 2:
-            fail("model.d_model", self.d_model, "rope needs an even head dim (d_model / num_heads)")
-        if self.parametrization == "mup" and self.base_width % self.num_heads:
-            fail("model.base_width", self.base_width, f"must be divisible by config.model.num_heads="
-                 f"{self.num_heads} (mup's base head dim): change either")
-
-    def validate_mesh(self, data: int, fsdp: int, tensor: int) -> None:
-        if self.kv_heads % tensor or self.num_heads % tensor:
-            fail("mesh.tensor", tensor,
-                 f"must divide num_heads={self.num_heads} and num_kv_heads={self.kv_heads}")
-        if self.mlp_dim % tensor:
-            fail("mesh.tensor", tensor, f"must divide config.model.mlp_dim={self.mlp_dim}")
-        if self.d_model % fsdp:
-            fail("mesh.fsdp", fsdp, f"must divide config.model.d_model={self.d_model}")
 
     def with_backend(self, platform: str) -> TransformerConfig:
         """'auto' attention resolved for the platform the run is on."""

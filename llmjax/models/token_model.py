@@ -1,13 +1,20 @@
-"""What every token-in family config shares beyond the Transformer stack: its name, the
+"""What every token-in family config shares: the checks of the Transformer stack's keys (the
+blocks define them but never import the config layer) and, beyond the stack, its name, the
 positional table, the padded vocabulary and the optional classifier head, with their checks
-and the runtime finalisation. GPT and BERT extend it (one copy of this logic, not two).
+and the runtime finalisation. GPT, BERT and the encoder-decoder extend it (one copy of this
+logic, not three).
 """
 from __future__ import annotations
 
 import dataclasses
 
-from llmjax.blocks.transformer import TransformerConfig
-from llmjax.config import RUNTIME, DataConfig, check_positive, fail
+from llmjax.blocks import mup
+from llmjax.blocks.attention import BACKENDS
+from llmjax.blocks.ffn import FFNS
+from llmjax.blocks.norms import NORMS
+from llmjax.blocks.positions import POSITIONS
+from llmjax.blocks.transformer import NORM_POSITIONS, REMATS, TransformerConfig
+from llmjax.config import RUNTIME, DataConfig, check_choice, check_fraction, check_positive, fail
 
 
 def pad_vocab(vocab_size: int, multiple: int) -> int:
@@ -22,18 +29,56 @@ class TokenModelConfig(TransformerConfig):
     max_len: int = 0  # positional table / KV-cache length (0 = data.seq_len)
     vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
     vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
+    dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
     # the tokenizer's own ids: the logits of ids >= it (the padding) are masked (0 = none padded)
     real_vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)
     # 0 = the family's own head (LM, MLM + NSP); k > 0 = a k-class sequence classifier (set by a task)
     num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)
 
     def validate(self) -> None:
-        super().validate()
+        """One-line ConfigError for the first bad key; cheap, before any data or compile."""
+        self._validate_stack()
         check_positive("model.vocab_multiple", self.vocab_multiple)
         check_positive("model.max_len", self.max_len, allow_zero=True)
         if self.num_labels < 0:
             raise ValueError(f"num_labels={self.num_labels} is negative: 0 keeps the family's own "
                              "head, k > 0 makes a k-class classifier")
+
+    def _validate_stack(self) -> None:
+        """The Transformer stack's keys (llmjax.blocks.transformer), checked here: blocks never
+        import the config layer."""
+        for key, choices in (("position", POSITIONS), ("ffn", FFNS), ("norm", NORMS),
+                             ("norm_position", NORM_POSITIONS), ("attention_backend", BACKENDS),
+                             ("remat", REMATS), ("parametrization", mup.PARAMETRIZATIONS)):
+            check_choice(f"model.{key}", getattr(self, key), choices)
+        for key in ("num_layers", "d_model", "num_heads", "mlp_dim"):
+            check_positive(f"model.{key}", getattr(self, key))
+        check_positive("model.num_kv_heads", self.num_kv_heads, allow_zero=True)
+        check_positive("model.norm_epsilon", self.norm_epsilon, allow_zero=True)
+        check_positive("model.base_width", self.base_width, allow_zero=True)
+        for key in ("dropout", "attention_dropout"):
+            check_fraction(f"model.{key}", getattr(self, key))
+        if self.d_model % self.num_heads:
+            fail("model.d_model", self.d_model,
+                 f"must be divisible by config.model.num_heads={self.num_heads}: change either")
+        if self.num_heads % self.kv_heads:
+            fail("model.num_kv_heads", self.num_kv_heads,
+                 f"must divide config.model.num_heads={self.num_heads} (grouped-query attention)")
+        if self.position == "rope" and self.head_dim % 2:
+            fail("model.d_model", self.d_model, "rope needs an even head dim (d_model / num_heads)")
+        if self.parametrization == "mup" and self.base_width % self.num_heads:
+            fail("model.base_width", self.base_width, f"must be divisible by config.model.num_heads="
+                 f"{self.num_heads} (mup's base head dim): change either")
+
+    def validate_mesh(self, data: int, fsdp: int, tensor: int) -> None:
+        """One-line ConfigError when the mesh's axes do not divide the stack's widths."""
+        if self.kv_heads % tensor or self.num_heads % tensor:
+            fail("mesh.tensor", tensor,
+                 f"must divide num_heads={self.num_heads} and num_kv_heads={self.kv_heads}")
+        if self.mlp_dim % tensor:
+            fail("mesh.tensor", tensor, f"must divide config.model.mlp_dim={self.mlp_dim}")
+        if self.d_model % fsdp:
+            fail("mesh.fsdp", fsdp, f"must divide config.model.d_model={self.d_model}")
 
     def max_prompt_len(self, max_new_tokens: int) -> int | None:
         """The longest prompt that leaves room for max_new_tokens (None: no limit)."""
