@@ -67,10 +67,7 @@ class BertConfig(TokenModelConfig):
         """Parameters in the encoder's matmuls (attention and FFN kernels). The MLM head is
         counted per predicted token (mlm_head_flops); the pooler, NSP and classifier act once
         per sequence and are left out (under 1/L of a layer)."""
-        d, h, kv, hd = self.d_model, self.num_heads, self.kv_heads, self.head_dim
-        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
-        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.mlp_dim
-        return self.num_layers * (attn + ffn)
+        return self.num_layers * self.layer_matmul_params()
 
     def flops_per_token(self, seq_len: int) -> float:
         """Encoder training FLOPs per token, forward + backward: 6 N_matmul + 12 n_layers d_model T

@@ -74,12 +74,10 @@ class EncDecConfig(TokenModelConfig):
 
     def matmul_params(self) -> tuple[int, int]:
         """(encoder, decoder + head) parameters that take part in matmuls per token."""
-        d, h, kv, hd = self.d_model, self.num_heads, self.kv_heads, self.head_dim
-        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
-        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.mlp_dim
+        d = self.d_model
         copy = 2 * d * d + d if self.copy_attention else 0  # its query and key projections, the gate
-        return (self.num_layers * (attn + ffn),
-                self.decoder_layers * (2 * attn + ffn) + d * self.vocab_size + copy)
+        decoder = self.decoder_layers * self.layer_matmul_params(cross_attention=True)
+        return self.num_layers * self.layer_matmul_params(), decoder + d * self.vocab_size + copy
 
     def flops_per_row(self, source_len: int, target_len: int) -> float:
         """Training FLOPs (forward + backward) of one (source row, target row) pair: 6 N_matmul

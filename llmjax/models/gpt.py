@@ -61,11 +61,8 @@ class GPTConfig(TokenModelConfig):
         """Parameters that take part in matmuls: attention and FFN kernels and the output head
         (the token table once when tied; none for a classifier, whose head acts once per
         sequence). Excluded: lookups (untied input table, learned positions), biases, norms."""
-        d, h, kv, hd = self.d_model, self.num_heads, self.kv_heads, self.head_dim
-        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
-        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.mlp_dim
-        head = 0 if self.num_labels else d * self.vocab_size
-        return self.num_layers * (attn + ffn) + head
+        head = 0 if self.num_labels else self.d_model * self.vocab_size
+        return self.num_layers * self.layer_matmul_params() + head
 
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per token, forward + backward: 6 N_matmul + 12 n_layers d_model T

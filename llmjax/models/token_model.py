@@ -80,6 +80,14 @@ class TokenModelConfig(TransformerConfig):
         if self.d_model % fsdp:
             fail("mesh.fsdp", fsdp, f"must divide config.model.d_model={self.d_model}")
 
+    def layer_matmul_params(self, cross_attention: bool = False) -> int:
+        """Kernel parameters of one layer (attention, cross-attention if any, feed-forward): each
+        takes part in one matmul per token. Each family's matmul_params sums its layers'."""
+        d, h, kv, hd = self.d_model, self.num_heads, self.kv_heads, self.head_dim
+        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
+        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.mlp_dim
+        return (2 if cross_attention else 1) * attn + ffn
+
     def max_prompt_len(self, max_new_tokens: int) -> int | None:
         """The longest prompt that leaves room for max_new_tokens (None: no limit)."""
         return self.max_len - max_new_tokens
