@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from llmjax import sharding as sh
 from llmjax.config import ConfigError
 from llmjax.interop import hf_files
 from llmjax.models import registry
@@ -184,6 +185,7 @@ def save(path: str, model: nn.Module, params: Any, config: Any, *, model_type: s
         raise ValueError(f"{path} already exists and is not an empty directory: save to a new path")
     params = nn.unbox(params)
     _check_tree(model, params, "params")
+    params, config = _unpadded(model, params, config)
     converter, hf_config = export_config(config, model_type)
     hf_config.update({"torch_dtype": "float32", **(extra_config or {})})
     if getattr(config, "scan_layers", False):
@@ -214,6 +216,23 @@ def export_config(config: Any, model_type: str | None = None) -> tuple[ModuleTyp
         except ConfigError as e:
             reasons.append(f"{converter.MODEL_TYPES[0]}: {e}")
     raise ConfigError(f"no Hugging Face format expresses this model ({'; '.join(reasons)})")
+
+
+def _unpadded(model: nn.Module, params: dict, config: Any) -> tuple[dict, Any]:
+    """The vocabulary's padding rows cut from every parameter axis named VOCAB, and the config's
+    vocab_size the tokenizer's: llmjax masks those ids' logits, transformers has nothing to mask
+    them with, so an exported model must not have them."""
+    real = getattr(config, "real_vocab_size", 0)
+    if not real or real >= config.vocab_size:
+        return params, config
+    dummy = jnp.zeros((1, 1), jnp.int32)
+    specs = nn.get_partition_spec(jax.eval_shape(model.init, jax.random.key(0), dummy))["params"]
+
+    def cut(spec, x):
+        return x[tuple(slice(0, real) if name == sh.VOCAB else slice(None) for name in spec or ())]
+
+    params = jax.tree.map(cut, specs, params, is_leaf=lambda x: x is None or isinstance(x, jax.sharding.PartitionSpec))
+    return params, dataclasses.replace(config, vocab_size=real)
 
 
 def _unscanned(params: dict, config: Any) -> tuple[dict, Any]:
