@@ -35,12 +35,27 @@ def _one_line_error(p, needle):
     assert needle in lines[0], lines[0]
 
 
-def test_tiny_run_writes_the_workdir_contract(tmp_path):
-    spec = write_corpus(tmp_path / "corpus")
-    work = tmp_path / "run"
-    p = _run([*TINY, f"--config.data.dataset={spec}", f"--workdir={work}"])
-    assert p.returncode == 0, p.stderr[-2000:]
+@pytest.fixture(scope="module")
+def contract(tmp_path_factory):
+    """One tiny 30-step run, then the same command resumed to 45 steps with a new grad_clip
+    (the refusal tests below run against its workdir: a refused command must change nothing)."""
+    tmp = tmp_path_factory.mktemp("contract")
+    spec = write_corpus(tmp / "corpus")
+    work = tmp / "run"
+    base = [*TINY, f"--config.data.dataset={spec}", f"--workdir={work}"]
+    first = _run(base)
+    assert first.returncode == 0, first.stderr[-2000:]
     rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    checkpoints = sorted(os.listdir(work / "checkpoints"))
+    config = json.loads((work / "config.json").read_text())
+    resumed = _run([*base, "--config.train.num_steps=45", "--config.train.num_samples=0",
+                    "--config.optim.grad_clip=0"])
+    return dict(spec=spec, work=work, base=base, first=first, rows=rows, checkpoints=checkpoints,
+                config=config, resumed=resumed)
+
+
+def test_tiny_run_writes_the_workdir_contract(contract):
+    p, work, rows = contract["first"], contract["work"], contract["rows"]
     train = [r for r in rows if r["split"] == "train"]
     evals = [r for r in rows if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [15, 30]
@@ -52,19 +67,40 @@ def test_tiny_run_writes_the_workdir_contract(tmp_path):
         assert math.isclose(r["perplexity"], math.exp(r["loss"]), rel_tol=1e-6)
         # byte tokenizer: one byte per token, so bits/byte is loss / ln 2
         assert math.isclose(r["bits_per_byte"], r["loss"] / math.log(2), rel_tol=1e-4)
-    cfg = json.loads((work / "config.json").read_text())
-    assert cfg["train"]["num_steps"] == 30 and cfg["data"]["dataset"] == spec
-    assert sorted(os.listdir(work / "checkpoints"))[:2] == ["15", "30"]
+    cfg = contract["config"]
+    assert cfg["train"]["num_steps"] == 30 and cfg["data"]["dataset"] == contract["spec"]
+    assert contract["checkpoints"][:2] == ["15", "30"]
     assert (work / "tokenizer").is_dir()
     assert "unigram baseline" in p.stdout and "samples" in p.stdout
 
-    # Running again with more steps resumes at 30 and appends only newer rows.
-    p2 = _run([*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_steps=45",
-               "--config.train.num_samples=0"])
-    assert p2.returncode == 0, p2.stderr[-2000:]
-    assert "resumed from step 30" in p2.stdout
+
+def test_more_steps_and_a_new_grad_clip_resume_and_append_only_newer_rows(contract):
+    """A new grad_clip resumes cleanly (the optimizer state keeps its tree). Before: the
+    checkpoints moved to checkpoints_corrupt/, a restart from step 0, the metrics rows discarded."""
+    p, work = contract["resumed"], contract["work"]
+    assert p.returncode == 0 and "resumed from step 30" in p.stdout, p.stderr[-2000:]
     steps = [json.loads(l)["step"] for l in (work / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 45
+    assert json.loads((work / "config.json").read_text())["optim"]["grad_clip"] == 0
+    assert not (work / "checkpoints_corrupt").exists() and not (work / "metrics.discarded.jsonl").exists()
+
+
+def test_resume_with_a_different_model_is_refused(contract):
+    work = contract["work"]
+    p = _run([*contract["base"], "--config.model.d_model=64"])
+    assert p.returncode == 2 and "config.model.d_model=64 but the run in" in p.stderr
+    assert {"30", "45"} <= set(os.listdir(work / "checkpoints"))  # nothing lost
+
+
+def test_a_new_optimizer_on_resume_is_refused(contract):
+    """A new optimizer is refused in one line naming the key (its saved state does not fit);
+    nothing is moved or discarded."""
+    work = contract["work"]
+    p = _run([*contract["base"], "--config.train.num_steps=60", "--config.optim.name=lion"])
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "config.optim.name='lion'" in lines[0], p.stderr
+    assert not (work / "checkpoints_corrupt").exists() and not (work / "metrics.discarded.jsonl").exists()
+    assert {"30", "45"} <= set(os.listdir(work / "checkpoints"))
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -82,17 +118,6 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0], p.stderr
     assert not (tmp_path / "w").exists()  # nothing prepared, nothing written
     assert time.time() - start < 60
-
-
-def test_resume_with_a_different_model_is_refused(tmp_path):
-    spec = write_corpus(tmp_path / "corpus")
-    work = tmp_path / "run"
-    base = [*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_steps=2",
-            "--config.train.eval_every=2", "--config.train.num_samples=0"]
-    assert _run(base).returncode == 0
-    p = _run([*base, "--config.model.d_model=64"])
-    assert p.returncode == 2 and "config.model.d_model=64 but the run in" in p.stderr
-    assert (work / "checkpoints" / "2").is_dir()  # nothing lost
 
 
 def test_space_separated_config_is_parsed(tmp_path):
@@ -200,24 +225,6 @@ def test_ctrl_c_saves_and_stops_then_resumes(tmp_path):
     assert (work / "checkpoints" / str(saved)).is_dir()
     p2 = _run([*args[:-6], "--config.train.num_steps", str(saved + 2), "--config.train.num_samples=0"])
     assert p2.returncode == 0 and f"resumed from step {saved}" in p2.stdout, p2.stderr[-2000:]
-
-
-def test_optimizer_changes_on_resume(tmp_path):
-    """A new grad_clip resumes cleanly (the optimizer state keeps its tree); a new optimizer is
-    refused in one line naming the key. Before: both moved every checkpoint to
-    checkpoints_corrupt/, restarted from step 0 and discarded the metrics rows."""
-    spec = write_corpus(tmp_path / "corpus")
-    work = tmp_path / "run"
-    base = [*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_samples=0",
-            "--config.checkpoint.every_steps=5", "--config.train.eval_every=5"]
-    assert _run([*base, "--config.train.num_steps=10"]).returncode == 0
-    p = _run([*base, "--config.train.num_steps=15", "--config.optim.grad_clip=0"])
-    assert p.returncode == 0 and "resumed from step 10" in p.stdout, p.stderr[-2000:]
-    p = _run([*base, "--config.train.num_steps=20", "--config.optim.name=lion"])
-    lines = [l for l in p.stderr.splitlines() if l.strip()]
-    assert p.returncode == 2 and len(lines) == 1 and "config.optim.name='lion'" in lines[0], p.stderr
-    assert not (work / "checkpoints_corrupt").exists() and not (work / "metrics.discarded.jsonl").exists()
-    assert {"10", "15"} <= set(os.listdir(work / "checkpoints"))
 
 
 def test_second_process_and_remote_workdir_are_refused(tmp_path):
