@@ -26,6 +26,21 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 import pytest  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the xdist_group marks
+def pytest_collection_modifyitems(config, items):
+    """Under `-n auto` (pytest.ini: --dist loadgroup), the tests of a module that share one of
+    its module-scoped fixtures (a training run, a converted model) go to one worker, so the
+    fixture is made once rather than once on each worker that gets one of them."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(d.scope != "function" and d.baseid == module
+               for name in item.fixturenames for d in info.name2fixturedefs.get(name, ())):
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _SESSION_CACHE:  # only the process that made it (the controller, or a run without xdist)
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
