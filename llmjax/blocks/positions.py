@@ -42,6 +42,24 @@ def sinusoidal_embedding(positions, dim: int, base: float = 10000.0) -> jnp.ndar
 # ---------------------------------------------------------------- learned table
 
 
+def token_positions(module: nn.Module, positions: jnp.ndarray | None, batch: int, length: int,
+                    decode: bool) -> jnp.ndarray:
+    """(B, L) int32 positions of a model's input, from inside its compact call: as given, else
+    0..L-1. While decoding, by default each row continues from its next position, kept in
+    `module`'s cache ("next_position", (B,)), and the cache records where each row stands
+    after the call (not while init creates it)."""
+    if positions is None and not decode:
+        positions = jnp.arange(length, dtype=jnp.int32)[None]
+    if decode:
+        ready = module.has_variable("cache", "next_position")
+        next_B = module.variable("cache", "next_position", jnp.zeros, (batch,), jnp.int32)
+        if positions is None:
+            positions = jnp.arange(length, dtype=jnp.int32)[None] + (next_B.value[:, None] if ready else 0)
+        if ready:
+            next_B.value = jnp.broadcast_to(positions, (batch, length))[:, -1].astype(jnp.int32) + 1
+    return jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
+
+
 class LearnedPositions(nn.Module):
     """A trainable (max_len, E) table (GPT-2 `wpe`); positions beyond it read NaN, loudly."""
 

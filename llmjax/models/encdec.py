@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from llmjax import sharding as sh
 from llmjax.blocks.embed import Embed, Unembed, mask_padded_ids
 from llmjax.blocks.norms import make_norm
-from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
+from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding, token_positions
 from llmjax.blocks.transformer import run_layers
 from llmjax.config import RUNTIME, check_positive, fail
 from llmjax.models.copy_head import CopyHead
@@ -112,7 +112,7 @@ class _Stack(nn.Module):
                  decode: bool = False) -> jnp.ndarray:
         cfg = self.cfg
         B, L, E = x_BxLxE.shape
-        positions_BxL = self._positions(positions, B, L, decode)
+        positions_BxL = token_positions(self, positions, B, L, decode)
         if cfg.position == "learned":
             x_BxLxE = x_BxLxE + LearnedPositions(cfg.max_len, E, cfg.init_std, cfg.dtype,
                                                  name="pos_embed")(positions_BxL)
@@ -126,18 +126,6 @@ class _Stack(nn.Module):
         if cfg.norm_position == "pre":
             x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm", epsilon=cfg.norm_epsilon)(x_BxLxE)
         return x_BxLxE
-
-    def _positions(self, positions, batch: int, length: int, decode: bool) -> jnp.ndarray:
-        """As given, else 0..L-1; while decoding, continuing from the tokens already cached."""
-        start = 0
-        if decode and positions is None:
-            ready = self.has_variable("cache", "next_position")
-            index = self.variable("cache", "next_position", lambda: jnp.zeros((), jnp.int32))
-            if ready:
-                start, index.value = index.value, index.value + length
-        if positions is None:
-            positions = jnp.arange(length, dtype=jnp.int32)[None] + start
-        return jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
 
 
 class EncoderDecoder(nn.Module):

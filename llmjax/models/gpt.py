@@ -18,7 +18,7 @@ from llmjax import sharding as sh
 from llmjax.blocks.attention import Projection
 from llmjax.blocks.embed import Embed, Unembed
 from llmjax.blocks.norms import make_norm
-from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
+from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding, token_positions
 from llmjax.blocks.transformer import run_layers
 from llmjax.config import fail
 from llmjax.models.registry import register
@@ -93,7 +93,7 @@ class GPT(nn.Module):
                 raise ValueError("GPT got both attention_mask and segment_ids: pass one (attention_mask "
                                  "is the single-document form of segment_ids)")
             segment_ids = jnp.asarray(attention_mask).astype(jnp.int32)
-        positions_BxL = self._positions(positions, B, L, decode)
+        positions_BxL = token_positions(self, positions, B, L, decode)
 
         embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size,
                       name="embed")
@@ -166,21 +166,6 @@ class GPT(nn.Module):
                                     jnp.ones(continuation_BxN.shape, jnp.int32)], axis=1)
         positions_BxT = jnp.maximum(jnp.cumsum(mask_BxT, axis=1) - 1, 0)
         return self(tokens_BxT, positions=positions_BxT, segment_ids=mask_BxT)[:, P - 1:]
-
-    def _positions(self, positions: jnp.ndarray | None, batch: int, length: int,
-                   decode: bool) -> jnp.ndarray:
-        """(B, L) positions: as given, else 0..L-1; while decoding, by default each row continues
-        from its cached next position, and the cache records where each row stands."""
-        if positions is None and not decode:
-            positions = jnp.arange(length, dtype=jnp.int32)[None]
-        if decode:
-            ready = self.has_variable("cache", "next_position")
-            next_B = self.variable("cache", "next_position", jnp.zeros, (batch,), jnp.int32)
-            if positions is None:
-                positions = jnp.arange(length, dtype=jnp.int32)[None] + (next_B.value[:, None] if ready else 0)
-            if ready:  # not while init creates the cache
-                next_B.value = jnp.broadcast_to(positions, (batch, length))[:, -1].astype(jnp.int32) + 1
-        return jnp.broadcast_to(jnp.asarray(positions, jnp.int32), (batch, length))
 
 
 @register("gpt", GPTConfig)

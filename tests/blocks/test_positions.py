@@ -1,10 +1,12 @@
-"""Sinusoidal, learned, RoPE and ALiBi positions against their defining formulas."""
+"""Sinusoidal, learned, RoPE and ALiBi positions against their defining formulas; positions
+while decoding."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from llmjax.blocks.positions import (LearnedPositions, alibi_bias, alibi_slopes, apply_rope,
-                                     sinusoidal_embedding, sinusoidal_table)
+                                     sinusoidal_embedding, sinusoidal_table, token_positions)
 
 
 def test_sinusoidal_table_formula():
@@ -72,3 +74,23 @@ def test_alibi_bias_values():
     slopes = alibi_slopes(2)
     want = -slopes[:, None, None] * np.abs(np.array([3, 4])[:, None] - np.arange(5)[None])
     np.testing.assert_allclose(b[0], want, atol=1e-6)
+
+
+def test_token_positions_continue_per_row_while_decoding():
+    """GPT's and the encoder-decoder's positions: 0..L-1 by default; while decoding each row
+    continues from the cache, given positions (left-padded prompts) set where each row stands."""
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x_BxL, positions=None, decode=False):
+            return token_positions(self, positions, *x_BxL.shape, decode)
+
+    model, x = Model(), jnp.zeros((2, 3), jnp.int32)
+    np.testing.assert_array_equal(model.apply({}, x), [[0, 1, 2]] * 2)
+    cache = model.init(jax.random.key(0), jnp.zeros((2, 8), jnp.int32), decode=True)["cache"]
+    np.testing.assert_array_equal(cache["next_position"], [0, 0])  # init writes nothing
+    prompt = jnp.array([[0, 0, 1], [0, 1, 2]])  # row 0 has one padding slot more
+    out, v = model.apply({"cache": cache}, x, positions=prompt, decode=True, mutable=["cache"])
+    np.testing.assert_array_equal(out, prompt)
+    out, v = model.apply(v, x[:, :2], decode=True, mutable=["cache"])
+    np.testing.assert_array_equal(out, [[2, 3], [3, 4]])
+    np.testing.assert_array_equal(v["cache"]["next_position"], [4, 5])
