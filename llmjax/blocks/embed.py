@@ -31,11 +31,12 @@ class Embed(nn.Module):
     init_std: float = 0.02
     dtype: str = "float32"
     real_vocab_size: int = 0  # the tokenizer's ids; attend masks the rows past it (0 = none padded)
+    vocab_axis: str = sh.VOCAB  # logical name of the table's rows (BERT's two token types: TYPE_VOCAB)
 
     def setup(self):
         self.embedding = self.param(
             "embedding",
-            nn.with_logical_partitioning(nn.initializers.normal(self.init_std), (sh.VOCAB, sh.EMBED)),
+            nn.with_logical_partitioning(nn.initializers.normal(self.init_std), (self.vocab_axis, sh.EMBED)),
             (self.vocab_size, self.features), jnp.float32)
 
     def __call__(self, tokens_BxL: jnp.ndarray) -> jnp.ndarray:

@@ -57,7 +57,7 @@ def _layout(cfg: BertConfig, prefix: str) -> list[Entry]:
     """Every llmjax leaf of cfg's unrolled model with its HF tensor, embeddings first."""
     emb = f"{prefix}embeddings"
     entries = [("embeddings/token/embedding", f"{emb}.word_embeddings.weight", "table"),
-               ("embeddings/token_type_embedding", f"{emb}.token_type_embeddings.weight", "table"),
+               ("embeddings/token_type/embedding", f"{emb}.token_type_embeddings.weight", "table"),
                ("embeddings/position/embedding", f"{emb}.position_embeddings.weight", "table"),
                *_norm("embeddings/norm", f"{emb}.LayerNorm")]
     for i in range(cfg.num_layers):

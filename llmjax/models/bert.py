@@ -4,7 +4,7 @@ with its pretraining heads (masked LM + next-sentence prediction) or a sequence 
 The defaults are BERT's own choices (post-LN, erf GELU, LayerNorm eps 1e-12, learned positions,
 dropout 0.1, two token types) at BERT-Small's size (Turc et al. 2019: 4 layers, width 512,
 8 heads), so a Hugging Face BERT maps onto it parameter for parameter. Parameter tree:
-  embeddings/{token/embedding, token_type_embedding, position/embedding, norm}
+  embeddings/{token/embedding, token_type/embedding, position/embedding, norm}
   layer_0..layer_{n-1} (or layers, scanned), final_norm (pre-LN only), pooler
   pretraining: mlm_head/{transform, norm, output_bias}, nsp_head   classifier: classifier
 The encoder and pooler are the same in both modes, so fine-tuning warm-starts by path.
@@ -90,10 +90,10 @@ class BertEmbeddings(nn.Module):
     def setup(self):
         cfg = self.cfg
         self.token = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
-        self.token_type_embedding = self.param(
-            "token_type_embedding",
-            nn.with_logical_partitioning(nn.initializers.normal(cfg.init_std), (sh.TYPE_VOCAB, sh.EMBED)),
-            (cfg.type_vocab_size, cfg.d_model), jnp.float32)
+        # An Embed like the others, so every lookup table is an `embedding` leaf (the decay mask
+        # and the embedding count go by that name); its two rows are never split (TYPE_VOCAB).
+        self.token_type = Embed(cfg.type_vocab_size, cfg.d_model, cfg.init_std, cfg.dtype,
+                                vocab_axis=sh.TYPE_VOCAB)
         if cfg.position == "learned":
             self.position = LearnedPositions(cfg.max_len, cfg.d_model, cfg.init_std, cfg.dtype)
         self.norm = make_norm(cfg.norm, cfg.dtype, epsilon=cfg.norm_epsilon)
@@ -103,7 +103,7 @@ class BertEmbeddings(nn.Module):
                  deterministic: bool = True) -> jax.Array:
         cfg = self.cfg
         x_BxLxE = self.token(tokens_BxL)
-        x_BxLxE = x_BxLxE + jnp.take(self.token_type_embedding, token_types_BxL, axis=0).astype(cfg.dtype)
+        x_BxLxE = x_BxLxE + self.token_type(token_types_BxL)
         if cfg.position == "learned":
             x_BxLxE = x_BxLxE + self.position(positions_BxL)
         elif cfg.position == "sinusoidal":

@@ -6,8 +6,8 @@ Each row is read back from the run's workdir files, after the run (nothing is me
   params, params_non_embedding                    the run's parameter tree (model.json and the
                                                   task's init under jax.eval_shape); embeddings are
                                                   the lookup tables: token, position and token-type
-                                                  ("embedding", "token_type_embedding" leaves); an
-                                                  untied output head counts as non-embedding
+                                                  (the "embedding" leaves); an untied output head
+                                                  counts as non-embedding
   step, tokens, flops_per_token, flops            the task's own accounting (tokens_per_step,
                                                   flops_per_step: what the training log reports)
   fork_of, fork_step, tokens_fork, flops_fork     a cooldown fork (llmjax.scaling.forks): its
@@ -30,7 +30,7 @@ from typing import Any
 
 from llmjax.scaling.sweep import Run, flatten, read_record, status
 
-EMBEDDING_LEAVES = ("embedding", "token_type_embedding")
+EMBEDDING_LEAVES = ("embedding",)
 
 
 def _read_json(path: str) -> Any:

@@ -75,7 +75,7 @@ def test_every_parameter_has_logical_axes_and_no_mesh_axis_twice(mode):
         axes = _mesh_axes(spec)
         assert len(axes) == len(set(axes)), spec
     assert logical["pooler"]["kernel"] == P("embed", "embed_out")
-    assert logical["embeddings"]["token_type_embedding"] == P("type_vocab", "embed")
+    assert logical["embeddings"]["token_type"]["embedding"] == P("type_vocab", "embed")
 
 
 def test_padding_does_not_change_real_positions():
@@ -180,7 +180,7 @@ def _reference(p, tokens, types, mask, eps=1e-12):
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
     e = p["embeddings"]
     L = tokens.shape[1]
-    x = e["token"]["embedding"][tokens] + e["token_type_embedding"][types] + e["position"]["embedding"][:L]
+    x = e["token"]["embedding"][tokens] + e["token_type"]["embedding"][types] + e["position"]["embedding"][:L]
     x = _ln(x, e["norm"], eps)
     for i in range(sum(k.startswith("layer_") for k in p)):
         lp = p[f"layer_{i}"]

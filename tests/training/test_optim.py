@@ -143,6 +143,46 @@ def test_decay_mask_follows_what_a_parameter_is(gpt_params, decay_embeddings):
     assert {"kernel", "embedding", "bias", "scale"} <= set(names)
 
 
+def _family_trees():
+    """Boxed parameter trees (jax.eval_shape) of every family, with every optional part on:
+    learned positions, untied heads, separate tables, copy attention, MLM/NSP and classifier
+    heads, an LSTM projection."""
+    from llmjax.models.bert import BertConfig
+    from llmjax.models.encdec import EncDecConfig
+    from llmjax.models.lstm import LSTMConfig
+
+    t = jnp.zeros((1, 8), jnp.int32)
+    small = dict(num_layers=1, d_model=32, num_heads=4, num_kv_heads=2, mlp_dim=64)
+    bert = dict(token_types=t, attention_mask=t + 1)
+    cases = {"gpt": (GPTConfig(**small, position="learned", tie_embeddings=False), (t,), {}),
+             "bert": (BertConfig(**small), (t,), {**bert, "masked_positions": t[:, :2]}),
+             "bert_classifier": (BertConfig(**small, num_labels=3), (t,), bert),
+             "encdec": (EncDecConfig(**small, position="learned", share_embeddings=False,
+                                     tie_embeddings=False, copy_attention=True), (t, t), {}),
+             "lstm": (LSTMConfig(num_layers=1, d_model=32, hidden=48), (t,), {})}
+    for name, (cfg, args, kwargs) in cases.items():
+        model = registry.build(cfg.finalize(100, 8, "cpu", "float32"))
+        yield name, jax.eval_shape(
+            lambda: model.init(jax.random.key(0), *args, deterministic=True, **kwargs)["params"])
+
+
+NEVER_DECAYED = {"bias", "scale", "output_bias"}  # biases (the MLM head's too) and norm parameters
+
+
+@pytest.mark.parametrize("decay_embeddings", [True, False])
+def test_decay_mask_decays_every_kernel_and_table_of_every_family(decay_embeddings):
+    """Every kernel of every family decays, and every lookup table (token, position, token
+    type) when decay_embeddings; what never decays is a bias or a norm parameter. A kernel or
+    table under another leaf name (BERT's token types were `token_type_embedding`) fails."""
+    decayed = {"kernel", "embedding"} if decay_embeddings else {"kernel"}
+    for family, boxed in _family_trees():
+        mask = values(optim.decay_mask(boxed, decay_embeddings))
+        for path, on in jax.tree_util.tree_leaves_with_path(mask):
+            name, where = path[-1].key, f"{family}: {jax.tree_util.keystr(path)}"
+            assert name in NEVER_DECAYED | {"kernel", "embedding"}, f"{where}: not a kind the mask knows"
+            assert on == (name in decayed), where
+
+
 def test_a_boxed_tree_gets_the_mask_of_its_values():
     """What init gives (nn.Partitioned leaves, whose paths end in `.value`) is masked by name too."""
     tokens = jnp.zeros((1, GPT.max_len), jnp.int32)
