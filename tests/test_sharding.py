@@ -57,9 +57,11 @@ def reference():
     return _train((1, 1, 1), devices=jax.devices()[:1])
 
 
-# (2, 4, 1) is slow: data x fsdp is in (2, 2, 2) with tensor too.
+# (2, 4, 1) is slow: data x fsdp is in (2, 2, 2) with tensor too. (1, 1, 8) is slow: its gradients
+# equal one device's in tests/test_sharded_gradients.py (gpt, (1, 1, 8)), and tensor parallelism
+# through the train step and Adam is (2, 2, 2) here.
 @pytest.mark.parametrize("shape", [(8, 1, 1), pytest.param((2, 4, 1), marks=pytest.mark.slow), (2, 2, 2),
-                                   (1, 1, 8), (1, 8, 1)])
+                                   pytest.param((1, 1, 8), marks=pytest.mark.slow), (1, 8, 1)])
 def test_mesh_matches_one_device(reference, shape):
     losses, _ = _train(shape)
     ref, _ = reference
@@ -86,7 +88,9 @@ def test_grad_accumulation_equals_the_large_batch():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)  # Adam rescales tiny grads
 
 
-@pytest.mark.parametrize("remat", ["full", "dots_saveable"])
+# dots_saveable is slow: its loss and gradients equal no remat's in tests/models/test_gpt.py
+# (test_remat_policies_identical_loss_and_grads); "full" keeps remat through the train step here.
+@pytest.mark.parametrize("remat", ["full", pytest.param("dots_saveable", marks=pytest.mark.slow)])
 def test_remat_is_exact(reference, remat):
     import dataclasses
 
