@@ -54,10 +54,19 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
+# Parameter paths llmjax has renamed (old -> new, as path endings): a checkpoint that holds an
+# old one was written by an earlier llmjax, which the mismatch line says instead of blaming the config.
+RENAMED = {"embeddings/token_type_embedding": "embeddings/token_type/embedding"}  # BERT, 2026-12-06
+
+
 def first_difference(saved: Any, target: Any) -> str | None:
     """The first key path (in target's order) where two trees of shaped leaves differ in
     presence, shape or dtype."""
     a, b = flat_paths(saved), flat_paths(target)
+    for key in a:
+        old = next((o for o in RENAMED if key.endswith(o)), None)
+        if old is not None and key not in b:
+            return f"{key} was renamed {RENAMED[old]} after this checkpoint was written (by an earlier llmjax)"
     for key in [*b, *(k for k in a if k not in b)]:
         if key not in b:
             return f"{key} is in the checkpoint but not in this run's state"

@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from llmjax import sharding
 from llmjax.experiment import base_config, resolve, train_and_evaluate
 from llmjax.models import registry
-from llmjax.training import optim
+from llmjax.training import checkpoint, optim
 from llmjax.training.checkpoint import Checkpointer, CheckpointError, read_newest
 from llmjax.training.state import abstract_state, create, init_fn
 from tests.helpers import tiny_config, write_corpus
@@ -341,3 +341,12 @@ def test_a_run_whose_background_save_fails_stops_at_its_next_step(tmp_path, monk
     assert os.listdir(work / "checkpoints") == ["5"]
     trained = [json.loads(line)["step"] for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert max(trained) < 14, trained
+
+
+def test_a_parameter_renamed_since_the_checkpoint_is_named_as_such():
+    """A BERT checkpoint from before its token-type table became an Embed says so, not 'another config'."""
+    leaf = jax.ShapeDtypeStruct((2, 8), np.float32)
+    saved = {"params": {"embeddings": {"token_type_embedding": leaf}}}
+    target = {"params": {"embeddings": {"token_type": {"embedding": leaf}}}}
+    assert "renamed embeddings/token_type/embedding" in checkpoint.first_difference(saved, target)
+    assert "but not in the checkpoint" in checkpoint.first_difference({"params": {"x": leaf}}, target)
