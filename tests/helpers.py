@@ -5,6 +5,13 @@ import sysconfig
 from llmjax.experiment import base_config
 
 
+def one_device_xla_flags() -> str:
+    """XLA_FLAGS for a subprocess that runs on one CPU device, as a user's run does: the tests'
+    flags (tests/conftest.py) without its eight host devices."""
+    return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                    if not f.startswith("--xla_force_host_platform_device_count"))
+
+
 def write_corpus(directory, num_files: int = 12, max_chars: int = 20_000) -> str:
     """Copy a few standard-library sources (real text, no download); returns a text: spec."""
     src = sysconfig.get_paths()["stdlib"]

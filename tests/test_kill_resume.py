@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.helpers import write_corpus
+from tests.helpers import one_device_xla_flags, write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--config=configs/gpt_small.py", "--config.data.tokenizer=byte",
@@ -39,8 +39,7 @@ def _command(spec, workdir, async_save):
 
 
 def _env():
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user
-    return dict(env, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+    return dict(os.environ, XLA_FLAGS=one_device_xla_flags(), JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
 
 
 def _run(cmd):

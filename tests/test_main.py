@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.helpers import write_corpus
+from tests.helpers import one_device_xla_flags, write_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.model.num_layers=2", "--config.model.d_model=32", "--config.model.num_heads=4",
@@ -20,7 +20,7 @@ TINY = ["--config.model.num_layers=2", "--config.model.d_model=32", "--config.mo
 
 
 def _cli(args, timeout=300, **env_vars):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **env_vars}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": one_device_xla_flags(), **env_vars}
     return subprocess.run([sys.executable, "-m", "llmjax.main", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -210,7 +210,7 @@ def test_ctrl_c_saves_and_stops_then_resumes(tmp_path):
     args = [*TINY, f"--config.data.dataset={spec}", f"--workdir={work}", "--config.train.num_steps=100000",
             "--config.checkpoint.every_steps=100000", "--config.train.eval_every=100000",
             "--config.train.num_samples=0", "--config.train.progress=False", "--config.train.log_every=1"]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": one_device_xla_flags(), "PYTHONUNBUFFERED": "1"}
     p = subprocess.Popen([sys.executable, "-m", "llmjax.main", "--config=configs/gpt_small.py", *args],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240

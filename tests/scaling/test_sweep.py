@@ -14,7 +14,7 @@ import pytest
 
 from llmjax.config import ConfigError
 from llmjax.scaling import results, sweep
-from tests.helpers import write_corpus
+from tests.helpers import one_device_xla_flags, write_corpus
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -80,7 +80,7 @@ def test_accounting_counts_embeddings_by_family(family, task, embedding):
 
 
 def _cli(*args):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": one_device_xla_flags(), "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "llmjax.sweep", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -121,7 +121,7 @@ def test_bad_command_lines_are_one_line_errors(args, needle):
 
 
 def test_micro_sweep_runs_skips_and_survives_a_failed_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "")  # one CPU device in the runs (conftest asks for eight)
+    monkeypatch.setenv("XLA_FLAGS", one_device_xla_flags())  # one CPU device in the runs (conftest asks for eight)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     spec = write_corpus(tmp_path / "corpus", num_files=4, max_chars=6000)
     tiny = {"model": {"num_layers": 2, "d_model": 32, "num_heads": 4, "mlp_dim": 64},

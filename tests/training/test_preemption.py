@@ -12,6 +12,7 @@ import pytest
 
 from llmjax.training.loop import _eval_totals
 from llmjax.training.preemption import Preemption
+from tests.helpers import one_device_xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -114,7 +115,7 @@ def _free_port():
 def test_two_processes_stop_at_the_same_step(signum, sender, evals):
     """evals: the signal arrives during an eval, and both hosts stop at the same batch of it."""
     port = _free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONPATH": ROOT}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": one_device_xla_flags(), "PYTHONPATH": ROOT}
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(rank), str(port), str(int(signum)),
                                str(sender), str(evals)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for rank in range(2)]
