@@ -4,6 +4,7 @@ whole validation split with the baseline over exactly the rows evaluated; a SIGT
 eval saves and stops after the batch it arrived in; a warm-up longer than the run is a warning."""
 import json
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -31,16 +32,32 @@ def _all_finite(path):
                __import__("jax").tree.leaves(tree) if np.asarray(x).dtype.kind == "f")
 
 
-def test_divergence_stops_and_keeps_the_finite_checkpoints(tmp_path):
-    spec = write_corpus(tmp_path / "corpus")
-    work = tmp_path / "run"
-    healthy = tiny_config(spec, checkpoint__keep=2, checkpoint__async_save=False)
-    train_and_evaluate(resolve(healthy, num_devices=8), str(work), log=lambda _: None)
+# The healthy run both continuations below start from: 12 steps, checkpoints 6 and 12 (keep=2).
+HEALTHY = dict(checkpoint__keep=2, checkpoint__async_save=False, optim__schedule="cosine",
+               optim__min_lr_ratio=0.1)
+
+
+@pytest.fixture(scope="module")
+def healthy(tmp_path_factory):
+    """(corpus spec, workdir) of one healthy run, made once; each test continues a copy."""
+    tmp = tmp_path_factory.mktemp("healthy")
+    spec = write_corpus(tmp / "corpus")
+    train_and_evaluate(resolve(tiny_config(spec, **HEALTHY), num_devices=8), str(tmp / "run"), log=lambda _: None)
+    return spec, tmp / "run"
+
+
+def _continue(healthy, tmp_path):
+    spec, run = healthy
+    shutil.copytree(run, tmp_path / "run")
+    return spec, tmp_path / "run"
+
+
+def test_divergence_stops_and_keeps_the_finite_checkpoints(tmp_path, healthy):
+    spec, work = _continue(healthy, tmp_path)
     assert _steps(work) == [6, 12]
     # Resume with an absurd learning rate and a long horizon: before the fix this trained NaN to
     # the end, saved NaN checkpoints every 6 steps and rotated 6 and 12 out (keep=2).
-    bad = tiny_config(spec, checkpoint__keep=2, checkpoint__async_save=False, optim__lr=1e6,
-                      train__num_steps=60)
+    bad = tiny_config(spec, **HEALTHY, optim__lr=1e6, train__num_steps=60)
     with pytest.raises(DivergedError) as e:
         train_and_evaluate(resolve(bad, num_devices=8), str(work), log=lambda _: None)
     msg = str(e.value)
@@ -53,17 +70,14 @@ def test_divergence_stops_and_keeps_the_finite_checkpoints(tmp_path):
     assert all(s < diverged_at for s in steps)
 
 
-def test_raising_num_steps_keeps_the_schedule_horizon(tmp_path):
-    spec = write_corpus(tmp_path / "corpus")
-    work = tmp_path / "run"
-    cfg = tiny_config(spec, optim__schedule="cosine", optim__min_lr_ratio=0.1)
-    train_and_evaluate(resolve(cfg, num_devices=8), str(work), log=lambda _: None)
+def test_raising_num_steps_keeps_the_schedule_horizon(tmp_path, healthy):
+    spec, work = _continue(healthy, tmp_path)
     msgs = []
-    longer = tiny_config(spec, optim__schedule="cosine", optim__min_lr_ratio=0.1, train__num_steps=18)
+    longer = tiny_config(spec, **HEALTHY, train__num_steps=18)
     train_and_evaluate(resolve(longer, num_devices=8), str(work), log=msgs.append)
     assert any("keeps that horizon" in m for m in msgs)
     lrs = {r["step"]: r["lr"] for r in _rows(work) if r["split"] == "train"}
-    floor = 0.1 * cfg.optim.lr
+    floor = 0.1 * longer.optim.lr
     # Before the fix the 18-step cosine jumped back up at step 13.
     assert all(lrs[s] == pytest.approx(floor, rel=1e-5) for s in range(13, 19)), lrs
 
