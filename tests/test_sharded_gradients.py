@@ -26,7 +26,7 @@ from llmjax.training.state import abstract_state, create, init_fn
 from tests.test_sharding_xla_bug import BROKEN
 
 B, L, V = 16, 16, 124  # V: the tokenizer's ids, padded to 128 (the padding is masked)
-STACK = dict(num_layers=2, d_model=32, num_heads=8, mlp_dim=64, dropout=0.0)
+STACK = dict(num_layers=1, d_model=32, num_heads=8, mlp_dim=64, dropout=0.0)
 
 
 def _lm(cfg):
@@ -72,7 +72,7 @@ FAMILIES = {
     "gpt": lambda: _lm(_final(GPTConfig(**STACK))),
     "bert": lambda: _mlm(_final(BertConfig(**STACK, attention_dropout=0.0))),
     "encdec": lambda: _seq2seq(_final(EncDecConfig(**STACK, position="learned", start_id=1, copy_attention=True))),
-    "lstm": lambda: _lm(_final(LSTMConfig(num_layers=2, d_model=32))),
+    "lstm": lambda: _lm(_final(LSTMConfig(num_layers=1, d_model=32))),
 }
 MESHES = [(2, 2, 2), (1, 1, 8)]
 
