@@ -35,7 +35,8 @@ def test_parameter_tree():
     assert {"embed", "target_embed", "head"} <= set(q)
 
 
-@pytest.mark.parametrize("position,copy", [("learned", False), ("learned", True),
+# Slow: ("learned", False), whose stacks and masks ("learned", True) runs with the copy head on top.
+@pytest.mark.parametrize("position,copy", [pytest.param("learned", False, marks=pytest.mark.slow), ("learned", True),
                                            pytest.param("sinusoidal", False, marks=pytest.mark.slow),
                                            pytest.param("rope", False, marks=pytest.mark.slow)])
 def test_packed_row_equals_each_example_alone(position, copy):
@@ -74,8 +75,10 @@ def test_decoder_is_causal_and_reads_the_source():
     assert not np.allclose(model.apply({"params": p}, src2, TGT)[:, 0], a[:, 0])
 
 
-@pytest.mark.parametrize("changes", [dict(), pytest.param(dict(position="rope", num_kv_heads=2, scan_layers=True),
-                                                          marks=pytest.mark.slow),
+# Slow: dict(), the default model, which dict(copy_attention=True) runs with the copy head on top.
+@pytest.mark.parametrize("changes", [pytest.param(dict(), marks=pytest.mark.slow),
+                                     pytest.param(dict(position="rope", num_kv_heads=2, scan_layers=True),
+                                                  marks=pytest.mark.slow),
                                      dict(norm_position="post", share_embeddings=False, tie_embeddings=False),
                                      dict(copy_attention=True)])
 def test_cached_decoding_equals_the_uncached_forward(changes):
@@ -117,7 +120,8 @@ def test_extend_never_reprojects_the_source():
     assert not any("cross_attn/key" in c or "cross_attn/value" in c or c.startswith("encoder") for c in calls)
 
 
-@pytest.mark.parametrize("copy", [False, True])
+# Slow: False, the default model, which True runs with the copy head on top.
+@pytest.mark.parametrize("copy", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_generate_cached_equals_uncached_and_batch_equals_alone(copy):
     model, p = _model(init_std=0.5, copy_attention=copy)
     sources = [[5, 9, 11], [7, 8, 9, 10, 11, 12], [40]]
