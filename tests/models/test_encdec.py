@@ -26,6 +26,12 @@ def _model(**changes):
     return model, nn.unbox(model.init(jax.random.key(0), SRC, TGT)["params"])
 
 
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("method",))
+def _apply(model, variables, *args, method=None, **kw):
+    """Jitted apply, cached per (hashable) model: eager dispatch makes small-model tests slow."""
+    return model.apply(variables, *args, **kw) if method is None else model.apply(variables, *args, method=method, **kw)
+
+
 def test_parameter_tree():
     _, p = _model()
     assert set(p) == {"embed", "encoder", "decoder"}  # one shared table, tied output
@@ -53,10 +59,10 @@ def test_packed_row_equals_each_example_alone(position, copy):
     tgt[0, :7] = np.concatenate([t1, t2])
     tgt_seg = np.array([[1] * 4 + [2] * 3 + [0]])
     tgt_pos = np.array([[0, 1, 2, 3, 0, 1, 2, 0]])
-    packed = model.apply({"params": p}, src, tgt, source_segment_ids=src_seg, source_positions=src_pos,
+    packed = _apply(model, {"params": p}, src, tgt, source_segment_ids=src_seg, source_positions=src_pos,
                          target_segment_ids=tgt_seg, target_positions=tgt_pos)
-    alone1 = model.apply({"params": p}, s1[None], t1[None])
-    alone2 = model.apply({"params": p}, s2[None], t2[None])
+    alone1 = _apply(model, {"params": p}, s1[None], t1[None])
+    alone2 = _apply(model, {"params": p}, s2[None], t2[None])
     np.testing.assert_allclose(packed[0, :4], alone1[0], atol=2e-5)
     np.testing.assert_allclose(packed[0, 4:7], alone2[0], atol=2e-5)
 
@@ -64,15 +70,15 @@ def test_packed_row_equals_each_example_alone(position, copy):
 def test_decoder_is_causal_and_reads_the_source():
     model, p = _model()
     # Changing target token t+1.. leaves logits up to t unchanged; changing the source changes them.
-    a = model.apply({"params": p}, SRC, TGT)
+    a = _apply(model, {"params": p}, SRC, TGT)
     tgt2 = TGT.copy()
     tgt2[:, 4:] = (tgt2[:, 4:] + 7) % 64
-    b = model.apply({"params": p}, SRC, tgt2)
+    b = _apply(model, {"params": p}, SRC, tgt2)
     np.testing.assert_allclose(a[:, :4], b[:, :4], atol=1e-6)
     assert not np.allclose(a[:, 4:], b[:, 4:])
     src2 = SRC.copy()
     src2[:, -1] = (src2[:, -1] + 5) % 64
-    assert not np.allclose(model.apply({"params": p}, src2, TGT)[:, 0], a[:, 0])
+    assert not np.allclose(_apply(model, {"params": p}, src2, TGT)[:, 0], a[:, 0])
 
 
 # Slow: dict(), the default model, which dict(copy_attention=True) runs with the copy head on top.
@@ -88,7 +94,7 @@ def test_cached_decoding_equals_the_uncached_forward(changes):
     src = np.array([[0, 0, 0, 5, 9, 11], [7, 8, 9, 10, 11, 12]], np.int32)
     mask = prompt_mask(src, np.array([3, 6]))
     cont = TGT[:, :5]
-    want = np.asarray(model.apply({"params": p}, src, mask, cont, method="score"))
+    want = np.asarray(_apply(model, {"params": p}, src, mask, cont, method="score"))
     cache = init_cache(model, src.shape, 6)
     logits, cache = jax.jit(prefill, static_argnums=(0, 5))(model, p, cache, src, mask, 6)
     np.testing.assert_allclose(logits, want[:, 0], atol=2e-5)
@@ -96,10 +102,10 @@ def test_cached_decoding_equals_the_uncached_forward(changes):
     for i in range(5):
         logits, cache = step(model, p, cache, jnp.asarray(cont[:, i]))
         np.testing.assert_allclose(logits, want[:, i + 1], atol=2e-5, err_msg=f"token {i}")
-    alone = model.apply({"params": p}, src[:1, 3:], np.ones((1, 3), np.int32), cont[:1], method="score")
+    alone = _apply(model, {"params": p}, src[:1, 3:], np.ones((1, 3), np.int32), cont[:1], method="score")
     np.testing.assert_allclose(alone[0], want[0], atol=2e-5)
     # score's first column is the plain forward on [start] + continuation.
-    plain = model.apply({"params": p}, src[1:], np.concatenate([[[1]], cont[1:]], axis=1))
+    plain = _apply(model, {"params": p}, src[1:], np.concatenate([[[1]], cont[1:]], axis=1))
     np.testing.assert_allclose(plain[0], want[1], atol=2e-5)
 
 
