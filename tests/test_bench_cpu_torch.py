@@ -13,6 +13,9 @@ pytest.importorskip("torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Slow (about 30 s of CPU: torch and jax each import and compile): run `pytest -m slow` before the
+# benchmark's figures are reported; tests/test_experiments.py keeps bench_step's table in the default run.
+@pytest.mark.slow
 def test_bench_cpu_torch_runs_the_same_model_on_both_sides():
     args = [sys.executable, "experiments/bench_cpu_torch.py",
             "--config.model.num_layers=1", "--config.model.d_model=64", "--config.model.num_heads=2",

@@ -1,4 +1,5 @@
 """train.budget_flops: the number of steps a compute budget buys, by the task's exact count or 6N."""
+import dataclasses
 import json
 
 import pytest
@@ -35,16 +36,15 @@ def test_bad_rule_is_refused():
 
 def test_a_run_trains_for_its_budget(tmp_path):
     """The loop resolves the steps from the run's own model (vocabulary known only after the
-    data): two model sizes at one budget train for budget / their FLOPs per step."""
+    data): the run trains for budget / its FLOPs per step, and a wider model at the same budget
+    gets fewer (with_budget on the same finalized config, one training run instead of two)."""
     spec = write_corpus(tmp_path / "corpus", num_files=4)
-    steps = {}
-    for d_model in (32, 64):
-        c = tiny_config(spec, model__d_model=d_model)
-        workdir = tmp_path / f"d{d_model}"
-        task = tasks.build(resolve(c))
-        c.train.budget_flops = 6e8
-        out = train_and_evaluate(resolve(c), str(workdir), log=lambda _: None)
-        model_cfg = config_from_dict(json.loads((workdir / "model.json").read_text()))
-        assert out["step"] == round(6e8 / task.flops_per_step(model_cfg))
-        steps[d_model] = out["step"]
-    assert steps[32] > steps[64] > 0
+    c = tiny_config(spec, model__d_model=32)
+    task = tasks.build(resolve(c))
+    c.train.budget_flops = 6e8
+    out = train_and_evaluate(resolve(c), str(tmp_path / "run"), log=lambda _: None)
+    model_cfg = config_from_dict(json.loads((tmp_path / "run" / "model.json").read_text()))
+    assert out["step"] == round(6e8 / task.flops_per_step(model_cfg))
+    wider = dataclasses.replace(model_cfg, d_model=64)
+    t = resolve(c).train
+    assert 0 < with_budget(t, task.flops_per_step(wider), 0, 0).num_steps < out["step"]
