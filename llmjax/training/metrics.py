@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import sys
 from typing import Any
 
 import jax
@@ -113,6 +114,21 @@ def write_eval_details(workdir: str, step: int, details: dict[str, Any]) -> None
         os.replace(path + ".tmp", path)
 
 
+def _summary_writer():
+    """tensorboardX's SummaryWriter, imported with torch hidden: tensorboardX imports torch
+    where it is installed (1.3 s of every run's start on a CPU) only to accept torch tensors,
+    and llmjax logs floats."""
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # makes `import torch` raise ImportError
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if hide and sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricsWriter:
     """Writes one JSON object per logged step; process 0 only."""
 
@@ -127,9 +143,7 @@ class MetricsWriter:
             self._rewind(resume_step)
         if tensorboard:
             try:
-                from tensorboardX import SummaryWriter
-
-                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                self._tb = _summary_writer()(os.path.join(workdir, "tensorboard"))
             except ImportError:
                 self._tb = None
 

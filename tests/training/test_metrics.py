@@ -1,6 +1,9 @@
 """metrics.jsonl rewinding on resume, bits per byte, and the device peak table."""
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -52,3 +55,17 @@ def test_bits_per_byte():
 ])
 def test_peak_flops_by_device_kind(kind, peak):
     assert metrics.peak_flops(_Device(kind)) == peak
+
+
+def test_tensorboard_events_without_importing_torch(tmp_path):
+    """tensorboardX imports torch when it is installed (1.3 s of every run's start) though
+    llmjax only logs floats: the writer must not pull it in, and the events must still land."""
+    code = ("import sys; from llmjax.training import metrics; "
+            f"w = metrics.MetricsWriter({str(tmp_path)!r}); "
+            "w.write({'step': 1, 'split': 'train', 'loss': 2.5}); w.close(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"}, check=True).stdout
+    assert out.split()[-1] == "False"
+    events = os.listdir(tmp_path / "tensorboard")
+    assert len(events) == 1 and os.path.getsize(tmp_path / "tensorboard" / events[0]) > 0
