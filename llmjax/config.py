@@ -19,6 +19,11 @@ import ml_collections
 DTYPES = ("float32", "bfloat16")
 TOKENIZERS = ("sentencepiece", "byte", "char", "hf")
 SPM_TYPES = ("bpe", "unigram")
+# data.dataset's kinds (llmjax.data.sources reads each): the embedded corpus, a prepared tfds
+# dataset, files matched by a glob, a Hugging Face `datasets` directory from save_to_disk.
+DATASET_KINDS = ("stdlib", "tfds:NAME[/CONFIG]", "text:GLOB", "jsonl:GLOB", "parquet:GLOB",
+                 "hf_disk:DIR")
+GLOB_KINDS = ("text", "jsonl", "parquet")
 DECODE_ERRORS = ("strict", "replace")  # bytes that are not UTF-8 in the corpus: refuse | read as U+FFFD, counted
 OPTIMIZERS = ("adamw", "adafactor", "lion", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "rsqrt", "wsd")
@@ -177,12 +182,12 @@ class Registry:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "stdlib"  # stdlib | tfds:NAME[/CONFIG] | text:GLOB
+    dataset: str = "stdlib"  # stdlib | tfds:NAME[/CONFIG] | text:GLOB (a file a document) | jsonl:GLOB (.jsonl, .jsonl.gz, .jsonl.zst) | parquet:GLOB | hf_disk:DIR (save_to_disk's directory)
     tfds_data_dir: str = ""  # where tfds datasets live ('' = tfds default; stdlib: ~/.cache/llmjax/tfds)
-    text_key: str = "text"  # feature holding the text in a tfds dataset
-    train_split: str = "train"  # tfds split for training
-    eval_split: str = ""  # tfds split for evaluation ('' = validation, else test)
-    val_fraction: float = 0.05  # text:/stdlib held-out share (by file; by tail of text for <10 files)
+    text_key: str = "text"  # the text's tfds feature, JSON key, Parquet or Arrow column
+    train_split: str = "train"  # tfds (or hf_disk DatasetDict) split for training
+    eval_split: str = ""  # tfds (or hf_disk DatasetDict) split for evaluation ('' = validation, else test)
+    val_fraction: float = 0.05  # text:/stdlib held-out share (by file; the last val_fraction of the bytes for <10 files)
     tokenizer: str = "sentencepiece"  # sentencepiece | byte | char | hf (a Hugging Face checkpoint's own, from init_from or llmjax.convert)
     vocab_size: int = 4096  # sentencepiece vocabulary size (byte/char ignore it)
     spm_model_type: str = "bpe"  # bpe | unigram
@@ -290,14 +295,31 @@ def _check_dataset(spec: str) -> None:
         if not spec[5:]:
             fail("data.dataset", spec, "name a tfds dataset, e.g. tfds:lm1b or tfds:wikipedia/20230601.en")
         return
-    if spec.startswith("text:"):
-        files = [f for f in glob.glob(os.path.expanduser(spec[5:]), recursive=True) if os.path.isfile(f)]
-        if not files:
-            fail("data.dataset", spec, "the glob matches no files: check the path (quote it in the shell)")
-        if all(os.path.getsize(f) == 0 for f in files):
-            fail("data.dataset", spec, f"all {len(files)} matched files are empty: the corpus is empty")
+    kind, _, rest = spec.partition(":")
+    if kind in GLOB_KINDS:
+        dataset_files(spec)
         return
-    fail("data.dataset", spec, "must be stdlib, tfds:NAME[/CONFIG] or text:GLOB")
+    if kind == "hf_disk":
+        if not os.path.isdir(os.path.expanduser(rest)):
+            fail("data.dataset", spec, "no such directory: name the directory save_to_disk wrote")
+        return
+    fail("data.dataset", spec, dataset_kinds_hint())
+
+
+def dataset_files(spec: str) -> list[str]:
+    """The files a GLOB kind's data.dataset matches, sorted; ConfigError for none or all empty."""
+    files = sorted(f for f in glob.glob(os.path.expanduser(spec.partition(":")[2]), recursive=True)
+                   if os.path.isfile(f))
+    if not files:
+        fail("data.dataset", spec, "the glob matches no files: check the path (quote it in the shell)")
+    if all(os.path.getsize(f) == 0 for f in files):
+        fail("data.dataset", spec, f"all {len(files)} matched files are empty: the corpus is empty")
+    return files
+
+
+def dataset_kinds_hint() -> str:
+    """The fix for a data.dataset of no known kind."""
+    return f"must be {', '.join(DATASET_KINDS[:-1])} or {DATASET_KINDS[-1]}"
 
 
 def mesh_shape(mesh: MeshConfig | Any, num_devices: int) -> tuple[int, int, int]:
