@@ -29,6 +29,7 @@ setup(
         "scikit-learn",  # the seq2seq retrieval baseline's TF-IDF (llmjax.data.retrieval; imported when used)
         "safetensors",  # Hugging Face weights (llmjax.interop; small, no dependencies)
         "scipy",  # scaling-law fits (llmjax.scaling.fit; jax needs it too)
+        "pyarrow",  # jsonl.zst, parquet: and hf_disk: corpora (llmjax.data.sources; imported when used)
     ],
     extras_require={
         # Hugging Face tokenizers (llmjax.convert, init_from a Hugging Face directory); reading a
