@@ -66,10 +66,12 @@ def check_fraction(key: str, value: float, low_open: bool = False) -> None:
         fail(key, value, "must be in " + ("(0, 1)" if low_open else "[0, 1)"))
 
 
-def first_change(saved: dict, current: dict, keys: tuple[str, ...]) -> tuple[str, Any, Any] | None:
-    """(dotted key, saved value, current value) of the first of `keys` (a group, or group.leaf)
-    where two config dicts (config.json's form) differ; None if they agree on all of them. A
-    shared group's key that `saved` lacks was added since it was recorded: it counts as its default."""
+def first_change(saved: dict, current: dict, keys: tuple[str, ...],
+                 ignore: tuple[str, ...] = ()) -> tuple[str, Any, Any] | None:
+    """(dotted key, saved value, current value) of the first of `keys` (a group, or group.leaf;
+    not the dotted keys in `ignore`) where two config dicts (config.json's form) differ; None if
+    they agree on all of them. A shared group's key that `saved` lacks was added since it was
+    recorded: it counts as its default."""
     for key in keys:
         group, _, leaf = key.partition(".")
         old, new = saved.get(group, {}), current.get(group, {})
@@ -77,7 +79,7 @@ def first_change(saved: dict, current: dict, keys: tuple[str, ...]) -> tuple[str
             old = {**to_group(SHARED_GROUPS[group]).to_dict(), **old}
         names = [leaf] if leaf else sorted(set(old) | set(new))
         for name in names:
-            if old.get(name) != new.get(name):
+            if old.get(name) != new.get(name) and f"{group}.{name}" not in ignore:
                 return f"{group}.{name}", old.get(name), new.get(name)
     return None
 
@@ -196,6 +198,9 @@ class DataConfig:
     document_mask: bool = False  # mask attention across packed documents (and restart positions)
     max_train_chars: int = 0  # cap on train text read (0 = all), for quick experiments
     decode_errors: str = "strict"  # text that is not UTF-8: strict (refuse, naming file and byte) | replace (U+FFFD, counted in the log)
+    prepared_dir: str = ""  # where the corpus is prepared ('' = the run's workdir/data); runs and sweeps sharing one prepare it once (see llmjax.prepare)
+    num_workers: int = 0  # preparation worker processes (0 = one per core; a corpus under 32 MB is prepared in-process)
+    eval_tokens: int = 2_000_000  # LM eval budget: a larger validation split is evaluated on a fixed random sample of rows of this many tokens (0 = always all of it)
 
     def validate(self) -> None:
         check_choice("data.tokenizer", self.tokenizer, TOKENIZERS)
@@ -203,6 +208,8 @@ class DataConfig:
         check_choice("data.decode_errors", self.decode_errors, DECODE_ERRORS)
         check_positive("data.seq_len", self.seq_len)
         check_positive("data.max_train_chars", self.max_train_chars, allow_zero=True)
+        check_positive("data.num_workers", self.num_workers, allow_zero=True)
+        check_positive("data.eval_tokens", self.eval_tokens, allow_zero=True)
         check_fraction("data.val_fraction", self.val_fraction, low_open=True)
         if self.tokenizer == "sentencepiece" and not 300 <= self.vocab_size < 2**31:
             fail("data.vocab_size", self.vocab_size,

@@ -92,11 +92,14 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
 # would silently continue a different experiment, or (optim.name) the saved optimizer state does
 # not fit. Steps, eval cadence, learning rate, clipping, mesh and dtype may change.
 RESUME_KEYS = ("model", "task", "data", "train.seed", "train.batch_size", "optim.name")
+# Where the corpus is prepared, by how many workers, and how much of it an eval reads change no
+# trained token (a moved prepared_dir is checked against the run's corpus by its fingerprint).
+RESUME_FREE = ("data.prepared_dir", "data.num_workers", "data.eval_tokens")
 
 
 def check_resumable(saved: dict, current: dict, workdir: str) -> None:
     """Raise ConfigError when `current` cannot continue the run recorded in `saved`."""
-    change = C.first_change(saved, current, RESUME_KEYS)
+    change = C.first_change(saved, current, RESUME_KEYS, RESUME_FREE)
     if change is not None:
         key, a, b = change
         raise C.ConfigError(f"config.{key}={b!r} but the run in {workdir} used {a!r}: "

@@ -95,6 +95,16 @@ def test_check_resumable():
         E.check_resumable(saved, current, "w")
 
 
+def test_where_and_how_the_corpus_is_prepared_may_change_on_resume():
+    saved = E.base_config().to_dict()
+    current = E.base_config().to_dict()
+    current["data"].update(prepared_dir="/corpora/stdlib", num_workers=8, eval_tokens=0)
+    E.check_resumable(saved, current, "w")
+    current["data"]["vocab_size"] = 8192
+    with pytest.raises(C.ConfigError, match="config.data.vocab_size=8192"):
+        E.check_resumable(saved, current, "w")
+
+
 def test_a_key_added_since_the_run_was_recorded_resumes_at_its_default():
     """config.json of a run from before data.decode_errors existed lacks it: not a change (for
     a resume, and for a fork of that run: both compare with config.first_change)."""

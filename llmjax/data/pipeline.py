@@ -1,46 +1,47 @@
-"""From documents to batches: token streams cached per run, and stateless packed batches.
+"""From a config to batches: the prepared corpus of a run, and stateless packed batches.
 
-`prepare` turns config.data into two token streams (each document followed by EOS), cached in
-the run's workdir so a resumed run neither re-reads nor re-tokenizes. `PackedBatches` cuts a
-stream into fixed windows and serves the global batch of any step as a pure function of
-(seed, step): the only data-iterator state a checkpoint needs is the step, and a resumed run
-(on any number of hosts or devices) sees bit-identical batches.
+`prepare` gives the run its tokenizer and two token streams (each document followed by EOS),
+prepared once in parallel (llmjax.data.preparation) into the run's workdir/data or a shared
+config.data.prepared_dir, and read lazily from their shards (llmjax.data.token_cache), so
+neither memory nor start-up time grows with the corpus. `PackedBatches` cuts a stream into
+fixed windows and serves the global batch of any step as a pure function of (seed, step): the
+only data-iterator state a checkpoint needs is the step, and a resumed run (on any number of
+hosts or devices) sees bit-identical batches; each host reads only its own rows.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import glob
 import hashlib
 import json
 import os
+import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from llmjax.config import DataConfig
-from llmjax.data.atomic import atomic_write
+from llmjax.data import preparation, token_cache
 from llmjax.data.order import EpochOrder
-from llmjax.data.sources import load_documents
-from llmjax.data.tokenizers import (Tokenizer, check_compatible, has_tokenizer, load_tokenizer,
-                                    train_or_load_tokenizer)
+from llmjax.data.token_cache import TokenStream, token_dtype
+from llmjax.data.tokenizers import Tokenizer, check_compatible, has_tokenizer, load_tokenizer
 
-CACHE_FORMAT = 1  # bump when the cached streams' meaning changes
+LEGACY_FORMAT = 1  # workdir/data/{train,val}.npy + meta.json, before sharded preparation
 
 
 @dataclasses.dataclass
 class Prepared:
-    """What training needs from the data: the tokenizer and both token streams."""
+    """What training needs from the data: the tokenizer, both token streams (1-D, read lazily)
+    and the train token counts."""
     tokenizer: Tokenizer
-    train_tokens: np.ndarray
-    val_tokens: np.ndarray
+    train_tokens: TokenStream | np.ndarray
+    val_tokens: TokenStream | np.ndarray
     stats: dict
     unigram_loss: float  # nats/token of val under train's add-one unigram: the bar to beat
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16 if vocab_size < 65536 else np.uint32)
+    unigram_counts: np.ndarray  # int64 (vocab,) train token counts
 
 
 def tokenize_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> np.ndarray:
@@ -56,148 +57,191 @@ def tokenize_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> np.ndarray:
     return out
 
 
-def unigram_log_probs(train_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
-    """log p(id) of train's unigram distribution, add-one smoothed: float64 (vocab_size,)."""
-    counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
+def unigram_log_probs(counts: np.ndarray) -> np.ndarray:
+    """log p(id) of a unigram distribution from token counts, add-one smoothed: float64."""
+    counts = np.asarray(counts, np.float64) + 1.0
     return np.log(counts / counts.sum())
 
 
 def unigram_loss(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int) -> float:
     """Cross-entropy (nats/token) of val under train's unigram distribution, add-one smoothed."""
-    log_p = unigram_log_probs(train_tokens, vocab_size)
+    log_p = unigram_log_probs(np.bincount(train_tokens, minlength=vocab_size))
     val_counts = np.bincount(val_tokens, minlength=vocab_size)
     return float(-(val_counts * log_p).sum() / len(val_tokens))
 
 
+def prepared_dir(cfg: DataConfig, workdir: str) -> str:
+    """Where cfg's corpus is prepared: config.data.prepared_dir (shared by runs and sweeps, or
+    made by `llmjax.prepare`), else the run's own workdir/data."""
+    return os.path.expanduser(cfg.prepared_dir) if cfg.prepared_dir else os.path.join(workdir, "data")
+
+
 def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print,
             resuming: bool = False) -> Prepared:
-    """Tokenizer in workdir/tokenizer/, streams in workdir/data/; reused when still valid.
+    """The run's tokenizer (workdir/tokenizer/) and token streams, prepared once and reused.
 
-    A cache that fails its checks is rebuilt (it is derived data). With resuming=True (the run
-    has checkpoints) a source that no longer matches the cache is an error instead: the
-    checkpoints were trained on the old corpus. With several processes sharing a workdir, let
-    process 0 call this first (then the others only read the cache).
+    A preparation that fails its checks in the run's own workdir/data is rebuilt (derived
+    data); in a shared prepared_dir it is a one-line error. With resuming=True (the run has
+    checkpoints) a source that no longer matches is an error: the checkpoints were trained on
+    the old corpus. With several processes sharing a workdir, let process 0 call this first
+    (then the others only read).
     """
-    start = time.time()
-    tok_dir, data_dir = os.path.join(workdir, "tokenizer"), os.path.join(workdir, "data")
-    key = _source_key(cfg)
-    if has_tokenizer(tok_dir):
-        tok = load_tokenizer(tok_dir)
-        check_compatible(tok, cfg, tok_dir)
-        meta = _read_meta(data_dir)
-        if resuming and meta is not None and meta.get("fingerprint") != _fingerprint(key, tok):
-            raise ValueError(f"the corpus of this run changed since its checkpoints were written "
-                             f"({_changes(meta.get('source', {}), key, cfg)}): restore it or "
-                             "use a new --workdir")
-        cached = _load_cache(data_dir, meta, _fingerprint(key, tok), tok.vocab_size, log)
-        if cached is not None:
-            train, val, meta = cached
-            log(f"data: reusing {meta['stats']['train_tokens']:,} train / "
-                f"{meta['stats']['val_tokens']:,} val tokens ({tok.name}) from {data_dir}; "
-                f"unigram baseline {meta['unigram_loss']:.3f} nats/token")
-            return Prepared(tok, train, val, meta["stats"], meta["unigram_loss"])
-    docs = load_documents(cfg, log)
-    t = time.time()
-    tok = train_or_load_tokenizer(cfg, docs.train, tok_dir, log)
-    t_tok = time.time() - t
-    t = time.time()
-    train, val = tokenize_documents(tok, docs.train), tokenize_documents(tok, docs.val)
-    t_enc = time.time() - t
-    stats = dict(docs.stats, train_tokens=int(len(train)), val_tokens=int(len(val)),
-                 tokenizer=tok.name, vocab_size=tok.vocab_size)
-    stats["chars_per_token"] = stats["train_chars"] / max(1, stats["train_tokens"])
-    loss = unigram_loss(train, val, tok.vocab_size)
-    _save_cache(data_dir, train, val, {"fingerprint": _fingerprint(key, tok), "source": key,
-                                       "stats": stats, "unigram_loss": loss,
-                                       "sha1": _checksums(train, val)})
-    log(f"data: {tok.name}: train {len(train):,} tokens, val {len(val):,} tokens, "
-        f"{stats['chars_per_token']:.2f} chars/token; unigram baseline {loss:.3f} nats/token")
-    log(f"data: tokenizer {t_tok:.1f}s, encoding {t_enc:.1f}s, {time.time() - start:.1f}s in "
-        f"all; cached in {data_dir}")
-    return Prepared(tok, train, val, stats, loss)
+    run_tok = os.path.join(workdir, "tokenizer")
+    directory = prepared_dir(cfg, workdir)
+    own = not cfg.prepared_dir
+    key = source_key(cfg)
+    if has_tokenizer(run_tok):
+        tok = load_tokenizer(run_tok)
+        check_compatible(tok, cfg, run_tok)
+        legacy = _legacy_cache(os.path.join(workdir, "data"), cfg, tok, log)
+        if legacy is not None:
+            return legacy
+    with _locked(directory):
+        manifest = _reusable(directory, cfg, key, run_tok, resuming, own, log)
+        if manifest is None:
+            manifest = preparation.build(cfg, directory, key, lambda t: fingerprint(key, t), log,
+                                         workers=cfg.num_workers,
+                                         tokenizer_dir=run_tok if has_tokenizer(run_tok) else None)
+        else:
+            s = manifest["stats"]
+            log(f"data: reusing {s['train_tokens']:,} train / {s['val_tokens']:,} val tokens "
+                f"({s['tokenizer']}) from {directory}; unigram baseline "
+                f"{manifest['unigram_loss']:.3f} nats/token")
+        try:
+            streams, counts = token_cache.open_streams(directory, manifest, _vocab(directory))
+        except token_cache.CacheError as e:
+            if not own:
+                raise
+            log(f"data: the prepared corpus in {directory} is damaged ({e}); rebuilding it")
+            _remove(directory)
+            manifest = preparation.build(cfg, directory, key, lambda t: fingerprint(key, t), log,
+                                         workers=cfg.num_workers,
+                                         tokenizer_dir=run_tok if has_tokenizer(run_tok) else None)
+            streams, counts = token_cache.open_streams(directory, manifest, _vocab(directory),
+                                                       verify=True)
+    tok = load_tokenizer(os.path.join(directory, "tokenizer"))
+    if not has_tokenizer(run_tok):
+        shutil.copytree(os.path.join(directory, "tokenizer"), run_tok)
+    return Prepared(tok, streams["train"], streams["val"], manifest["stats"],
+                    manifest["unigram_loss"], counts)
 
 
-# ---------------------------------------------------------------- the cache
+def _reusable(directory: str, cfg: DataConfig, key: dict, run_tok: str, resuming: bool, own: bool,
+              log: Callable[[str], None]) -> dict | None:
+    """The manifest of a finished preparation of this corpus in directory, or None to build."""
+    manifest = token_cache.read_manifest(directory)
+    prep_tok = os.path.join(directory, "tokenizer")
+    if manifest is None:
+        if os.path.isdir(directory) and not os.path.exists(os.path.join(directory, "work")) \
+                and os.listdir(directory) and own:
+            _remove(directory)  # an older layout (train.npy): derived data, rebuilt
+        return None
+    tok = load_tokenizer(prep_tok)
+    check_compatible(tok, cfg, prep_tok)
+    if has_tokenizer(run_tok) and load_tokenizer(run_tok).fingerprint() != tok.fingerprint():
+        raise ValueError(f"the corpus in {directory} was encoded with another tokenizer than "
+                         f"this run's ({run_tok}): use another config.data.prepared_dir")
+    if manifest.get("fingerprint") == fingerprint(key, tok):
+        return manifest
+    changes = _changes(manifest.get("source", {}), key, cfg)
+    if resuming:
+        raise ValueError(f"the corpus of this run changed since its checkpoints were written "
+                         f"({changes}): restore it or use a new --workdir")
+    if not own:
+        raise ValueError(f"config.data.prepared_dir={cfg.prepared_dir!r} holds another corpus "
+                         f"({changes}): point it elsewhere, or delete it to prepare this one")
+    log(f"data: the corpus changed ({changes}); preparing it again")
+    _remove(directory)
+    return None
 
 
-def _source_key(cfg: DataConfig) -> dict:
+def _vocab(directory: str) -> int:
+    return load_tokenizer(os.path.join(directory, "tokenizer")).vocab_size
+
+
+def _remove(directory: str) -> None:
+    """Empty a run's own derived data directory (the lock file stays)."""
+    for name in os.listdir(directory):
+        if name != _LOCK:
+            path = os.path.join(directory, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+_LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def _locked(directory: str):
+    """One preparer at a time (runs of a sweep sharing a prepared_dir); the others wait."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, _LOCK), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- what decides the corpus
+
+
+def source_key(cfg: DataConfig, fmt: int = token_cache.FORMAT) -> dict:
     """Everything that decides the documents: config keys and what the source looks like now."""
-    key = {"format": CACHE_FORMAT, "dataset": cfg.dataset, "tfds_data_dir": cfg.tfds_data_dir,
+    key = {"format": fmt, "dataset": cfg.dataset, "tfds_data_dir": cfg.tfds_data_dir,
            "val_fraction": cfg.val_fraction, "max_train_chars": cfg.max_train_chars}
     if cfg.decode_errors != "strict":  # a lossy read is other documents; strict keeps old caches valid
         key["decode_errors"] = cfg.decode_errors
+    kind, _, rest = cfg.dataset.partition(":")
     if cfg.dataset == "stdlib":
         from llmjax.data.stdlib_corpus import StdlibCorpus
         key["python"] = sys.version.split()[0]
         key["builder_version"] = str(StdlibCorpus.VERSION)
-    elif cfg.dataset.startswith("tfds:"):
+    elif kind in ("tfds", "hf_disk"):
         key.update(text_key=cfg.text_key, train_split=cfg.train_split, eval_split=cfg.eval_split)
-    elif cfg.dataset.startswith("text:"):  # files added, removed or edited invalidate the cache
-        files = sorted(f for f in glob.glob(os.path.expanduser(cfg.dataset[5:]), recursive=True)
+    if kind in ("jsonl", "parquet"):
+        key["text_key"] = cfg.text_key
+    if kind in ("text", "jsonl", "parquet", "hf_disk"):  # files added, removed or edited
+        pattern = os.path.join(rest, "**") if kind == "hf_disk" else rest
+        files = sorted(f for f in glob.glob(os.path.expanduser(pattern), recursive=True)
                        if os.path.isfile(f))
         listing = "\n".join(f"{f}\t{os.path.getsize(f)}\t{os.stat(f).st_mtime_ns}" for f in files)
         key["files"] = hashlib.sha1(listing.encode()).hexdigest()
     return key
 
 
-def _fingerprint(key: dict, tok: Tokenizer) -> str:
+def fingerprint(key: dict, tok: Tokenizer) -> str:
     blob = json.dumps(dict(key, tokenizer=tok.fingerprint()), sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
 def _changes(saved: dict, now: dict, cfg: DataConfig) -> str:
-    """What differs between the source key the cache was built from and the current one."""
+    """What differs between the source key the corpus was prepared from and the current one."""
     keys = [k for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
-    return ", ".join(f"files matching {cfg.dataset[5:]} were added, removed or edited"
+    return ", ".join(f"files matching {cfg.dataset.partition(':')[2]} were added, removed or edited"
                      if k == "files" else f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
                      for k in keys) or "the tokenizer differs"
 
 
-def _checksums(train: np.ndarray, val: np.ndarray) -> dict[str, str]:
-    return {name: hashlib.sha1(np.ascontiguousarray(a).data).hexdigest()
-            for name, a in (("train", train), ("val", val))}
-
-
-def _read_meta(data_dir: str) -> dict | None:
+def _legacy_cache(data_dir: str, cfg: DataConfig, tok: Tokenizer,
+                  log: Callable[[str], None]) -> Prepared | None:
+    """A run prepared before sharded preparation (train.npy, val.npy, meta.json) keeps its
+    streams while its source is unchanged, so it resumes on exactly the tokens it trained on."""
     try:
         with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def _load_cache(data_dir: str, meta: dict | None, fingerprint: str, vocab_size: int,
-                log: Callable[[str], None]):
-    """(train, val, meta) memory-mapped, or None when absent, stale or damaged (logged)."""
-    if meta is None or meta.get("fingerprint") != fingerprint:
-        return None
-    try:
+        if meta.get("fingerprint") != fingerprint(source_key(cfg, LEGACY_FORMAT), tok):
+            return None
         train = np.load(os.path.join(data_dir, "train.npy"), mmap_mode="r")
         val = np.load(os.path.join(data_dir, "val.npy"), mmap_mode="r")
-        problem = None
-        if meta.get("sha1") != _checksums(train, val):
-            problem = "checksum mismatch"
-        elif max(int(train.max(initial=0)), int(val.max(initial=0))) >= vocab_size:
-            top = max(int(train.max(initial=0)), int(val.max(initial=0)))
-            problem = f"token id {top} >= vocab size {vocab_size}"
-    except (OSError, ValueError) as e:
-        problem = f"{type(e).__name__}: {e}"
-    if problem is not None:
-        log(f"data: the token cache in {data_dir} is damaged ({problem}); rebuilding it")
+        if meta.get("sha1") != {n: hashlib.sha1(np.ascontiguousarray(a).data).hexdigest()
+                                for n, a in (("train", train), ("val", val))}:
+            return None
+    except (OSError, ValueError, AttributeError):
         return None
-    return train, val, meta
-
-
-def _save_cache(data_dir: str, train: np.ndarray, val: np.ndarray, meta: dict) -> None:
-    """meta.json goes first (removed) and last (written): it vouches for the arrays."""
-    os.makedirs(data_dir, exist_ok=True)
-    meta_path = os.path.join(data_dir, "meta.json")
-    if os.path.exists(meta_path):
-        os.remove(meta_path)
-    for name, arr in (("train.npy", train), ("val.npy", val)):
-        atomic_write(os.path.join(data_dir, name), lambda f, a=arr: np.save(f, a))
-    atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    log(f"data: reusing {len(train):,} train / {len(val):,} val tokens from {data_dir} "
+        "(prepared by an earlier llmjax)")
+    counts = np.bincount(train, minlength=tok.vocab_size)[:tok.vocab_size].astype(np.int64)
+    return Prepared(tok, train, val, meta["stats"], meta["unigram_loss"], counts)
 
 
 # ---------------------------------------------------------------- batches
@@ -207,11 +251,13 @@ class PackedBatches:
     """Windows of seq_len+1 tokens at stride seq_len; the batch of a step is a pure function.
 
     Rows are visited in llmjax.data.order.EpochOrder: shuffled per epoch for training, in order
-    for evaluation (rows past the end are zero-weight padding).
+    for evaluation (rows past the end are zero-weight padding). max_tokens > 0 on a longer
+    stream: only a fixed random sample of max_tokens // seq_len rows (an eval budget).
     """
 
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int = 0,
-                 shuffle: bool = True, document_mask: bool = False, eos_id: int | None = None):
+                 shuffle: bool = True, document_mask: bool = False, eos_id: int | None = None,
+                 max_tokens: int = 0):
         if tokens.ndim != 1:
             raise ValueError(f"tokens must be a 1-D stream, got shape {tokens.shape}")
         if seq_len < 1 or batch_size < 1:
@@ -225,16 +271,30 @@ class PackedBatches:
         if self.num_rows < 1:
             raise ValueError(f"the token stream has {len(tokens)} tokens, too few for one row of "
                              f"seq_len+1={seq_len + 1}: lower config.data.seq_len or use more data")
-        self._order = EpochOrder(self.num_rows, batch_size, seed, shuffle)
+        self._subset = None  # max_tokens: a fixed random sample of rows, the same in every run
+        if max_tokens and self.num_rows * seq_len > max_tokens:
+            picked = np.random.default_rng(0).choice(self.num_rows, max(1, max_tokens // seq_len),
+                                                     replace=False)
+            self._subset = np.sort(picked)
+        self._order = EpochOrder(len(self._subset) if self._subset is not None else self.num_rows,
+                                 batch_size, seed, shuffle)
 
     @property
     def num_batches(self) -> int:
         """Batches that cover every row once (the last one padded when not shuffling)."""
         return self._order.num_batches
 
+    @property
+    def rows_visited(self) -> int:
+        """Rows a pass visits: all, or the max_tokens sample."""
+        return self._order.num_examples
+
     def rows(self, step: int, process_rows: slice | None = None) -> np.ndarray:
         """Row indices of the step's batch (or its process_rows part); -1 marks padding."""
-        return self._order.indices(step, process_rows)
+        idx = self._order.indices(step, process_rows)
+        if self._subset is not None:
+            idx = np.where(idx >= 0, self._subset[np.maximum(idx, 0)], -1)
+        return idx
 
     def batch(self, step: int, process_rows: slice | None = None) -> dict[str, np.ndarray]:
         """inputs/targets int32 (B, L), weights float32 (B, L) [+ segment_ids, positions]."""

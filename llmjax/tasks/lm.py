@@ -68,13 +68,14 @@ class LMTask(Task):
         self._train = PackedBatches(self.data.train_tokens, d.seq_len, t.batch_size, t.seed,
                                     shuffle=True, document_mask=d.document_mask, eos_id=tok.eos_id)
         self._eval = PackedBatches(self.data.val_tokens, d.seq_len, self.eval_batch_size, t.seed,
-                                   shuffle=False, document_mask=d.document_mask, eos_id=tok.eos_id)
+                                   shuffle=False, document_mask=d.document_mask, eos_id=tok.eos_id,
+                                   max_tokens=d.eval_tokens)
         self._byte_lengths = jnp.asarray(tok.byte_lengths(), jnp.float32)
         self._unigram = self._unigram_baseline()
 
     def _unigram_baseline(self) -> float:
         """The unigram loss over exactly the target tokens one evaluation scores."""
-        log_p = unigram_log_probs(self.data.train_tokens, self.data.tokenizer.vocab_size)
+        log_p = unigram_log_probs(self.data.unigram_counts)
         nll = weight = 0.0
         for i in range(self.num_eval_batches):
             b = self.eval_batch(i)
@@ -149,7 +150,7 @@ class LMTask(Task):
         return model_cfg.flops_per_token(self.run.data.seq_len) * self.tokens_per_step()
 
     def describe(self, log: Log) -> None:
-        rows = min(self._eval.num_rows, self.num_eval_batches * self.eval_batch_size)
+        rows = min(self._eval.rows_visited, self.num_eval_batches * self.eval_batch_size)
         log(f"eval: {rows:,} of {self._eval.num_rows:,} validation rows ({self.num_eval_batches} "
             f"batches); unigram baseline over them (train token frequencies): {self._unigram:.4f}")
 

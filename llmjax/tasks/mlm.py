@@ -65,8 +65,10 @@ class MLMTask(Task):
         tok = self.data.tokenizer
         pairs = dict(tokenizer=tok, seq_len=d.seq_len, seed=t.seed, passes=cfg.passes,
                      short_seq_prob=cfg.short_seq_prob)
-        self._train = SentencePairs(self.data.train_tokens, batch_size=t.batch_size, shuffle=True, **pairs)
-        self._eval = SentencePairs(self.data.val_tokens, batch_size=self.eval_batch_size,
+        # Sentence pairs are still built over the whole stream in memory (np.asarray reads it).
+        self._train = SentencePairs(np.asarray(self.data.train_tokens), batch_size=t.batch_size,
+                                    shuffle=True, **pairs)
+        self._eval = SentencePairs(np.asarray(self.data.val_tokens), batch_size=self.eval_batch_size,
                                    shuffle=False, **{**pairs, "passes": 1})
         self._tables = MaskingTables.from_tokenizer(tok)
         log(f"data: {self._train.num_examples:,} train / {self._eval.num_examples:,} eval sentence "
@@ -89,9 +91,8 @@ class MLMTask(Task):
     def _measure_baselines(self) -> dict[str, float]:
         """Most-frequent-token accuracy and unigram loss over exactly the positions one
         evaluation predicts; the majority NSP label's accuracy over its examples."""
-        vocab = self.data.tokenizer.vocab_size
-        log_p = unigram_log_probs(self.data.train_tokens, vocab)
-        counts = np.bincount(self.data.train_tokens, minlength=vocab).astype(np.float64)
+        log_p = unigram_log_probs(self.data.unigram_counts)
+        counts = self.data.unigram_counts.astype(np.float64)
         counts[self._tables.special_V] = -1  # never a prediction target
         top = int(np.argmax(counts))
         nll = hits = preds = pos = examples = 0.0

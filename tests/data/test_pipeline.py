@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llmjax.config import DataConfig, UserError
-from llmjax.data import pipeline
+from llmjax.data import pipeline, preparation, token_cache
 from llmjax.data.pipeline import (PackedBatches, document_layout, eval_batches, prepare,
                                   tokenize_documents, unigram_loss)
 from llmjax.data.tokenizers import ByteTokenizer
@@ -95,6 +95,21 @@ def test_eval_pads_past_the_end_with_zero_weight():
     assert len(list(eval_batches(_stream(), 10, 32, num_batches=99))) == 4
 
 
+def test_an_eval_budget_visits_a_fixed_sample_of_rows():
+    """A validation split larger than data.eval_tokens: the same random rows in every run (not
+    the first ones), each once; a smaller split: every row, as before."""
+    a = PackedBatches(_stream(), 10, 8, seed=1, shuffle=False, max_tokens=300)
+    b = PackedBatches(_stream(), 10, 8, seed=2, shuffle=False, max_tokens=300)
+    rows = np.concatenate([a.rows(i) for i in range(a.num_batches)])
+    assert a.rows_visited == 30 and a.num_batches == 4
+    real = rows[rows >= 0]
+    assert len(real) == 30 and len(set(real.tolist())) == 30 and real.max() > 30
+    np.testing.assert_array_equal(rows, np.concatenate([b.rows(i) for i in range(b.num_batches)]))
+    np.testing.assert_array_equal(a.batch(1)["inputs"][0], _stream()[real[8] * 10:real[8] * 10 + 10])
+    whole = PackedBatches(_stream(), 10, 8, shuffle=False, max_tokens=5000)
+    assert whole.rows_visited == 100
+
+
 def test_document_mask_segments_and_positions():
     eos = 9
     stream = np.array([1, 2, 9, 3, 4, 5, 9, 6, 9, 7, 8], np.uint16)
@@ -131,119 +146,132 @@ def _corpus(tmp_path, n=12):
 def _no_reread(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("read or tokenized again")
-    monkeypatch.setattr(pipeline, "load_documents", boom)
-    monkeypatch.setattr(pipeline, "tokenize_documents", boom)
+    monkeypatch.setattr(preparation, "build", boom)
 
 
-def test_prepare_builds_then_reuses_the_cache(tmp_path, monkeypatch):
-    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="char", val_fraction=0.25)
+def _cfg(spec, **kw):
+    return DataConfig(**{"dataset": spec, "tokenizer": "byte", "val_fraction": 0.25,
+                         "num_workers": 1, **kw})
+
+
+def _shard(tmp_path, split="train"):
+    """The first non-empty token shard of a split in the run's prepared corpus."""
+    manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
+    entry = next(e for e in manifest["shards"][split] if e["tokens"])
+    return tmp_path / "run" / "data" / entry["file"]
+
+
+def test_prepare_builds_then_reuses_the_corpus(tmp_path, monkeypatch):
+    cfg = _cfg(_corpus(tmp_path), tokenizer="char")
     logs = []
     first = prepare(cfg, str(tmp_path / "run"), log=logs.append)
     assert first.train_tokens.dtype == np.uint16 and first.val_tokens.ndim == 1
+    train, val = np.asarray(first.train_tokens), np.asarray(first.val_tokens)
     eos = first.tokenizer.eos_id
-    assert (first.train_tokens == eos).sum() == first.stats["train_documents"]
-    assert first.train_tokens[-1] == eos and first.val_tokens[-1] == eos
+    assert (train == eos).sum() == first.stats["train_documents"]
+    assert train[-1] == eos and val[-1] == eos
     assert first.stats["train_tokens"] == first.stats["train_chars"] + first.stats["train_documents"]
-    assert first.unigram_loss == pytest.approx(
-        unigram_loss(first.train_tokens, first.val_tokens, first.tokenizer.vocab_size))
-    assert any("unigram baseline" in line for line in logs)
+    assert first.unigram_loss == pytest.approx(unigram_loss(train, val, first.tokenizer.vocab_size))
+    np.testing.assert_array_equal(first.unigram_counts,
+                                  np.bincount(train, minlength=first.tokenizer.vocab_size))
     data = tmp_path / "run" / "data"
-    assert sorted(os.listdir(data)) == ["meta.json", "train.npy", "val.npy"]
-    assert json.loads((data / "meta.json").read_text())["stats"] == first.stats
-    mtime = os.stat(data / "train.npy").st_mtime_ns
+    assert {"manifest.json", "tokenizer", "tokens", "unigram.npy"} <= set(os.listdir(data))
+    assert "work" not in os.listdir(data)  # the units' records go once the manifest vouches
+    assert os.listdir(tmp_path / "run" / "tokenizer")  # the run keeps its own copy
+    mtime = os.stat(_shard(tmp_path)).st_mtime_ns
 
     _no_reread(monkeypatch)
     again = prepare(cfg, str(tmp_path / "run"), log=logs.append)
-    assert "reusing" in logs[-1] and os.stat(data / "train.npy").st_mtime_ns == mtime
-    np.testing.assert_array_equal(again.train_tokens, first.train_tokens)
-    np.testing.assert_array_equal(again.val_tokens, first.val_tokens)
+    assert "reusing" in logs[-1] and os.stat(_shard(tmp_path)).st_mtime_ns == mtime
+    np.testing.assert_array_equal(np.asarray(again.train_tokens), train)
+    np.testing.assert_array_equal(np.asarray(again.val_tokens), val)
     assert again.unigram_loss == first.unigram_loss and again.stats == first.stats
     assert again.tokenizer.fingerprint() == first.tokenizer.fingerprint()
 
 
-def test_prepare_rebuilds_when_the_fingerprint_changes(tmp_path):
+def test_prepare_rebuilds_when_the_source_changes(tmp_path):
     spec = _corpus(tmp_path)
-    cfg = DataConfig(dataset=spec, tokenizer="byte", val_fraction=0.25)
+    cfg = _cfg(spec)
     first = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
-    capped = prepare(DataConfig(**{**cfg.__dict__, "max_train_chars": 100}), str(tmp_path / "run"),
-                     log=lambda s: None)
+    capped = prepare(_cfg(spec, max_train_chars=100), str(tmp_path / "run"), log=lambda s: None)
     assert capped.stats["train_chars"] == 100 and len(capped.train_tokens) < len(first.train_tokens)
     (tmp_path / "corpus" / "f00.txt").write_text("changed text, longer than before " * 10)
     changed = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
     assert changed.stats["train_chars"] + changed.stats["val_chars"] != \
         first.stats["train_chars"] + first.stats["val_chars"]
     with pytest.raises(ValueError, match="is byte but config.data.tokenizer='char'"):
-        prepare(DataConfig(**{**cfg.__dict__, "tokenizer": "char"}), str(tmp_path / "run"))
+        prepare(_cfg(spec, tokenizer="char"), str(tmp_path / "run"))
 
 
-def test_a_cache_read_lossily_is_not_reused_by_a_strict_run(tmp_path):
+def test_a_corpus_read_lossily_is_not_reused_by_a_strict_run(tmp_path):
     """decode_errors decides the documents: a strict run must not train on replace's U+FFFD."""
     spec = _corpus(tmp_path)
     (tmp_path / "corpus" / "f05.txt").write_bytes("caf\u00e9 latin-1".encode("latin-1"))
-    cfg = DataConfig(dataset=spec, tokenizer="byte", val_fraction=0.25)
-    prepare(DataConfig(**{**cfg.__dict__, "decode_errors": "replace"}), str(tmp_path / "run"),
-            log=lambda s: None)
+    prepare(_cfg(spec, decode_errors="replace"), str(tmp_path / "run"), log=lambda s: None)
     with pytest.raises(ValueError, match="f05.txt is not UTF-8 at byte 3"):
-        prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+        prepare(_cfg(spec), str(tmp_path / "run"), log=lambda s: None)
 
 
-def test_prepare_rebuilds_a_damaged_cache(tmp_path):
-    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="byte", val_fraction=0.25)
+@pytest.mark.parametrize("damage", ["short", "same length", "ids past the vocabulary"])
+def test_a_damaged_corpus_in_the_run_is_rebuilt_not_trained_on(tmp_path, damage):
+    cfg = _cfg(_corpus(tmp_path))
     first = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
-    np.save(tmp_path / "run" / "data" / "val.npy", np.zeros(3, np.uint16))
-    again = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
-    np.testing.assert_array_equal(again.val_tokens, first.val_tokens)
+    shard = _shard(tmp_path, "val")
+    ids = np.fromfile(shard, np.uint16)
+    if damage == "short":
+        shard.write_bytes(ids[:3].tobytes())
+    elif damage == "same length":  # the size check passes it
+        shard.write_bytes(np.full_like(ids, 7).tobytes())
+    else:  # and the manifest vouches for it
+        shard.write_bytes(np.full_like(ids, 60_000).tobytes())
+        path = tmp_path / "run" / "data" / "manifest.json"
+        manifest = json.loads(path.read_text())
+        entry = next(e for e in manifest["shards"]["val"] if e["tokens"])
+        entry["sha1"] = token_cache.file_sha1(str(shard))
+        path.write_text(json.dumps(manifest))
+    logs = []
+    again = prepare(cfg, str(tmp_path / "run"), log=logs.append)
+    np.testing.assert_array_equal(np.asarray(again.val_tokens), np.asarray(first.val_tokens))
+    assert any("is damaged" in m and "rebuilding" in m for m in logs), logs
+
+
+def test_a_shared_prepared_dir_is_never_rebuilt_silently(tmp_path):
+    spec = _corpus(tmp_path)
+    shared = tmp_path / "shared"
+    a = prepare(_cfg(spec, prepared_dir=str(shared)), str(tmp_path / "a"), log=lambda s: None)
+    b = prepare(_cfg(spec, prepared_dir=str(shared)), str(tmp_path / "b"), log=lambda s: None)
+    assert b.train_tokens.paths == a.train_tokens.paths  # one corpus, read by both runs
+    assert not os.path.exists(tmp_path / "b" / "data")
+    with pytest.raises(ValueError, match="holds another corpus.*val_fraction: 0.25 -> 0.5"):
+        prepare(_cfg(spec, prepared_dir=str(shared), val_fraction=0.5), str(tmp_path / "c"))
+    os.remove(_shard_in(shared))
+    with pytest.raises(token_cache.CacheError, match="is missing"):
+        prepare(_cfg(spec, prepared_dir=str(shared)), str(tmp_path / "b"))
+
+
+def _shard_in(directory):
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return directory / next(e for e in manifest["shards"]["train"] if e["tokens"])["file"]
 
 
 def test_prepare_stdlib_with_sentencepiece(tmp_path, monkeypatch):
     cfg = DataConfig(dataset="stdlib", tfds_data_dir=str(tmp_path / "tfds"),
                      tokenizer="sentencepiece", vocab_size=512, spm_train_chars=200_000,
-                     max_train_chars=300_000)
+                     max_train_chars=300_000, num_workers=1)
     p = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
     assert p.stats["train_chars"] == 300_000 and p.stats["val_chars"] > 500_000
     assert 1.5 < p.stats["chars_per_token"] < 4
     assert 3.0 < p.unigram_loss < math.log(512)
-    assert p.tokenizer.decode(p.val_tokens[:2000]).startswith(p.tokenizer.decode(p.val_tokens[:100]))
+    val = np.asarray(p.val_tokens)
+    assert p.tokenizer.decode(val[:2000]).startswith(p.tokenizer.decode(val[:100]))
     _no_reread(monkeypatch)
     again = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
-    np.testing.assert_array_equal(again.val_tokens, p.val_tokens)
-
-
-def _tampered(tmp_path, name, values):
-    """Overwrite a cached stream in place with other values of the same length and dtype."""
-    path = tmp_path / "run" / "data" / name
-    arr = np.load(path)
-    np.save(path, np.full_like(arr, values))
-
-
-def test_an_overwritten_cache_is_rebuilt_not_trained_on(tmp_path):
-    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="byte", val_fraction=0.25)
-    first = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
-    _tampered(tmp_path, "train.npy", 7)  # same length: the old length check passes it
-    logs = []
-    again = prepare(cfg, str(tmp_path / "run"), log=logs.append)
-    np.testing.assert_array_equal(again.train_tokens, first.train_tokens)
-    assert any("token cache" in m and "checksum" in m and "rebuil" in m for m in logs), logs
-
-
-def test_ids_beyond_the_vocabulary_are_never_trained_on(tmp_path):
-    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="byte", val_fraction=0.25)
-    first = prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
-    _tampered(tmp_path, "val.npy", 60_000)
-    meta_path = tmp_path / "run" / "data" / "meta.json"
-    meta = json.loads(meta_path.read_text())  # a cache that vouches for itself, yet is wrong
-    meta["sha1"] = pipeline._checksums(np.load(tmp_path / "run" / "data" / "train.npy"),
-                                       np.load(tmp_path / "run" / "data" / "val.npy"))
-    meta_path.write_text(json.dumps(meta))
-    logs = []
-    again = prepare(cfg, str(tmp_path / "run"), log=logs.append)
-    np.testing.assert_array_equal(again.val_tokens, first.val_tokens)
-    assert any("60000" in m and "vocab" in m for m in logs), logs
+    np.testing.assert_array_equal(np.asarray(again.val_tokens), val)
 
 
 def test_resuming_refuses_a_changed_corpus(tmp_path, monkeypatch):
     spec = _corpus(tmp_path)
-    cfg = DataConfig(dataset=spec, tokenizer="byte", val_fraction=0.25)
+    cfg = _cfg(spec)
     prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
     prepare(cfg, str(tmp_path / "run"), log=lambda s: None, resuming=True)  # unchanged: fine
     (tmp_path / "corpus" / "f03.txt").write_text("edited under a running experiment")
@@ -255,10 +283,31 @@ def test_resuming_refuses_a_changed_corpus(tmp_path, monkeypatch):
     assert str(tmp_path / "corpus") in msg
 
 
+def test_a_run_prepared_by_an_earlier_llmjax_resumes_on_its_own_tokens(tmp_path):
+    """workdir/data/{train,val}.npy + meta.json (one stream a split) stay this run's data."""
+    spec = _corpus(tmp_path)
+    cfg = _cfg(spec)
+    new = prepare(cfg, str(tmp_path / "new"), log=lambda s: None)
+    tok = new.tokenizer
+    train, val = np.asarray(new.train_tokens)[::-1].copy(), np.asarray(new.val_tokens)
+    old = tmp_path / "old"
+    (old / "data").mkdir(parents=True)
+    tok.save(str(old / "tokenizer"))
+    np.save(old / "data" / "train.npy", train)
+    np.save(old / "data" / "val.npy", val)
+    import hashlib
+    meta = {"fingerprint": pipeline.fingerprint(pipeline.source_key(cfg, pipeline.LEGACY_FORMAT), tok),
+            "stats": {"train_tokens": len(train)}, "unigram_loss": 1.5,
+            "sha1": {n: hashlib.sha1(a.data).hexdigest() for n, a in (("train", train), ("val", val))}}
+    (old / "data" / "meta.json").write_text(json.dumps(meta))
+    p = prepare(cfg, str(old), log=lambda s: None, resuming=True)
+    np.testing.assert_array_equal(np.asarray(p.train_tokens), train)
+    assert p.unigram_loss == 1.5
+
+
 @pytest.mark.parametrize("damage", ["missing model", "garbage spec", "spec without keys"])
 def test_a_damaged_tokenizer_is_one_line(tmp_path, damage):
-    cfg = DataConfig(dataset=_corpus(tmp_path, n=40), tokenizer="sentencepiece", vocab_size=300,
-                     val_fraction=0.25)
+    cfg = _cfg(_corpus(tmp_path, n=40), tokenizer="sentencepiece", vocab_size=300)
     prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
     tok_dir = tmp_path / "run" / "tokenizer"
     if damage == "missing model":
@@ -274,15 +323,30 @@ def test_a_damaged_tokenizer_is_one_line(tmp_path, damage):
     assert "delete" in msg and "restore it" in msg
 
 
-def test_a_full_disk_while_caching_the_tokens_is_one_line(tmp_path, monkeypatch):
-    def no_space(f, arr):
-        f.write(b"\x93NUMPY")  # part of the file, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(np, "save", no_space)
-    cfg = DataConfig(dataset=_corpus(tmp_path), tokenizer="char", val_fraction=0.25)
+def test_a_full_disk_while_writing_the_tokens_is_one_line(tmp_path, monkeypatch):
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[:3])  # part of it, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def full_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        return Full(f) if "tokens" in str(path) and "w" in mode else f
+
+    monkeypatch.setattr(preparation, "open", full_open, raising=False)
     data = tmp_path / "run" / "data"
-    with pytest.raises(UserError, match=f"cannot write {data / 'train.npy'}: the disk is full: free "
-                                        "space") as e:
-        prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+    with pytest.raises(UserError, match=f"cannot write {data / 'tokens'}/.*: the disk is full: "
+                                        "free space") as e:
+        prepare(_cfg(_corpus(tmp_path), tokenizer="char"), str(tmp_path / "run"),
+                log=lambda s: None)
     assert "\n" not in str(e.value)
-    assert os.listdir(data) == []  # no partial file left to fill the disk, no meta.json vouching for one
+    assert not any(".tmp" in n for n in os.listdir(data / "tokens"))  # nothing left to fill the disk
+    assert "manifest.json" not in os.listdir(data)
