@@ -45,5 +45,6 @@ setup(
         "plots": ["matplotlib"],
     },
     entry_points={"console_scripts": ["llmjax=llmjax.main:run", "llmjax-sample=llmjax.sample:run",
-                                      "llmjax-convert=llmjax.convert:run", "llmjax-sweep=llmjax.sweep:run"]},
+                                      "llmjax-convert=llmjax.convert:run", "llmjax-sweep=llmjax.sweep:run",
+                                      "llmjax-prepare=llmjax.prepare:run"]},
 )
