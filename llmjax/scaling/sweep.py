@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import difflib
+import hashlib
 import itertools
 import json
 import os
@@ -52,10 +53,18 @@ class Run:
     fork_step: int = 0  # and the parent's step it starts from
 
     def command(self, sweep_dir: str, python: str = "python") -> list[str]:
-        """The llmjax.main command line of this run (argv, no shell)."""
+        """The llmjax.main command line of this run (argv, no shell). Runs of the same corpus
+        (base file and data.* overrides) share one prepared corpus, SWEEPDIR/data/<digest>,
+        unless the sweep sets data.prepared_dir itself."""
+        shared = []
+        if "data.prepared_dir" not in self.overrides:
+            data = {k: v for k, v in self.overrides.items() if k.startswith("data.")}
+            digest = hashlib.sha1(json.dumps([self.base, data], sort_keys=True, default=str)
+                                  .encode()).hexdigest()[:12]
+            shared = [f"--config.data.prepared_dir={os.path.join(sweep_dir, 'data', digest)}"]
         return [python, "-m", "llmjax.main", f"--config={self.base}",
                 f"--workdir={os.path.join(sweep_dir, self.name)}",
-                *(f"--config.{k}={_cli_value(v)}" for k, v in self.overrides.items())]
+                *(f"--config.{k}={_cli_value(v)}" for k, v in self.overrides.items()), *shared]
 
 
 def _cli_value(value: Any) -> str:
@@ -171,12 +180,20 @@ def _relative(args: list[str], name: str) -> list[str]:
     return out
 
 
+def _shared_data_flag(args: list[str]) -> str:
+    prefix = f"--config.data.prepared_dir={_PLACEHOLDER}data{os.sep}"
+    return next((a for a in args if a.startswith(prefix)), "")
+
+
 def made_by(record: dict[str, Any], run: Run, sweep_dir: str) -> bool:
     """Whether the record's command is this run's: the same config (base, name, overrides),
     wherever the sweep directory was then (a moved or copied sweep keeps its finished runs)."""
     recorded = record.get("command")
-    return isinstance(recorded, list) and \
-        _relative(recorded, run.name) == _relative(run.command(sweep_dir)[1:], run.name)
+    if not isinstance(recorded, list):
+        return False
+    now = _relative(run.command(sweep_dir)[1:], run.name)
+    # Runs recorded before sweeps shared a prepared corpus lack its flag: still this run's.
+    return _relative(recorded, run.name) in (now, [a for a in now if a != _shared_data_flag(now)])
 
 
 def status(run: Run, sweep_dir: str) -> str:

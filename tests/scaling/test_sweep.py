@@ -57,8 +57,24 @@ def test_bad_axes_are_one_line_errors(axes, needle):
 
 def test_commands_are_llmjax_main_runs_in_their_own_workdir():
     run = sweep.expand(_sweep([{"optim.lr": [0.001]}], data={"tokenizer": "byte"}))[0]
-    assert run.command("sw") == ["python", "-m", "llmjax.main", "--config=configs/gpt_small.py",
-                                 "--workdir=sw/lr=0.001", "--config.data.tokenizer=byte", "--config.optim.lr=0.001"]
+    cmd = run.command("sw")
+    assert cmd[:-1] == ["python", "-m", "llmjax.main", "--config=configs/gpt_small.py",
+                        "--workdir=sw/lr=0.001", "--config.data.tokenizer=byte", "--config.optim.lr=0.001"]
+    assert cmd[-1].startswith("--config.data.prepared_dir=sw/data/")
+
+
+def test_runs_of_one_corpus_share_its_preparation():
+    """One prepared corpus per (base file, data settings); a sweep that sets its own keeps it;
+    a run recorded before sweeps shared one is still found finished."""
+    runs = sweep.expand(_sweep([{"optim.lr": [0.001, 0.002]}, {"data.vocab_size": [512, 1024]}]))
+    shared = {r.name: r.command("sw")[-1] for r in runs}
+    assert len(set(shared.values())) == 2
+    assert shared["lr=0.001,vocab_size=512"] == shared["lr=0.002,vocab_size=512"]
+    own = sweep.expand(_sweep([{"optim.lr": [0.001]}], data={"prepared_dir": "/corpora/web"}))[0]
+    assert [a for a in own.command("sw") if "prepared_dir" in a] == [
+        "--config.data.prepared_dir=/corpora/web"]
+    old = {"command": runs[0].command("sw")[1:-1]}
+    assert sweep.made_by(old, runs[0], "sw") and not sweep.made_by(old, runs[1], "sw")
 
 
 @pytest.mark.parametrize("family, task, embedding", [
