@@ -457,8 +457,10 @@ def _finish(directory, cfg, tok, units, scans, records, merge_stats, source_key,
         raise ValueError(f"data.dataset={cfg.dataset!r}: the training split has no text: check "
                          "the dataset and config.data.train_split")
     if not totals["val_tokens"]:
-        raise ValueError(f"data.dataset={cfg.dataset!r}: the validation split is empty: raise "
-                         "config.data.val_fraction or add text")
+        repeats = (f" (or its documents all repeat train ones: {merge_stats['duplicates_dropped']} "
+                   "duplicates were dropped)" if merge_stats["duplicates_dropped"] else "")
+        raise ValueError(f"data.dataset={cfg.dataset!r}: the validation split is empty{repeats}: "
+                         "raise config.data.val_fraction, add text or pick another eval_split")
     counts: dict = {}
     for s in scans:
         for k, v in s["counts"].items():

@@ -53,3 +53,31 @@ def test_gpt_run_writes_per_position_loss_whose_mean_is_the_eval_loss(tmp_path):
     assert np.all(w == w[0]) and w.sum() == final["tokens"]  # every column of every eval row
     np.testing.assert_allclose(np.sum(per * w) / np.sum(w), final["loss"], rtol=1e-5)
     assert np.std(per) > 0  # positions differ (a broadcast of the mean would not)
+
+
+def _parquet(directory):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.helpers import write_corpus
+    spec = write_corpus(directory / "text", num_files=8, max_chars=4000)
+    texts = [open(f).read() for f in sorted((directory / "text").glob("*.txt"))]
+    pq.write_table(pa.table({"text": texts, "id": list(range(len(texts)))}), directory / "c.parquet",
+                   row_group_size=3)
+    assert spec
+    return f"parquet:{directory}/*.parquet"
+
+
+def test_an_lm_trains_on_a_parquet_corpus_and_on_a_tfds_dataset(tmp_path):
+    """The source kinds meet the same preparation and loop: one short run on Parquet, one on
+    the stdlib corpus (a tfds builder prepared here, read from its ArrayRecord files)."""
+    for name, dataset, extra in (("parquet", _parquet(tmp_path / "pq"), {}),
+                                 ("tfds", "stdlib", {"data__tfds_data_dir": str(tmp_path / "tfds"),
+                                                     "data__max_train_chars": 50_000})):
+        run = resolve(tiny_config(dataset, train__num_steps=2, train__eval_every=2, train__eval_steps=1,
+                                  checkpoint__every_steps=2, data__val_fraction=0.3, **extra),
+                      num_devices=8)
+        out = train_and_evaluate(run, str(tmp_path / name), log=lambda _: None)
+        assert np.isfinite(out["loss"]) and out["tokens"] > 0, name
+        manifest = json.loads((tmp_path / name / "data" / "manifest.json").read_text())
+        assert manifest["stats"]["train_tokens"] > 0 and manifest["stats"]["val_tokens"] > 0
