@@ -189,11 +189,11 @@ class DataConfig:
     text_key: str = "text"  # the text's tfds feature, JSON key, Parquet or Arrow column
     train_split: str = "train"  # tfds (or hf_disk DatasetDict) split for training
     eval_split: str = ""  # tfds (or hf_disk DatasetDict) split for evaluation ('' = validation, else test)
-    val_fraction: float = 0.05  # text:/stdlib held-out share (by file; the last val_fraction of the bytes for <10 files)
+    val_fraction: float = 0.05  # held-out share: stdlib and text: by file (the last val_fraction of the bytes for <10 files), jsonl/parquet/hf_disk by document content hash
     tokenizer: str = "sentencepiece"  # sentencepiece | byte | char | hf (a Hugging Face checkpoint's own, from init_from or llmjax.convert)
     vocab_size: int = 4096  # sentencepiece vocabulary size (byte/char ignore it)
     spm_model_type: str = "bpe"  # bpe | unigram
-    spm_train_chars: int = 5_000_000  # characters of the train split used to train sentencepiece
+    spm_train_chars: int = 5_000_000  # characters of train documents sentencepiece trains on (a random sample: those of smallest content hash)
     seq_len: int = 128  # tokens per training row
     document_mask: bool = False  # mask attention across packed documents (and restart positions)
     max_train_chars: int = 0  # cap on train text read (0 = all), for quick experiments

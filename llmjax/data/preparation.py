@@ -39,7 +39,7 @@ from llmjax.data.tokenizers import (Tokenizer, check_compatible, has_tokenizer, 
                                     train_tokenizer)
 
 Log = Callable[[str], None]
-_ENCODE_CHARS = 1 << 20  # documents are encoded in batches of about this many characters
+_ENCODE_CHARS = 4 << 20  # documents are encoded in batches of about this many characters
 _SMALL_CORPUS = 32 << 20  # bytes: prepared without worker processes unless asked
 
 
@@ -173,10 +173,18 @@ def _tokenizer(directory: str) -> Tokenizer:
     return _TOKENIZERS[key]
 
 
+_IN_WORKER = False  # set in spawned workers: they are the parallelism, one thread each
+
+
+def _mark_worker() -> None:
+    global _IN_WORKER
+    _IN_WORKER = True
+
+
 def _encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
-    if tok.kind == "sentencepiece":  # one thread a worker: the workers are the parallelism
+    if tok.kind == "sentencepiece" and _IN_WORKER:
         return tok.encode_batch(texts, num_threads=1)
-    return tok.encode_batch(texts)
+    return tok.encode_batch(texts)  # in this process: the tokenizer's own threads
 
 
 def encode_unit(unit: sources.Unit, cfg: DataConfig, directory: str,
@@ -274,7 +282,8 @@ class _Workers:
     def __init__(self, n: int):
         self.n = n
         ctx = multiprocessing.get_context("spawn")
-        self.pool = concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) if n > 1 else None
+        self.pool = concurrent.futures.ProcessPoolExecutor(
+            n, mp_context=ctx, initializer=_mark_worker) if n > 1 else None
 
     def imap(self, fn: Callable, jobs: Iterable[tuple]) -> Iterator:
         """fn(*job) of each job in order; jobs are drawn lazily, 2n in flight at most."""
