@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from llmjax.config import DataConfig
+from llmjax.config import DataConfig, UserError
 from llmjax.data import sources, token_cache
 from llmjax.data.atomic import atomic_write, write_error
 from llmjax.data.tokenizers import (Tokenizer, check_compatible, has_tokenizer, load_tokenizer,
@@ -333,6 +333,11 @@ def build(cfg: DataConfig, directory: str, source_key: dict, fingerprint: Callab
     try:
         manifest = _build(cfg, directory, source_key, fingerprint, log, units, need_sample, pool,
                           shard)
+    except concurrent.futures.process.BrokenProcessPool:
+        pool.close(cancel=True)
+        raise UserError(f"a preparation worker died (out of memory, or killed): run the same "
+                        f"command again to resume, with fewer --config.data.num_workers "
+                        f"than {workers} if memory is short") from None
     except BaseException:
         pool.close(cancel=True)
         raise

@@ -1,4 +1,5 @@
 """Parallel, resumable preparation: duplicates, the cap, the tokenizer's sample, kills, workers."""
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -6,8 +7,9 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
-from llmjax.config import DataConfig
+from llmjax.config import DataConfig, UserError
 from llmjax.data import pipeline, preparation, sources
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -122,3 +124,20 @@ def test_a_preparation_killed_mid_encoding_resumes_to_the_same_corpus(tmp_path):
                       .st_mtime_ns for n in finished}  # finished units were not encoded again
 
 
+
+
+def test_a_worker_that_dies_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
+    spec = _jsonl_corpus(tmp_path / "corpus", files=4, docs=40)
+    real = preparation._Workers.imap
+
+    def dying(self, fn, jobs):
+        if fn is preparation.encode_unit:
+            raise concurrent.futures.process.BrokenProcessPool("a child process terminated abruptly")
+        return real(self, fn, jobs)
+
+    monkeypatch.setattr(preparation._Workers, "imap", dying)
+    with pytest.raises(UserError, match="a preparation worker died.*run the same command again") as e:
+        _build(spec, tmp_path / "prep", workers=2)
+    assert "\n" not in str(e.value)
+    monkeypatch.setattr(preparation._Workers, "imap", real)
+    assert _build(spec, tmp_path / "prep", workers=2)["stats"]["units"] == 4
