@@ -267,8 +267,8 @@ def encode_unit(unit: sources.Unit, cfg: DataConfig, directory: str,
                 os.remove(tmp[split])
         raise
     record = {"index": unit.index, "tokens": tokens, "documents": docs, "chars": chars,
-              "sha1": {s: h.hexdigest() for s, h in sha.items()},
-              "unigram": unigram.tolist() if tokens["train"] else []}
+              "sha1": {s: h.hexdigest() for s, h in sha.items()}}
+    atomic_write(_work(directory, f"unigram-{unit.index:06d}.npy"), lambda f: np.save(f, unigram))
     atomic_write(done, lambda f: f.write(json.dumps(record).encode()))
     return record
 
@@ -460,8 +460,7 @@ def _finish(directory, cfg, tok, units, scans, records, merge_stats, source_key,
     shards = {s: [] for s in token_cache.SPLITS}
     totals = {f"{s}_{k}": 0 for s in token_cache.SPLITS for k in ("tokens", "documents", "chars")}
     for r in records:
-        if r["unigram"]:
-            unigram += np.asarray(r["unigram"], np.int64)
+        unigram += np.load(_work(directory, f"unigram-{r['index']:06d}.npy"))
         for s in token_cache.SPLITS:
             file = os.path.relpath(token_cache.shard_path(directory, s, r["index"]), directory)
             shards[s].append({"file": file, "tokens": r["tokens"][s], "sha1": r["sha1"][s]})

@@ -16,6 +16,7 @@ own rows, whatever the corpus size.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ MANIFEST = "manifest.json"
 UNIGRAM = "unigram.npy"
 SPLITS = ("train", "val")
 VERIFY_ALL_BYTES = 256 << 20  # caches up to this size are fully checksummed at every load
+OPEN_SHARDS = 128  # memory maps a stream keeps open
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -61,7 +63,7 @@ class TokenStream:
         self.lengths = [int(n) for _, n in keep]
         self.dtype = np.dtype(dtype)
         self.starts = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
-        self._maps: dict[int, np.ndarray] = {}
+        self._maps: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -75,8 +77,14 @@ class TokenStream:
         return (len(self),)
 
     def _shard(self, i: int) -> np.ndarray:
-        if i not in self._maps:
+        """Shard i memory-mapped; the most recently used OPEN_SHARDS stay open (each holds a
+        file descriptor, and a large corpus has thousands of shards)."""
+        if i in self._maps:
+            self._maps.move_to_end(i)
+        else:
             self._maps[i] = np.memmap(self.paths[i], self.dtype, mode="r", shape=(self.lengths[i],))
+            while len(self._maps) > OPEN_SHARDS:
+                self._maps.popitem(last=False)
         return self._maps[i]
 
     def __getitem__(self, index) -> np.ndarray:

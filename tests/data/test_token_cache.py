@@ -101,3 +101,11 @@ def test_an_unreadable_manifest_is_one_line_and_an_absent_one_is_unfinished(tmp_
     (tmp_path / token_cache.MANIFEST).write_text("{cut sho")
     with pytest.raises(CacheError, match="manifest.json is unreadable"):
         token_cache.read_manifest(str(tmp_path))
+
+
+def test_a_stream_of_many_shards_keeps_few_open(tmp_path, monkeypatch):
+    monkeypatch.setattr(token_cache, "OPEN_SHARDS", 4)
+    paths, arrays = _shards(tmp_path, [3] * 20)
+    stream = TokenStream(paths, [3] * 20, np.uint16)
+    np.testing.assert_array_equal(stream[np.arange(60)], np.concatenate(arrays))
+    assert len(stream._maps) == 4 and list(stream._maps) == [16, 17, 18, 19]
