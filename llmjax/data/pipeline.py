@@ -93,7 +93,7 @@ def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print,
     if has_tokenizer(run_tok):
         tok = load_tokenizer(run_tok)
         check_compatible(tok, cfg, run_tok)
-        legacy = _legacy_cache(os.path.join(workdir, "data"), cfg, tok, log)
+        legacy = _legacy_cache(os.path.join(workdir, "data"), cfg, tok, log, resuming)
         if legacy is not None:
             return legacy
     with _locked(directory):
@@ -222,14 +222,22 @@ def _changes(saved: dict, now: dict, cfg: DataConfig) -> str:
                      for k in keys) or "the tokenizer differs"
 
 
-def _legacy_cache(data_dir: str, cfg: DataConfig, tok: Tokenizer,
-                  log: Callable[[str], None]) -> Prepared | None:
+def _legacy_cache(data_dir: str, cfg: DataConfig, tok: Tokenizer, log: Callable[[str], None],
+                  resuming: bool) -> Prepared | None:
     """A run prepared before sharded preparation (train.npy, val.npy, meta.json) keeps its
     streams while its source is unchanged, so it resumes on exactly the tokens it trained on."""
     try:
         with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
-        if meta.get("fingerprint") != fingerprint(source_key(cfg, LEGACY_FORMAT), tok):
+    except (OSError, ValueError):
+        return None
+    key = source_key(cfg, LEGACY_FORMAT)
+    if resuming and isinstance(meta, dict) and meta.get("fingerprint") != fingerprint(key, tok):
+        raise ValueError(f"the corpus of this run changed since its checkpoints were written "
+                         f"({_changes(meta.get('source', {}), key, cfg)}): restore it or use a "
+                         "new --workdir")
+    try:
+        if meta.get("fingerprint") != fingerprint(key, tok):
             return None
         train = np.load(os.path.join(data_dir, "train.npy"), mmap_mode="r")
         val = np.load(os.path.join(data_dir, "val.npy"), mmap_mode="r")

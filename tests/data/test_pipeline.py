@@ -303,6 +303,9 @@ def test_a_run_prepared_by_an_earlier_llmjax_resumes_on_its_own_tokens(tmp_path)
     p = prepare(cfg, str(old), log=lambda s: None, resuming=True)
     np.testing.assert_array_equal(np.asarray(p.train_tokens), train)
     assert p.unigram_loss == 1.5
+    (tmp_path / "corpus" / "f03.txt").write_text("edited under a running experiment")
+    with pytest.raises(ValueError, match="the corpus of this run changed"):
+        prepare(cfg, str(old), log=lambda s: None, resuming=True)
 
 
 @pytest.mark.parametrize("damage", ["missing model", "garbage spec", "spec without keys"])
