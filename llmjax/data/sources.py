@@ -1,4 +1,4 @@
-"""Where documents come from: `config.data.dataset` turned into train and validation text.
+"""Where documents come from: `config.data.dataset` read unit by unit as cleaned text.
 
 The kinds of source (config.DATASET_KINDS):
   stdlib            the Python standard library, a tfds builder prepared locally (no download)
@@ -10,19 +10,18 @@ The kinds of source (config.DATASET_KINDS):
                     stream files, read with pyarrow; the `datasets` package is not needed)
 
 `list_units` cuts a corpus into work units from metadata alone (globs, sizes, Parquet footers,
-Arrow batch headers, tfds split sizes); `read_unit` streams one unit's documents, so a worker
-holds one document (or one Arrow batch) at a time whatever the corpus size. `load_documents`
-is the older whole-corpus reader (stdlib, tfds:, text: only).
+Arrow batch headers, tfds split sizes); `read_unit` streams one unit's documents. Workers of
+llmjax.data.preparation each read units this way, so a corpus of any size is prepared in
+parallel and a worker's memory is bounded by one document (or one Arrow batch), not the corpus.
+Deduplication and max_train_chars need the whole corpus, so they are preparation's, not these.
 
 Text that is not UTF-8 (a latin-1 file, a binary one, a tfds record holding such bytes) is
 refused in one line naming the file or record and the byte, before any tokenizer work: read
 lossily it would train on U+FFFD unnoticed. data.decode_errors=replace opts in to that, and
-the log counts what was replaced.
+read_unit counts what was replaced.
 
-Cleaning: newlines normalised to "\\n" and whitespace-only documents dropped (both paths);
-load_documents also drops exact duplicates (keep the first; train is read before validation,
-so a validation document that repeats a training one is dropped). tensorflow_datasets is
-imported only for the tfds-backed sources, so a machine can train on text: data without it.
+Cleaning: newlines normalised to "\\n" and whitespace-only documents dropped. tensorflow_datasets
+is imported only for the tfds-backed sources, so a machine can train on other data without it.
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ import dataclasses
 import glob
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 from llmjax.config import DataConfig, UserError, dataset_files, dataset_kinds_hint
 
@@ -44,92 +43,12 @@ def is_validation(key: str, val_fraction: float) -> bool:
     return h < val_fraction * 1000
 
 
-@dataclasses.dataclass
-class Documents:
-    """Cleaned documents of each split and counts of what cleaning did."""
-    train: list[str]
-    val: list[str]
-    stats: dict
-
-
-def load_documents(cfg: DataConfig, log: Callable[[str], None] = print) -> Documents:
-    """Read, clean, split (text:) and cap (max_train_chars) the corpus named by cfg.dataset."""
-    spec = cfg.dataset
-    counts = {"documents_read": 0, "empty_dropped": 0, "duplicates_dropped": 0,
-              "train_capped": False}
-    seen: set[bytes] = set()
-    lossy = {"read": 0, "replaced": 0, "with_replacements": 0}  # decode_errors=replace's count
-    if spec == "stdlib" or spec.startswith("tfds:"):
-        builder, train_split, eval_split, key = _open_tfds(cfg)
-        train = _cap(_clean(_read_split(builder, train_split, key, cfg.decode_errors, lossy), seen,
-                            counts), cfg.max_train_chars, counts)
-        val = [t for _, t in _clean(_read_split(builder, eval_split, key, cfg.decode_errors,
-                                                lossy), seen, counts)]
-        if not val:
-            raise ValueError(f"data.dataset={spec!r}: the evaluation split {eval_split!r} has no "
-                             "text: pick another with config.data.eval_split")
-    elif spec.startswith("text:"):
-        docs = list(_clean(_read_files(spec, cfg.decode_errors, lossy), seen, counts))
-        if not docs:
-            raise ValueError(f"data.dataset={spec!r}: every matched file is empty or blank: "
-                             "the corpus is empty")
-        train_docs, val = _split_text(docs, cfg.val_fraction, spec, log)
-        train = _cap(iter(train_docs), cfg.max_train_chars, counts)
-    else:
-        raise ValueError(f"data.dataset={spec!r}: must be stdlib, tfds:NAME[/CONFIG] or text:GLOB")
-    if not train:
-        raise ValueError(f"data.dataset={spec!r}: the training split has no text: check the "
-                         "dataset and config.data.train_split")
-    if cfg.decode_errors == "replace":
-        unit = "files" if spec.startswith("text:") else "records"
-        log(f"data {spec}: decode_errors=replace: {lossy['replaced']} undecodable byte sequences "
-            f"read as U+FFFD in {lossy['with_replacements']} of {lossy['read']} {unit}")
-    stats = dict(counts, train_documents=len(train), val_documents=len(val),
-                 train_chars=sum(map(len, train)), val_chars=sum(map(len, val)))
-    log(f"data {spec}: read {stats['documents_read']} documents, dropped "
-        f"{stats['empty_dropped']} empty and {stats['duplicates_dropped']} duplicate; "
-        f"train {stats['train_documents']} docs / {stats['train_chars']:,} chars, "
-        f"val {stats['val_documents']} docs / {stats['val_chars']:,} chars"
-        + (f" (train capped at {cfg.max_train_chars:,} chars)" if counts.get("train_capped") else ""))
-    return Documents(train=train, val=val, stats=stats)
-
-
 # ---------------------------------------------------------------- cleaning
-
-
-def _clean(docs: Iterable[tuple[str, str]], seen: set[bytes],
-           counts: dict) -> Iterator[tuple[str, str]]:
-    """Normalise newlines; drop blank documents and exact repeats of any seen before."""
-    for key, text in docs:
-        counts["documents_read"] += 1
-        text = _newlines(text)
-        if not text.strip():
-            counts["empty_dropped"] += 1
-            continue
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        if digest in seen:
-            counts["duplicates_dropped"] += 1
-            continue
-        seen.add(digest)
-        yield key, text
 
 
 def _newlines(text: str) -> str:
     """CRLF and CR as LF."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _cap(docs: Iterator[tuple[str, str]], max_chars: int, counts: dict) -> list[str]:
-    """All texts, or (max_chars > 0) texts up to max_chars, truncating the last; stops reading."""
-    out, total = [], 0
-    for _, text in docs:
-        if max_chars and total + len(text) >= max_chars:
-            out.append(text[:max_chars - total])
-            counts["train_capped"] = True
-            break
-        out.append(text)
-        total += len(text)
-    return out
 
 
 # ---------------------------------------------------------------- tfds (stdlib included)
@@ -263,14 +182,6 @@ _TFDS_FIX = ("set --config.data.decode_errors=replace to read it with U+FFFD for
              "or train on another dataset")
 
 
-def _read_split(builder, split: str, key: str, errors: str,
-                lossy: dict) -> Iterator[tuple[str, str]]:
-    """(index, text) of one split, lazily; a Text feature's bytes decoded as decode_utf8 says
-    (tfds stores the bytes a builder gave it, UTF-8 or not)."""
-    decode = lambda data, where: decode_utf8(data, errors, where, _TFDS_FIX, lossy)  # noqa: E731
-    return ((str(i), text) for i, text in _split_texts(builder, split, key, decode))
-
-
 def _split_texts(builder, split: str, key: str, decode: Callable[[bytes, str], str],
                  start: int = 0, stop: int = -1) -> Iterator[tuple[int, str]]:
     """(index, text) of records [start, stop) of one split; bytes go through decode(data, where)."""
@@ -297,55 +208,10 @@ def glob_root(pattern: str) -> str:
     return os.sep.join(fixed) or "."
 
 
-def _read_files(spec: str, errors: str, lossy: dict) -> Iterator[tuple[str, str]]:
-    """(path under the glob's root, text) of each matched file; decoded as decode_utf8 says."""
-    pattern = os.path.expanduser(spec[len("text:"):])
-    files = sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
-    if not files:
-        raise ValueError(f"data.dataset={spec!r}: the glob matches no files: check the path "
-                         "(quote it in the shell)")
-    root = glob_root(pattern)
-    for path in files:
-        with open(path, "rb") as f:
-            data = f.read()
-        yield (os.path.relpath(path, root).replace(os.sep, "/"),
-               decode_utf8(data, errors, path, _file_fix(path), lossy))
-
-
 def _file_fix(path: str) -> str:
     """What to do about a file that is not UTF-8."""
     return (f"convert it to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8 {path} > {path}.utf8), or set "
             "--config.data.decode_errors=replace to read it with U+FFFD for the bad bytes")
-
-
-def _split_text(docs: list[tuple[str, str]], val_fraction: float, spec: str,
-                log: Callable[[str], None]) -> tuple[list[tuple[str, str]], list[str]]:
-    """By file hash for 10+ documents, else the last val_fraction of the characters."""
-    if len(docs) >= MIN_FILES_FOR_HASH_SPLIT:
-        train = [(k, t) for k, t in docs if not is_validation(k, val_fraction)]
-        val = [t for k, t in docs if is_validation(k, val_fraction)]
-        if val and train:
-            return train, val
-        log(f"data {spec}: the by-file split of {len(docs)} files held out "
-            f"{len(val)} files; holding out the last {val_fraction:.0%} of the text instead")
-    total = sum(len(t) for _, t in docs)
-    cut = int(total * (1 - val_fraction))  # nanoGPT: data[:int(n*0.9)], data[int(n*0.9):]
-    train, val, pos = [], [], 0
-    for key, text in docs:
-        head = text[:max(0, cut - pos)]
-        tail = text[len(head):]
-        if head:
-            train.append((key, head))
-        if tail:
-            val.append(tail)
-        pos += len(text)
-    if not val:
-        raise ValueError(f"data.dataset={spec!r}: the validation split is empty ({total} chars, "
-                         f"val_fraction={val_fraction}): raise val_fraction or add text")
-    if not train:
-        raise ValueError(f"data.dataset={spec!r}: the training split is empty ({total} chars, "
-                         f"val_fraction={val_fraction}): lower val_fraction or add text")
-    return train, val
 
 
 # ---------------------------------------------------------------- work units (streamed reading)

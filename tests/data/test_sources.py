@@ -1,17 +1,95 @@
-"""list_units / read_unit: every kind read unit by unit equals the whole read once; the faults."""
+"""list_units / read_unit: every kind read unit by unit equals the whole read once; the faults;
+tfds on tiny real builders; what needs the whole corpus (duplicates) through pipeline.prepare."""
+import dataclasses
 import gzip
 import json
 import os
+import sys
 import tracemalloc
+import types
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import tensorflow_datasets as tfds
 
-from llmjax.config import DataConfig
-from llmjax.data import sources
+from llmjax.config import ConfigError, DataConfig
+from llmjax.data import pipeline, sources
 from llmjax.data.sources import Unit, is_validation, list_units, read_unit
-from tests.data.test_sources import LlmjaxTestSplits
+
+
+def _code_path(cls):
+    """tfds's default lookup imports `importlib_resources`, absent on Python 3.9+."""
+    from etils import epath
+    return epath.Path(__file__)
+
+
+class LlmjaxTestSplits(tfds.core.GeneratorBasedBuilder):
+    """train / validation / test, text in `content` (with CRLF and a repeat), a label."""
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = tfds.core.utils.classproperty(classmethod(_code_path))
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "content": tfds.features.Text(), "label": tfds.features.Scalar(dtype=np.int64)}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples("train", 30),
+                "validation": self._generate_examples("validation", 4),
+                "test": self._generate_examples("test", 3)}
+
+    def _generate_examples(self, split, n):
+        for i in range(n):
+            text = f"{split} doc {i}\r\nsecond line é"
+            if split == "train" and i == 29:
+                text = "train doc 0\r\nsecond line é"  # an exact repeat of doc 0
+            if split == "train" and i == 28:
+                text = "  \n\t"
+            yield i, {"content": text, "label": i}
+
+
+class LlmjaxTestLatin1(tfds.core.GeneratorBasedBuilder):
+    """A Text feature holding raw latin-1 bytes (tfds stores a builder's bytes as given)."""
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = tfds.core.utils.classproperty(classmethod(_code_path))
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "text": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples("train"),
+                "validation": self._generate_examples("validation")}
+
+    def _generate_examples(self, split):
+        yield 0, {"text": f"{split} caf\u00e9 one"}
+        encoding = "latin-1" if split == "train" else "utf-8"
+        yield 1, {"text": f"{split} caf\u00e9 two".encode(encoding)}
+
+
+class LlmjaxTestNoValidation(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = tfds.core.utils.classproperty(classmethod(_code_path))
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "text": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(5), "test": self._generate_examples(2)}
+
+    def _generate_examples(self, n):
+        for i in range(n):
+            yield i, {"text": f"doc {i} of {n}"}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("tfds"))
+    for cls in (LlmjaxTestSplits, LlmjaxTestNoValidation, LlmjaxTestLatin1):
+        cls(data_dir=root).download_and_prepare(file_format="array_record")
+    return root
 
 
 def _read_all(cfg, target_bytes):
@@ -114,11 +192,56 @@ def test_text_not_utf8_names_file_and_byte_or_counts(tmp_path):
     units = list_units(cfg, target_bytes=100)
     msg = _fails("not UTF-8", lambda: [d for u in units for d in read_unit(u, cfg, {})])
     assert f"{tmp_path}/b.txt" in msg and "byte 2 (0xef)" in msg and "decode_errors=replace" in msg
+    assert f"iconv -f LATIN1 -t UTF-8 {tmp_path}/b.txt" in msg
     counts = {}
     lossy = DataConfig(**{**cfg.__dict__, "decode_errors": "replace"})
     texts = [t for u in units for _, t in read_unit(u, lossy, counts)]
     assert "na\ufffdve caf\ufffd\n" in texts and "na\u00efve\n" in "".join(texts)
     assert (counts["replaced"], counts["with_replacements"]) == (2, 1)
+
+
+def test_text_hash_split_holding_out_nothing_falls_back_to_the_tail(tmp_path):
+    names = [f"f{i}.txt" for i in range(200) if not is_validation(f"f{i}.txt", 0.01)][:12]
+    texts = {name: f"{k:010d}" for k, name in enumerate(names)}
+    for name, text in texts.items():
+        _write(f"{tmp_path}/{name}", text)
+    cfg = DataConfig(dataset=f"text:{tmp_path}/*.txt", val_fraction=0.01)
+    _, docs, _ = _read_all(cfg, 1 << 20)
+    corpus = "".join(texts[n] for n in sorted(names))  # the files in path order
+    assert [t for s, _, t in docs if s == "val"] == [corpus[118:]]  # 120 - int(120 * 0.99) bytes
+    assert "".join(t for s, _, t in docs if s == "train") == corpus[:118]
+
+
+def _prepare(cfg, tmp_path):
+    cfg = dataclasses.replace(cfg, tokenizer="byte", num_workers=1)
+    return pipeline.prepare(cfg, str(tmp_path / "run"), log=lambda s: None)
+
+
+def test_newlines_blanks_and_repeats_are_cleaned_and_counted(tmp_path):
+    files = {"1.txt": "a\r\nb\rc", "2.txt": "  \n\t", "3.txt": "a\nb\nc", "4.txt": "",
+             "5.txt": "other"}
+    for name, text in files.items():
+        _write(f"{tmp_path}/c/{name}", text)
+    cfg = DataConfig(dataset=f"text:{tmp_path}/c/*.txt", val_fraction=0.5)
+    _, docs, counts = _read_all(cfg, 1 << 20)
+    assert [t for _, _, t in docs] == ["a\nb\nc", "a\nb\nc", "other"]
+    assert counts == {"documents_read": 5, "empty_dropped": 2}
+    s = _prepare(cfg, tmp_path).stats  # the repeat (3.txt, in val) goes with the whole corpus
+    assert (s["documents_read"], s["empty_dropped"], s["duplicates_dropped"]) == (5, 2, 1)
+    assert (s["train_chars"], s["val_chars"]) == (5, 5)
+
+
+def test_a_corpus_of_blank_files_is_refused_in_one_line(tmp_path):
+    _write(f"{tmp_path}/c/a.txt", " \n")
+    _write(f"{tmp_path}/c/b.txt", "\t\r\n")
+    cfg = DataConfig(dataset=f"text:{tmp_path}/c/*.txt", val_fraction=0.5)
+    _fails("the training split has no text", _prepare, cfg, tmp_path)
+
+
+def test_decode_errors_is_a_choice():
+    with pytest.raises(ConfigError, match="config.data.decode_errors='ignore': must be one of "
+                                          "strict, replace"):
+        DataConfig(decode_errors="ignore").validate()
 
 
 # ---------------------------------------------------------------- jsonl:
@@ -324,15 +447,8 @@ def test_empty_corpus_and_no_match(tmp_path, kind):
 # ---------------------------------------------------------------- tfds: and stdlib
 
 
-@pytest.fixture(scope="module")
-def splits_dir(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("tfds"))
-    LlmjaxTestSplits(data_dir=root).download_and_prepare(file_format="array_record")
-    return root
-
-
-def test_tfds_record_ranges(splits_dir):
-    cfg = DataConfig(dataset="tfds:llmjax_test_splits", tfds_data_dir=splits_dir,
+def test_tfds_record_ranges(tfds_dir):
+    cfg = DataConfig(dataset="tfds:llmjax_test_splits", tfds_data_dir=tfds_dir,
                      text_key="content")
     units, docs, counts = _read_all(cfg, 100)
     assert sum(u.split == "train" for u in units) > 3
@@ -345,15 +461,59 @@ def test_tfds_record_ranges(splits_dir):
     assert counts == {"documents_read": 34, "empty_dropped": 1}
 
 
-def test_tfds_unprepared_and_missing_split(splits_dir, tmp_path):
-    _fails("not prepared.*tfds build", list_units,
-           DataConfig(dataset="tfds:llmjax_test_splits", tfds_data_dir=str(tmp_path)))
-    _fails("config.data.train_split='dev'.*available", list_units,
-           DataConfig(dataset="tfds:llmjax_test_splits", tfds_data_dir=splits_dir,
-                      text_key="content", train_split="dev"))
+def test_tfds_eval_splits_and_whole_corpus_counts(tfds_dir, tmp_path):
+    cfg = DataConfig(dataset="tfds:llmjax_test_splits", tfds_data_dir=tfds_dir,
+                     text_key="content")
+    s = _prepare(cfg, tmp_path).stats  # train's repeat of doc 0 goes with the whole corpus
+    assert (s["documents_read"], s["empty_dropped"], s["duplicates_dropped"]) == (34, 1, 1)
+    assert (s["train_documents"], s["val_documents"]) == (28, 4)
+    test = dataclasses.replace(cfg, eval_split="test")
+    assert sorted(t for s, _, t in _read_all(test, 1 << 30)[1] if s == "val") == [
+        f"test doc {i}\nsecond line é" for i in range(3)]
+    no_val = DataConfig(dataset="tfds:llmjax_test_no_validation", tfds_data_dir=tfds_dir)
+    assert sorted(t for s, _, t in _read_all(no_val, 1 << 30)[1] if s == "val") == [
+        "doc 0 of 2", "doc 1 of 2"]  # no validation split: test
+    assert "tensorflow" not in sys.modules  # array_record is read without TensorFlow
 
 
-def test_stdlib_units_cover_both_splits(tmp_path):
+def test_tfds_errors(tfds_dir, tmp_path):
+    msg = _fails("not prepared", list_units,
+                 DataConfig(dataset="tfds:llmjax_test_splits", tfds_data_dir=str(tmp_path)))
+    assert f"tfds build llmjax_test_splits --data_dir {tmp_path}" in msg
+    msg = _fails("tfds cannot find it", list_units,
+                 DataConfig(dataset="tfds:no_such_dataset_xyz", tfds_data_dir=str(tmp_path)))
+    assert "tfds build no_such_dataset_xyz" in msg
+    cfg = DataConfig(dataset="tfds:llmjax_test_splits", tfds_data_dir=tfds_dir, text_key="content")
+    _fails("text_key='body'.*available: content, label", list_units,
+           dataclasses.replace(cfg, text_key="body"))
+    label = dataclasses.replace(cfg, text_key="label")
+    _fails("text_key='label'.*not text", read_unit, list_units(label)[0], label, {})
+    _fails("train_split='dev'.*available: train, validation, test", list_units,
+           dataclasses.replace(cfg, train_split="dev"))
+
+
+def test_tfds_text_that_is_not_utf8_is_refused_or_counted(tfds_dir):
+    cfg = DataConfig(dataset="tfds:llmjax_test_latin1", tfds_data_dir=tfds_dir)
+    units = list_units(cfg)
+    msg = _fails("not UTF-8", lambda: [d for u in units for d in read_unit(u, cfg, {})])
+    assert "llmjax_test_latin1 train[1] feature 'text'" in msg and "byte 9 (0xe9)" in msg
+    assert "--config.data.decode_errors=replace" in msg
+    _, docs, counts = _read_all(dataclasses.replace(cfg, decode_errors="replace"), 1 << 30)
+    assert [t for s, _, t in docs if s == "train"] == ["train caf\u00e9 one", "train caf\ufffd two"]
+    assert (counts["replaced"], counts["with_replacements"]) == (1, 1)
+
+
+def test_tfrecord_without_tensorflow_says_what_to_do(monkeypatch):
+    from tensorflow_datasets.core import file_adapters
+    info = types.SimpleNamespace(file_format=file_adapters.FileFormat.TFRECORD,
+                                 alternative_file_formats=[], full_name="lm1b/1.1.0")
+    builder = types.SimpleNamespace(info=info, name="lm1b")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import fails like it would here
+    with pytest.raises(ValueError, match="pip install tensorflow.*--file_format=array_record"):
+        next(sources.read_records(builder, "train"))
+
+
+def test_stdlib_units_cover_both_splits_and_every_document(tmp_path):
     cfg = DataConfig(dataset="stdlib", tfds_data_dir=str(tmp_path))
     units = list_units(cfg, target_bytes=1 << 20)
     builder = sources._open_tfds(cfg)[0]
@@ -366,6 +526,13 @@ def test_stdlib_units_cover_both_splits(tmp_path):
     records = list(sources.read_records(builder, "train"))[units[1].start:units[1].stop]
     texts = [sources.as_text(r["text"], "text").replace("\r\n", "\n") for _, r in records]
     assert first == [t for t in texts if t.strip()]
+    assert os.path.isdir(tmp_path / "llmjax_stdlib")  # built under tfds_data_dir
+    counts, train, val = {}, [], []
+    for u in units:
+        (train if u.split == "train" else val).extend(t for _, t in read_unit(u, cfg, counts))
+    assert len(train) > 1000 and len(val) > 20
+    assert counts["documents_read"] == len(train) + len(val) + counts["empty_dropped"]
+    assert not any("\r" in t for t in train + val)
 
 
 def test_units_pickle():
