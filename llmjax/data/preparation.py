@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import concurrent.futures.process  # BrokenProcessPool: not loaded until a pool starts
 import hashlib
 import heapq
 import json
