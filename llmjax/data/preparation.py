@@ -396,6 +396,9 @@ def _build(cfg, directory, source_key, fingerprint, log, units, need_sample, poo
     log(f"data: {tok.name}: train {s['train_tokens']:,} tokens ({s['train_documents']:,} docs), "
         f"val {s['val_tokens']:,} tokens ({s['val_documents']:,} docs), {s['chars_per_token']:.2f} "
         f"chars/token; dropped {s['empty_dropped']} empty and {s['duplicates_dropped']} duplicate")
+    if "replaced" in s:
+        log(f"data: decode_errors=replace: {s['replaced']} undecodable byte sequences read as "
+            f"U+FFFD in {s['with_replacements']} of {s['documents_read']} documents")
     log(f"data: scan {t_scan:.1f}s, tokenizer {t_tok:.1f}s, encoding {t_enc:.1f}s")
     return manifest
 
@@ -482,6 +485,9 @@ def _finish(directory, cfg, tok, units, scans, records, merge_stats, source_key,
     stats = dict(documents_read=counts.get("documents_read", 0),
                  empty_dropped=counts.get("empty_dropped", 0), **merge_stats, **totals,
                  tokenizer=tok.name, vocab_size=tok.vocab_size, units=len(units))
+    if cfg.decode_errors == "replace":
+        stats.update(replaced=counts.get("replaced", 0),
+                     with_replacements=counts.get("with_replacements", 0))
     stats["chars_per_token"] = stats["train_chars"] / max(1, stats["train_tokens"])
     np.save(os.path.join(directory, token_cache.UNIGRAM), unigram)
     val_counts = token_cache.TokenStream(

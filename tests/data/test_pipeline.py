@@ -207,7 +207,10 @@ def test_a_corpus_read_lossily_is_not_reused_by_a_strict_run(tmp_path):
     """decode_errors decides the documents: a strict run must not train on replace's U+FFFD."""
     spec = _corpus(tmp_path)
     (tmp_path / "corpus" / "f05.txt").write_bytes("caf\u00e9 latin-1".encode("latin-1"))
-    prepare(_cfg(spec, decode_errors="replace"), str(tmp_path / "run"), log=lambda s: None)
+    logs = []
+    lossy = prepare(_cfg(spec, decode_errors="replace"), str(tmp_path / "run"), log=logs.append)
+    assert lossy.stats["replaced"] == 1 and lossy.stats["with_replacements"] == 1
+    assert any("1 undecodable byte sequences read as U+FFFD in 1 of 12 documents" in m for m in logs)
     with pytest.raises(ValueError, match="f05.txt is not UTF-8 at byte 3"):
         prepare(_cfg(spec), str(tmp_path / "run"), log=lambda s: None)
 
