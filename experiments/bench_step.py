@@ -3,7 +3,8 @@
 Prints, per batch size: step time, tokens/s, model FLOPs per token, MFU against the device's
 peak (or TFLOP/s where the peak is unknown), peak device memory, and the reference figures
 measured on the same kind of device. With --real_data it also runs the real input pipeline
-(tokenized corpus -> packed rows -> host-to-device) and reports how much slower that is.
+(tokenized corpus -> packed rows -> host-to-device) and reports how much slower that is; with
+--config.data.prepared_dir=DIR it reads the corpus `python -m llmjax.prepare` prepared there.
 
   python experiments/bench_step.py --config=configs/gpt2_124m.py --batch_sizes=8,16,32
   python experiments/bench_step.py --config=configs/gpt_small.py --batch_sizes=8 --steps=5   # CPU, CI-sized
@@ -13,9 +14,11 @@ pages (llmjax.allocator; LLMJAX_NO_REEXEC=1 opts out), so its figures are the ma
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -133,6 +136,9 @@ def main(argv):
         from llmjax.data.pipeline import PackedBatches, prepare
 
         workdir = os.path.join(tempfile.gettempdir(), "llmjax-bench-data")
+        if run.data.prepared_dir:  # a prepared corpus: the run directory only holds its tokenizer's copy
+            workdir = tempfile.mkdtemp(prefix="llmjax-bench-step-")
+            atexit.register(shutil.rmtree, workdir, ignore_errors=True)
         real = (prepare(run.data, workdir, log=lambda m: print(m, flush=True)), PackedBatches)
 
     print(f"device: {jax.device_count()} x {jax.devices()[0].device_kind} ({platform}); "
