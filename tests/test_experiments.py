@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -43,3 +45,31 @@ def test_context_loss_prints_each_run_at_log_spaced_positions(tmp_path):
     missing = subprocess.run([sys.executable, "experiments/context_loss.py", f"--runs={tmp_path}/none"], cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "per_position_loss.json is missing" in missing.stderr
+
+
+@pytest.mark.slow  # 20-40 s on 2 cores: two preparations, a training run and bench_step, each a new process
+def test_bench_data_prints_a_consistent_table(tmp_path):
+    args = [sys.executable, "experiments/bench_data.py", "--sizes=0.002", "--workers=1,2", "--train_steps=2",
+            "--eval_steps=1", "--loader_steps=2", "--sample_chars=300000", f"--json={tmp_path}/figures.json",
+            "--config.model.num_layers=1", "--config.model.d_model=32", "--config.model.num_heads=2",
+            "--config.model.mlp_dim=64", "--config.data.seq_len=32", "--config.data.vocab_size=512",
+            "--config.train.batch_size=4"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "TMPDIR": str(tmp_path)}
+    p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    head = next(line for line in p.stdout.splitlines() if line.startswith("figure"))
+    assert re.split(r"\s{2,}", head.strip()) == ["figure", "measured", "reference / goal"]
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    rows = {figure: (measured, goal) for figure, measured, goal in figures["table"]}
+    for figure, (measured, goal) in rows.items():  # every row printed, each with its reference
+        assert re.search(rf"^{re.escape(figure)}\s+{re.escape(measured)}\s+{re.escape(goal)}$", p.stdout, re.M)
+    rates = [float(m) for m in re.findall(r"([\d.]+)[KM] tokens/s", p.stdout)]
+    assert len(rates) >= 6 and min(rates) > 0, p.stdout
+    limit = figures["limit"]["tokens_per_s"] * figures["cores"]
+    for prep in figures["prepare"]["0.002 GB"]:  # the printed share of the limit is tokens / wall / limit
+        assert prep["tokens"] > 0 and prep["wall_s"] > prep["encode_s"] > 0
+        share = f"{100 * prep['tokens'] / prep['wall_s'] / limit:.0f}% of limit"
+        assert share in rows[f"prepare 0.002 GB, {prep['workers']} worker{'s' * (prep['workers'] > 1)}: end to end"][0]
+    assert rows["prepare 0.002 GB: shards of 1, 2 workers"][0] == "identical"
+    assert 0 < figures["train"]["0.002 GB"]["first_step_s"] < figures["train"]["0.002 GB"]["wall_s"]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith("llmjax-bench-data-")]  # its work dir is gone
