@@ -11,6 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from llmjax.data.pipeline import prepare
 from llmjax.data.tokenizers import load_tokenizer
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.training import loop
@@ -88,11 +89,11 @@ def test_eval_covers_the_whole_split_and_the_baseline_the_same_rows(tmp_path):
     cfg = tiny_config(spec, train__eval_steps=0, train__num_steps=6)
     run = resolve(cfg, num_devices=8)
     out = train_and_evaluate(run, str(work), log=lambda _: None)
-    val = np.load(work / "data" / "val.npy")
+    data = prepare(run.data, str(work), log=lambda _: None)  # the run's prepared corpus, reused
+    val, train = np.asarray(data.val_tokens), np.asarray(data.train_tokens)
     rows = (len(val) - 1) // run.data.seq_len
     assert out["tokens"] == rows * run.data.seq_len  # every validation row, padding excluded
     # The baseline over exactly those targets.
-    train = np.load(work / "data" / "train.npy")
     vocab = load_tokenizer(str(work / "tokenizer")).vocab_size  # smoothing covers the specials
     counts = np.bincount(train, minlength=vocab).astype(np.float64) + 1.0
     log_p = np.log(counts / counts.sum())
