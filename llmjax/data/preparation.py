@@ -73,6 +73,7 @@ def scan_unit(unit: sources.Unit, cfg: DataConfig, directory: str, sample: bool)
     counts: dict = {}
     digests, chars, val = [], [], []
     heap: list[tuple[int, str]] = []  # (-priority, text): the bottom-k by hash, a max-heap
+    in_heap: set[int] = set()  # its priorities: a repeated document is held once
     held = 0
     for _, text in sources.read_unit(unit, cfg, counts):
         d = content_hash(text)
@@ -80,11 +81,15 @@ def scan_unit(unit: sources.Unit, cfg: DataConfig, directory: str, sample: bool)
         digests.append(d)
         chars.append(len(text))
         val.append(is_val)
-        if sample and not is_val:
-            heapq.heappush(heap, (-int.from_bytes(d[:8], "little"), text[:cfg.spm_train_chars]))
+        priority = int.from_bytes(d[:8], "little")
+        if sample and not is_val and priority not in in_heap:
+            heapq.heappush(heap, (-priority, text[:cfg.spm_train_chars]))
+            in_heap.add(priority)
             held += min(len(text), cfg.spm_train_chars)
             while heap and held - len(heap[0][1]) >= cfg.spm_train_chars:
-                held -= len(heapq.heappop(heap)[1])
+                p, t = heapq.heappop(heap)
+                held -= len(t)
+                in_heap.discard(-p)
     if sample:
         picked = sorted((-p, t) for p, t in heap)
         atomic_write(_work(directory, f"sample-{unit.index:06d}.json"),
@@ -139,24 +144,30 @@ def keep_masks(scans: Sequence[dict], max_train_chars: int
 
 
 def merged_sample(directory: str, units: Sequence[sources.Unit], budget: int) -> list[str]:
-    """The train documents of smallest hash over all units, up to budget characters."""
-    candidates = []
+    """The train documents of smallest hash over all units, up to budget characters (the
+    document that crosses it included), in hash order. One unit's sample is read at a time:
+    memory is about twice the budget, however many units there are."""
+    heap: list[tuple[int, str]] = []  # (-priority, text), a max-heap of the kept documents
+    kept: set[int] = set()
+    held = 0
     for u in units:
         path = _work(directory, f"sample-{u.index:06d}.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                candidates.extend(tuple(c) for c in json.load(f))
-    candidates.sort()
-    texts, held, last = [], 0, None
-    for priority, text in candidates:
-        if held >= budget:
-            break
-        if priority == last:  # a duplicate document (same hash)
+        if not os.path.exists(path):
             continue
-        texts.append(text)
-        held += len(text)
-        last = priority
-    return texts
+        with open(path, encoding="utf-8") as f:
+            candidates = json.load(f)
+        for priority, text in candidates:
+            if priority in kept or (held >= budget and priority > -heap[0][0]):
+                continue  # a repeat (the same hash), or beyond the budget already
+            heapq.heappush(heap, (-priority, text))
+            kept.add(priority)
+            held += len(text)
+            while held - len(heap[0][1]) >= budget:
+                p, t = heapq.heappop(heap)
+                held -= len(t)
+                kept.discard(-p)
+        del candidates
+    return [t for _, t in sorted((-p, t) for p, t in heap)]
 
 
 # ---------------------------------------------------------------- pass 2: encode

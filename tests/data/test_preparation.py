@@ -141,3 +141,39 @@ def test_a_worker_that_dies_is_one_line_and_the_rerun_resumes(tmp_path, monkeypa
     assert "\n" not in str(e.value)
     monkeypatch.setattr(preparation._Workers, "imap", real)
     assert _build(spec, tmp_path / "prep", workers=2)["stats"]["units"] == 4
+
+
+def test_a_document_repeated_in_a_unit_fills_the_sample_once(tmp_path, monkeypatch):
+    """A repeated document with a small hash must not crowd the others out of a unit's sample
+    (copies counted against the budget would leave a sample of one document)."""
+    words = [f"w{i} " * 30 for i in range(300)]
+    smallest = min(words, key=lambda t: int.from_bytes(preparation.content_hash(t + "\n")[:8], "little"))
+    docs = words + [smallest] * 200
+    (tmp_path / "c").mkdir()
+    with open(tmp_path / "c" / "a.jsonl", "w") as f:
+        f.writelines(json.dumps({"text": t + "\n"}) + "\n" for t in docs)
+    cfg = DataConfig(dataset=f"jsonl:{tmp_path}/c/*.jsonl", tokenizer="byte", val_fraction=0.01,
+                     spm_train_chars=2000)
+    unit = sources.list_units(cfg)[0]
+    (tmp_path / "prep" / "work").mkdir(parents=True)
+    preparation.scan_unit(unit, cfg, str(tmp_path / "prep"), sample=True)
+    sample = preparation.merged_sample(str(tmp_path / "prep"), [unit], 2000)
+    assert sample.count(smallest + "\n") == 1 and sum(map(len, sample)) >= 2000
+
+
+def test_merging_the_samples_holds_one_unit_at_a_time(tmp_path):
+    """Each unit's sample is up to the budget: holding all of them at once grew with the corpus."""
+    import tracemalloc
+    budget, units = 50_000, []
+    (tmp_path / "work").mkdir()
+    rng = np.random.default_rng(0)
+    for u in range(40):
+        picked = sorted([int(p), f"{u}-{i} " + "x" * 1000] for i, p in enumerate(rng.integers(0, 2**62, 50)))
+        (tmp_path / "work" / f"sample-{u:06d}.json").write_text(json.dumps(picked))
+        units.append(type("U", (), {"index": u})())
+    tracemalloc.start()
+    sample = preparation.merged_sample(str(tmp_path), units, budget)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert budget <= sum(map(len, sample)) < budget + 1100
+    assert peak < 6 * budget * 2, peak  # all 40 units' samples would be 40 budgets
