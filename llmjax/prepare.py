@@ -12,7 +12,7 @@ import sys
 from absl import app, flags, logging
 
 from llmjax import config as config_lib
-from llmjax.main import _CONFIG, _die, _parse
+from llmjax.cli import CONFIG, die, parse
 
 _OUT = flags.DEFINE_string("out", None, "Directory to prepare into (default: the config's "
                            "data.prepared_dir).")
@@ -26,15 +26,15 @@ def _shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        _die(f"--shard={text!r} must be I/N, for example --shard=0/4 on the first of 4 machines")
+        die(f"--shard={text!r} must be I/N, for example --shard=0/4 on the first of 4 machines")
     if not 0 <= i < n:
-        _die(f"--shard={text!r}: I must be in 0..N-1 (N={n})")
+        die(f"--shard={text!r}: I must be in 0..N-1 (N={n})")
     return i, n
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _die(f"unexpected arguments {argv[1:]}: overrides look like --config.data.dataset=...")
+        die(f"unexpected arguments {argv[1:]}: overrides look like --config.data.dataset=...")
     if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
         logging.set_verbosity(logging.WARNING)  # tfds narrates every read at INFO
     from llmjax import experiment
@@ -42,13 +42,13 @@ def main(argv: list[str]) -> None:
 
     shard = _shard(_SHARD.value)
     try:
-        run = experiment.resolve(_CONFIG.value)
+        run = experiment.resolve(CONFIG.value)
     except config_lib.ConfigError as e:
-        _die(str(e))
+        die(str(e))
     data = run.data
     out = _OUT.value or data.prepared_dir
     if not out:
-        _die("no directory given: pass --out=DIR (then train with --config.data.prepared_dir=DIR)")
+        die("no directory given: pass --out=DIR (then train with --config.data.prepared_dir=DIR)")
     out = os.path.abspath(os.path.expanduser(out))
     key = pipeline.source_key(data)
     try:
@@ -61,13 +61,13 @@ def main(argv: list[str]) -> None:
                           log=lambda m: print(m, flush=True),
                           workers=_WORKERS.value or data.num_workers, shard=shard)
     except (ValueError, config_lib.UserError) as e:
-        _die(str(e))
+        die(str(e))
     if shard[0] == 0:
         print(f"prepared: train with --config.data.prepared_dir={out}")
 
 
 def run() -> None:
-    app.run(main, flags_parser=_parse)
+    app.run(main, flags_parser=parse)
 
 
 if __name__ == "__main__":
