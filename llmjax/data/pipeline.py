@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -26,7 +27,7 @@ import numpy as np
 from llmjax.config import DataConfig
 from llmjax.data import preparation, token_cache
 from llmjax.data.order import EpochOrder
-from llmjax.data.token_cache import TokenStream, token_dtype
+from llmjax.data.token_cache import TokenStream, token_dtype, unigram_log_probs
 from llmjax.data.tokenizers import Tokenizer, check_compatible, has_tokenizer, load_tokenizer
 
 LEGACY_FORMAT = 1  # workdir/data/{train,val}.npy + meta.json, before sharded preparation
@@ -55,12 +56,6 @@ def tokenize_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> np.ndarray:
         out[pos] = tokenizer.eos_id
         pos += 1
     return out
-
-
-def unigram_log_probs(counts: np.ndarray) -> np.ndarray:
-    """log p(id) of a unigram distribution from token counts, add-one smoothed: float64."""
-    counts = np.asarray(counts, np.float64) + 1.0
-    return np.log(counts / counts.sum())
 
 
 def unigram_loss(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size: int) -> float:
@@ -96,32 +91,33 @@ def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print,
         legacy = _legacy_cache(os.path.join(workdir, "data"), cfg, tok, log, resuming)
         if legacy is not None:
             return legacy
+    build = functools.partial(preparation.build, cfg, directory, key,
+                              lambda t: fingerprint(key, t), log, workers=cfg.num_workers,
+                              tokenizer_dir=run_tok if has_tokenizer(run_tok) else None)
+    prep_tok = os.path.join(directory, "tokenizer")
     with _locked(directory):
         manifest = _reusable(directory, cfg, key, run_tok, resuming, own, log)
         if manifest is None:
-            manifest = preparation.build(cfg, directory, key, lambda t: fingerprint(key, t), log,
-                                         workers=cfg.num_workers,
-                                         tokenizer_dir=run_tok if has_tokenizer(run_tok) else None)
+            manifest = build()
         else:
             s = manifest["stats"]
             log(f"data: reusing {s['train_tokens']:,} train / {s['val_tokens']:,} val tokens "
                 f"({s['tokenizer']}) from {directory}; unigram baseline "
                 f"{manifest['unigram_loss']:.3f} nats/token")
+        tok = load_tokenizer(prep_tok)
         try:
-            streams, counts = token_cache.open_streams(directory, manifest, _vocab(directory))
+            streams, counts = token_cache.open_streams(directory, manifest, tok.vocab_size)
         except token_cache.CacheError as e:
             if not own:
                 raise
             log(f"data: the prepared corpus in {directory} is damaged ({e}); rebuilding it")
             _remove(directory)
-            manifest = preparation.build(cfg, directory, key, lambda t: fingerprint(key, t), log,
-                                         workers=cfg.num_workers,
-                                         tokenizer_dir=run_tok if has_tokenizer(run_tok) else None)
-            streams, counts = token_cache.open_streams(directory, manifest, _vocab(directory),
+            manifest = build()
+            tok = load_tokenizer(prep_tok)
+            streams, counts = token_cache.open_streams(directory, manifest, tok.vocab_size,
                                                        verify=True)
-    tok = load_tokenizer(os.path.join(directory, "tokenizer"))
     if not has_tokenizer(run_tok):
-        shutil.copytree(os.path.join(directory, "tokenizer"), run_tok)
+        shutil.copytree(prep_tok, run_tok)
     return Prepared(tok, streams["train"], streams["val"], manifest["stats"],
                     manifest["unigram_loss"], counts)
 
@@ -153,10 +149,6 @@ def _reusable(directory: str, cfg: DataConfig, key: dict, run_tok: str, resuming
     log(f"data: the corpus changed ({changes}); preparing it again")
     _remove(directory)
     return None
-
-
-def _vocab(directory: str) -> int:
-    return load_tokenizer(os.path.join(directory, "tokenizer")).vocab_size
 
 
 def _remove(directory: str) -> None:

@@ -72,28 +72,18 @@ def scan_unit(unit: sources.Unit, cfg: DataConfig, directory: str, sample: bool)
             return {"index": unit.index, "train_chars": int(z["chars"][~z["val"]].sum())}
     counts: dict = {}
     digests, chars, val = [], [], []
-    heap: list[tuple[int, str]] = []  # (-priority, text): the bottom-k by hash, a max-heap
-    in_heap: set[int] = set()  # its priorities: a repeated document is held once
-    held = 0
+    sample_k = _BottomK(cfg.spm_train_chars)
     for _, text in sources.read_unit(unit, cfg, counts):
         d = content_hash(text)
         is_val = unit.split == "val" if unit.split else _is_val(d, cfg.val_fraction)
         digests.append(d)
         chars.append(len(text))
         val.append(is_val)
-        priority = int.from_bytes(d[:8], "little")
-        if sample and not is_val and priority not in in_heap:
-            heapq.heappush(heap, (-priority, text[:cfg.spm_train_chars]))
-            in_heap.add(priority)
-            held += min(len(text), cfg.spm_train_chars)
-            while heap and held - len(heap[0][1]) >= cfg.spm_train_chars:
-                p, t = heapq.heappop(heap)
-                held -= len(t)
-                in_heap.discard(-p)
+        if sample and not is_val:
+            sample_k.add(int.from_bytes(d[:8], "little"), text[:cfg.spm_train_chars])
     if sample:
-        picked = sorted((-p, t) for p, t in heap)
         atomic_write(_work(directory, f"sample-{unit.index:06d}.json"),
-                     lambda f: f.write(json.dumps(picked).encode()))
+                     lambda f: f.write(json.dumps(sample_k.items()).encode()))
     hashes = np.frombuffer(b"".join(digests), np.uint64).reshape(-1, 2)
     atomic_write(path, lambda f: np.savez(f, hashes=hashes, chars=np.asarray(chars, np.int64),
                                           val=np.asarray(val, bool),
@@ -147,27 +137,40 @@ def merged_sample(directory: str, units: Sequence[sources.Unit], budget: int) ->
     """The train documents of smallest hash over all units, up to budget characters (the
     document that crosses it included), in hash order. One unit's sample is read at a time:
     memory is about twice the budget, however many units there are."""
-    heap: list[tuple[int, str]] = []  # (-priority, text), a max-heap of the kept documents
-    kept: set[int] = set()
-    held = 0
+    merged = _BottomK(budget)
     for u in units:
         path = _work(directory, f"sample-{u.index:06d}.json")
-        if not os.path.exists(path):
-            continue
-        with open(path, encoding="utf-8") as f:
-            candidates = json.load(f)
-        for priority, text in candidates:
-            if priority in kept or (held >= budget and priority > -heap[0][0]):
-                continue  # a repeat (the same hash), or beyond the budget already
-            heapq.heappush(heap, (-priority, text))
-            kept.add(priority)
-            held += len(text)
-            while held - len(heap[0][1]) >= budget:
-                p, t = heapq.heappop(heap)
-                held -= len(t)
-                kept.discard(-p)
-        del candidates
-    return [t for _, t in sorted((-p, t) for p, t in heap)]
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for priority, text in json.load(f):
+                    merged.add(priority, text)
+    return [text for _, text in merged.items()]
+
+
+class _BottomK:
+    """The texts of smallest priority (a hash) up to `budget` characters, the one that crosses
+    it included; a priority seen again (the same document) is held once."""
+
+    def __init__(self, budget: int):
+        self.budget, self.held = budget, 0
+        self._heap: list[tuple[int, str]] = []  # (-priority, text): a max-heap
+        self._priorities: set[int] = set()
+
+    def add(self, priority: int, text: str) -> None:
+        if priority in self._priorities or (self.held >= self.budget
+                                            and priority > -self._heap[0][0]):
+            return
+        heapq.heappush(self._heap, (-priority, text))
+        self._priorities.add(priority)
+        self.held += len(text)
+        while self.held - len(self._heap[0][1]) >= self.budget:
+            p, t = heapq.heappop(self._heap)
+            self.held -= len(t)
+            self._priorities.discard(-p)
+
+    def items(self) -> list[tuple[int, str]]:
+        """(priority, text) in priority order."""
+        return sorted((-p, t) for p, t in self._heap)
 
 
 # ---------------------------------------------------------------- pass 2: encode
@@ -200,9 +203,9 @@ def _encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
 
 
 def encode_unit(unit: sources.Unit, cfg: DataConfig, directory: str,
-                keep: tuple[np.ndarray, tuple[int, int] | None]) -> dict:
+                keep: tuple[np.ndarray, tuple[int, int] | None], val: np.ndarray) -> dict:
     """The unit's train and val shards and work/done-N.json (tokens, sha1, unigram counts);
-    keep: keep_masks' mask and cut for this unit."""
+    keep: keep_masks' mask and cut for this unit; val: its documents' splits from the scan."""
     done = _work(directory, f"done-{unit.index:06d}.json")
     if os.path.exists(done):
         with open(done, encoding="utf-8") as f:
@@ -228,8 +231,7 @@ def encode_unit(unit: sources.Unit, cfg: DataConfig, directory: str,
             try:
                 files[split].write(data)
             except OSError as e:
-                raise write_error(f"cannot write {paths[split]}", e, "make it writable, then run "
-                                  "the same command again to resume") from e
+                raise _write_failed(paths[split], e) from e
             sha[split].update(data)
             tokens[split] += len(out)
             if split == "train":
@@ -243,10 +245,7 @@ def encode_unit(unit: sources.Unit, cfg: DataConfig, directory: str,
                 break
             if not mask[n - 1]:
                 continue
-            if unit.split:
-                split = "val" if unit.split == "val" else "train"
-            else:
-                split = "val" if _is_val(content_hash(text), cfg.val_fraction) else "train"
+            split = "val" if val[n - 1] else "train"
             if cut is not None and cut[0] == n - 1:
                 text = text[:cut[1]]
             pending[split].append(text)
@@ -268,8 +267,7 @@ def encode_unit(unit: sources.Unit, cfg: DataConfig, directory: str,
                 f.flush()
                 os.fsync(f.fileno())
             except OSError as e:
-                raise write_error(f"cannot write {paths[split]}", e, "make it writable, then run "
-                                  "the same command again to resume") from e
+                raise _write_failed(paths[split], e) from e
             f.close()
             os.replace(tmp[split], paths[split])
     except BaseException:
@@ -283,6 +281,11 @@ def encode_unit(unit: sources.Unit, cfg: DataConfig, directory: str,
     atomic_write(_work(directory, f"unigram-{unit.index:06d}.npy"), lambda f: np.save(f, unigram))
     atomic_write(done, lambda f: f.write(json.dumps(record).encode()))
     return record
+
+
+def _write_failed(path: str, e: OSError) -> UserError:
+    return write_error(f"cannot write {path}", e, "make it writable, then run the same command "
+                       "again to resume")
 
 
 # ---------------------------------------------------------------- the driver
@@ -391,7 +394,8 @@ def _build(cfg, directory, source_key, fingerprint, log, units, need_sample, poo
     t_tok = time.time() - t
 
     t = time.time()
-    jobs = [(u, cfg, directory, m) for u, m in zip(units, masks) if u.index % n == i]
+    jobs = [(u, cfg, directory, m, sc["val"]) for u, m, sc in zip(units, masks, scans)
+            if u.index % n == i]
     records = list(pool.imap(encode_unit, jobs))
     t_enc = time.time() - t
     if i > 0:
@@ -400,7 +404,8 @@ def _build(cfg, directory, source_key, fingerprint, log, units, need_sample, poo
     if n > 1:
         _wait(log, "the other machines' shards",
               [_work(directory, f"done-{u.index:06d}.json") for u in units])
-        records = [encode_unit(u, cfg, directory, m) for u, m in zip(units, masks)]  # all done: reads
+        records = [encode_unit(u, cfg, directory, m, sc["val"])  # all done: reads their records
+                   for u, m, sc in zip(units, masks, scans)]
     manifest = _finish(directory, cfg, tok, units, scans, records, merge_stats, source_key,
                        fingerprint(tok))
     s = manifest["stats"]
@@ -504,7 +509,7 @@ def _finish(directory, cfg, tok, units, scans, records, merge_stats, source_key,
     val_counts = token_cache.TokenStream(
         [os.path.join(directory, s["file"]) for s in shards["val"]],
         [s["tokens"] for s in shards["val"]], dtype).counts(tok.vocab_size)
-    log_p = np.log((unigram + 1.0) / (unigram.sum() + tok.vocab_size))
+    log_p = token_cache.unigram_log_probs(unigram)
     manifest = {"fingerprint": fingerprint, "source": source_key, "dtype": dtype.name,
                 "shards": shards, "stats": stats,
                 "unigram_sha1": hashlib.sha1(unigram.tobytes()).hexdigest(),

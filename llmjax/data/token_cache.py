@@ -46,6 +46,12 @@ def file_sha1(path: str, block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def unigram_log_probs(counts: np.ndarray) -> np.ndarray:
+    """log p(id) of a unigram distribution from token counts, add-one smoothed: float64."""
+    counts = np.asarray(counts, np.float64) + 1.0
+    return np.log(counts / counts.sum())
+
+
 class CacheError(ValueError):
     """A prepared directory that is unfinished, damaged or for another corpus (one line)."""
 
