@@ -18,18 +18,16 @@ size. Workers are spawned (not forked: the parent may hold JAX's threads).
 """
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import concurrent.futures.process  # BrokenProcessPool: not loaded until a pool starts
 import hashlib
 import heapq
 import json
-import multiprocessing
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -38,14 +36,11 @@ from llmjax.data import sources, token_cache
 from llmjax.data.atomic import atomic_write, write_error
 from llmjax.data.tokenizers import (Tokenizer, check_compatible, has_tokenizer, load_tokenizer,
                                     train_tokenizer)
+from llmjax.data.workers import Workers, default_workers, in_worker
 
 Log = Callable[[str], None]
 _ENCODE_CHARS = 4 << 20  # documents are encoded in batches of about this many characters
 _SMALL_CORPUS = 32 << 20  # bytes: prepared without worker processes unless asked
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def content_hash(text: str) -> bytes:
@@ -188,16 +183,8 @@ def _tokenizer(directory: str) -> Tokenizer:
     return _TOKENIZERS[key]
 
 
-_IN_WORKER = False  # set in spawned workers: they are the parallelism, one thread each
-
-
-def _mark_worker() -> None:
-    global _IN_WORKER
-    _IN_WORKER = True
-
-
 def _encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
-    if tok.kind == "sentencepiece" and _IN_WORKER:
+    if tok.kind == "sentencepiece" and in_worker():
         return tok.encode_batch(texts, num_threads=1)
     return tok.encode_batch(texts)  # in this process: the tokenizer's own threads
 
@@ -291,34 +278,6 @@ def _write_failed(path: str, e: OSError) -> UserError:
 # ---------------------------------------------------------------- the driver
 
 
-class _Workers:
-    """Spawned worker processes (none: this process when one worker suffices)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        ctx = multiprocessing.get_context("spawn")
-        self.pool = concurrent.futures.ProcessPoolExecutor(
-            n, mp_context=ctx, initializer=_mark_worker) if n > 1 else None
-
-    def imap(self, fn: Callable, jobs: Iterable[tuple]) -> Iterator:
-        """fn(*job) of each job in order; jobs are drawn lazily, 2n in flight at most."""
-        if self.pool is None:
-            for job in jobs:
-                yield fn(*job)
-            return
-        pending: collections.deque = collections.deque()
-        for job in jobs:
-            pending.append(self.pool.submit(fn, *job))
-            if len(pending) >= 2 * self.n:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-    def close(self, cancel: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=cancel)
-
-
 def build(cfg: DataConfig, directory: str, source_key: dict, fingerprint: Callable[[Tokenizer], str],
           log: Log = print, workers: int = 0, tokenizer_dir: str | None = None,
           shard: tuple[int, int] = (0, 1)) -> dict | None:
@@ -344,7 +303,7 @@ def build(cfg: DataConfig, directory: str, source_key: dict, fingerprint: Callab
         and cfg.tokenizer in ("sentencepiece", "char")
     log(f"data: preparing {cfg.dataset} in {directory}: {len(units)} units, {workers} workers"
         + (f", machine {shard[0]} of {shard[1]}" if shard[1] > 1 else ""))
-    pool = _Workers(workers)
+    pool = Workers(workers)
     try:
         manifest = _build(cfg, directory, source_key, fingerprint, log, units, need_sample, pool,
                           shard)
@@ -444,7 +403,7 @@ def _wait(log: Log, what: str, paths: Sequence[str], poll: float = 2.0) -> None:
         missing = [p for p in missing if not os.path.exists(p)]
 
 
-def _scan(units, cfg: DataConfig, directory: str, sample: bool, workers: _Workers) -> list:
+def _scan(units, cfg: DataConfig, directory: str, sample: bool, workers: Workers) -> list:
     """Scan units in corpus order; once max_train_chars of train text is read, only a
     pre-split source's val units are still scanned. The units scanned."""
     scanned, train_chars = [], 0

@@ -128,18 +128,18 @@ def test_a_preparation_killed_mid_encoding_resumes_to_the_same_corpus(tmp_path):
 
 def test_a_worker_that_dies_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
     spec = _jsonl_corpus(tmp_path / "corpus", files=4, docs=40)
-    real = preparation._Workers.imap
+    real = preparation.Workers.imap
 
     def dying(self, fn, jobs):
         if fn is preparation.encode_unit:
             raise concurrent.futures.process.BrokenProcessPool("a child process terminated abruptly")
         return real(self, fn, jobs)
 
-    monkeypatch.setattr(preparation._Workers, "imap", dying)
+    monkeypatch.setattr(preparation.Workers, "imap", dying)
     with pytest.raises(UserError, match="a preparation worker died.*run the same command again") as e:
         _build(spec, tmp_path / "prep", workers=2)
     assert "\n" not in str(e.value)
-    monkeypatch.setattr(preparation._Workers, "imap", real)
+    monkeypatch.setattr(preparation.Workers, "imap", real)
     assert _build(spec, tmp_path / "prep", workers=2)["stats"]["units"] == 4
 
 
