@@ -43,6 +43,7 @@ class Prepared:
     stats: dict
     unigram_loss: float  # nats/token of val under train's add-one unigram: the bar to beat
     unigram_counts: np.ndarray  # int64 (vocab,) train token counts
+    fingerprint: str = ""  # names the corpus and tokenizer (for what is derived from the streams)
 
 
 def tokenize_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> np.ndarray:
@@ -119,7 +120,7 @@ def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print,
     if not has_tokenizer(run_tok):
         shutil.copytree(prep_tok, run_tok)
     return Prepared(tok, streams["train"], streams["val"], manifest["stats"],
-                    manifest["unigram_loss"], counts)
+                    manifest["unigram_loss"], counts, manifest["fingerprint"])
 
 
 def _reusable(directory: str, cfg: DataConfig, key: dict, run_tok: str, resuming: bool, own: bool,
@@ -241,7 +242,7 @@ def _legacy_cache(data_dir: str, cfg: DataConfig, tok: Tokenizer, log: Callable[
     log(f"data: reusing {len(train):,} train / {len(val):,} val tokens from {data_dir} "
         "(prepared by an earlier llmjax)")
     counts = np.bincount(train, minlength=tok.vocab_size)[:tok.vocab_size].astype(np.int64)
-    return Prepared(tok, train, val, meta["stats"], meta["unigram_loss"], counts)
+    return Prepared(tok, train, val, meta["stats"], meta["unigram_loss"], counts, meta["fingerprint"])
 
 
 # ---------------------------------------------------------------- batches

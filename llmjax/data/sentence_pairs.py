@@ -1,23 +1,36 @@
-"""BERT's sentence-pair (NSP) examples, built in token space on the cached stream.
+"""BERT's sentence-pair (NSP) examples, built in token space on the prepared token streams.
 
-`pipeline.prepare` already gives a 1-D stream (each document's ids, then EOS), so the corpus is
+The prepared corpus is already a 1-D stream (each document's ids, then EOS), so the text is
 not read twice: documents are cut into segments with per-id tables derived from
 `tokenizer.pieces()` (one rule for code and prose, vectorised with numpy), and instances are
 made as in BERT's create_pretraining_data.py (Devlin et al. 2019), each stored as ranges into
-the stream rather than copies. Batches are pure functions of (seed, step), like PackedBatches.
+the stream rather than copies (29 bytes an instance). A large stream is built block by block in
+worker processes and its instances kept in a memory-mapped file, so neither memory nor the
+time to the first step of a later run grows with the corpus. Batches are pure functions of
+(seed, step), like PackedBatches.
 
 Shape key: B batch rows, L seq_len, T stream tokens, S segments, D documents, N instances.
 """
 from __future__ import annotations
 
 import bisect
+import concurrent.futures.process  # BrokenProcessPool: not loaded until a pool starts
+import contextlib
 import dataclasses
+import hashlib
+import json
+import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
+from llmjax.config import UserError
+from llmjax.data.atomic import atomic_write, write_error
 from llmjax.data.order import EpochOrder
+from llmjax.data.token_cache import TokenStream
 from llmjax.data.tokenizers import Tokenizer
+from llmjax.data.workers import Workers
 
 _SENTENCE_ENDS = (".", "!", "?")
 
@@ -54,6 +67,12 @@ class Segments:
 
 
 def segment_stream(tokens_T: np.ndarray, tokenizer: Tokenizer, max_len: int) -> Segments:
+    """Cut each document of the stream into segments (see segment_tokens)."""
+    return segment_tokens(np.asarray(tokens_T), PieceTables.from_tokenizer(tokenizer),
+                          tokenizer.eos_id, max_len)
+
+
+def segment_tokens(tok: np.ndarray, tab: PieceTables, eos_id: int, max_len: int) -> Segments:
     """Cut each document into segments: at sentence ends and blank lines, then long ones.
 
     A sentence ends after a piece ending in . ! ? when the next piece starts with whitespace;
@@ -64,10 +83,8 @@ def segment_stream(tokens_T: np.ndarray, tokenizer: Tokenizer, max_len: int) -> 
     """
     if max_len < 1:
         raise ValueError(f"max_len={max_len} must be positive")
-    tab = PieceTables.from_tokenizer(tokenizer)
-    tok = np.asarray(tokens_T)
     n = len(tok)
-    eos = np.flatnonzero(tok == tokenizer.eos_id)
+    eos = np.flatnonzero(tok == eos_id)
     doc_starts = np.concatenate([[0], eos + 1]).astype(np.int64)
     doc_ends = np.concatenate([eos, [n]]).astype(np.int64)
     content_C = np.zeros(n + 1, _index_dtype(n))  # content_C[i] = tokens with text before i
@@ -229,26 +246,91 @@ def build_pass(seg: Segments, max_num_tokens: int, short_seq_prob: float,
             "label": np.array(label, np.int32), "forced": np.array(forced, bool)}
 
 
+# ---------------------------------------------------------------- blocks
+
+
+BLOCK_TOKENS = 1 << 24  # a block's instances pair its own documents; memory is per block
+FORMAT = 1  # bump when the instances' meaning changes (names the cache files)
+_PASS_STREAM = 1  # pass p draws from default_rng([seed, p, 1, block]); epoch order from [seed, epoch]
+
+INSTANCE = np.dtype([("a_start", "<i8"), ("a_len", "<i4"), ("b_start", "<i8"), ("b_len", "<i4"),
+                     ("label", "<i4"), ("forced", "?")])
+
+
+def stream_blocks(tokens: np.ndarray | TokenStream, block_tokens: int = BLOCK_TOKENS
+                  ) -> list[tuple[int, int]]:
+    """[start, end) stream ranges of the blocks: runs of whole shards (documents never straddle
+    one) of at least block_tokens tokens, a short tail joining the block before it. An array
+    in memory is one block."""
+    if not isinstance(tokens, TokenStream) or len(tokens.lengths) <= 1:
+        return [(0, len(tokens))]
+    bounds = tokens.starts.tolist()
+    blocks, first = [], 0
+    for end in range(1, len(bounds)):
+        if bounds[end] - bounds[first] >= block_tokens:
+            blocks.append((bounds[first], bounds[end]))
+            first = end
+    if first < len(bounds) - 1:
+        if blocks and bounds[-1] - bounds[first] < block_tokens // 2:
+            blocks[-1] = (blocks[-1][0], bounds[-1])
+        else:
+            blocks.append((bounds[first], bounds[-1]))
+    return blocks
+
+
+def _rng(seed: int, p: int, block: int) -> np.random.Generator:
+    """Block 0 keeps the key a whole-stream build always used, so a corpus of one block gives
+    the instances it gave before blocks existed."""
+    return np.random.default_rng([seed, p, _PASS_STREAM] + ([block] if block else []))
+
+
+def block_instances(tokens_T: np.ndarray, offset: int, tab: PieceTables, eos_id: int,
+                    max_num_tokens: int, short_seq_prob: float, seed: int, passes: int,
+                    block: int) -> tuple[list[np.ndarray], dict]:
+    """One INSTANCE array per pass over a block's tokens (which start at stream position
+    offset), and the block's {"documents", "segments"} counts."""
+    seg = segment_tokens(np.asarray(tokens_T), tab, eos_id, max(1, max_num_tokens // 2))
+    counts = {"documents": len(seg.doc_first), "segments": len(seg.start)}
+    if counts["documents"] < 2:
+        return [np.empty(0, INSTANCE)] * passes, counts
+    out = []
+    for p in range(passes):
+        built = build_pass(seg, max_num_tokens, short_seq_prob, _rng(seed, p, block))
+        inst = np.empty(len(built["label"]), INSTANCE)
+        for name in INSTANCE.names:
+            inst[name] = built[name]
+        inst["a_start"] += offset
+        inst["b_start"] += offset
+        out.append(inst)
+    return out, counts
+
+
 # ---------------------------------------------------------------- batches
-
-
-_PASS_STREAM = 1  # pass p draws from default_rng([seed, p, 1]); epoch order from [seed, epoch]
 
 
 class SentencePairs:
     """[CLS] A [SEP] B [SEP] examples with NSP labels; the batch of a step is a pure function.
 
-    Instances come from `passes` passes over the documents (BERT's dupe_factor), pass p drawn
-    from default_rng([seed, p, 1]) (a stream apart from the epoch order's), built once. Segments are at most half of max_num_tokens =
-    seq_len - 3, so a full-length chunk always holds two or more of them (a one-segment chunk
-    forces a random B, as in BERT). Instances are visited in llmjax.data.order.EpochOrder
-    (shuffled per epoch for training, in order for eval); eval rows past the end are all [PAD]
-    with weight 0 (and attention_mask 0).
+    Instances come from `passes` passes over the documents (BERT's dupe_factor). The stream is
+    cut into blocks of about BLOCK_TOKENS tokens at shard boundaries (stream_blocks), built
+    independently (in `workers` spawned processes), so memory does not grow with the corpus; a
+    random B comes from another document of the same block, as in BERT's
+    create_pretraining_data run on one input shard. Pass p of block b draws from
+    default_rng([seed, p, 1, b]) (a stream apart from the epoch order's). Instances are held
+    pass by pass, block by block: in memory, or with cache_dir in one memory-mapped file named
+    by everything they depend on (built once, reused by every later run and resume, like
+    Megatron's sample index files). Segments are at most half of max_num_tokens = seq_len - 3,
+    so a full-length chunk always holds two or more of them (a one-segment chunk forces a
+    random B, as in BERT). Instances are visited in llmjax.data.order.EpochOrder (shuffled per
+    epoch for training, in order for eval); eval rows past the end are all [PAD] with weight 0
+    (and attention_mask 0).
     """
 
-    def __init__(self, tokens: np.ndarray, tokenizer: Tokenizer, seq_len: int,
+    def __init__(self, tokens: np.ndarray | TokenStream, tokenizer: Tokenizer, seq_len: int,
                  batch_size: int, seed: int, *, shuffle: bool, passes: int = 5,
-                 short_seq_prob: float = 0.1):
+                 short_seq_prob: float = 0.1, cache_dir: str | None = None, source_id: str = "",
+                 workers: int = 1, block_tokens: int = BLOCK_TOKENS,
+                 log: Callable[[str], None] | None = None):
         if np.ndim(tokens) != 1:
             raise ValueError(f"tokens must be a 1-D stream, got shape {np.shape(tokens)}")
         if seq_len < 5:
@@ -262,32 +344,45 @@ class SentencePairs:
         self.tokens, self.seq_len, self.batch_size = tokens, seq_len, batch_size
         self.seed, self.shuffle = seed, shuffle
         self.max_num_tokens = seq_len - 3
-        self.segments = segment_stream(tokens, tokenizer, max(1, self.max_num_tokens // 2))
-        n_docs = len(self.segments.doc_first)
-        if n_docs < 2:
-            raise ValueError(f"the token stream has {n_docs} document(s) with text, too few for "
-                             "sentence pairs (a random B comes from another document): use "
-                             "more data, at least two documents with text")
-        t1 = time.perf_counter()
-        built = [build_pass(self.segments, self.max_num_tokens, short_seq_prob,
-                            np.random.default_rng([seed, p, _PASS_STREAM])) for p in range(passes)]
-        inst = {k: np.concatenate([b[k] for b in built]) for k in built[0]}
-        self.a_start, self.a_len = inst["a_start"], inst["a_len"].astype(np.int32)
-        self.b_start, self.b_len = inst["b_start"], inst["b_len"].astype(np.int32)
-        self.labels, self.forced_random = inst["label"], inst["forced"]
         self.pad_id, self.cls_id, self.sep_id = tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id
+        blocks = stream_blocks(tokens, block_tokens)
+        job = dict(tab=PieceTables.from_tokenizer(tokenizer), eos_id=tokenizer.eos_id,
+                   max_num_tokens=self.max_num_tokens, short_seq_prob=short_seq_prob, seed=seed,
+                   passes=passes)
+        if cache_dir is None:
+            built = [block_instances(tokens[s:e], s, block=b, **job)
+                     for b, (s, e) in enumerate(blocks)]
+            self.instances = np.concatenate([inst[p] for p in range(passes) for inst, _ in built])
+            counts = {k: sum(c[k] for _, c in built) for k in ("documents", "segments")}
+        else:
+            key = hashlib.sha1(json.dumps(
+                [FORMAT, source_id, len(tokens), seq_len, seed, passes, short_seq_prob,
+                 block_tokens, tokenizer.fingerprint()]).encode()).hexdigest()[:16]
+            path = os.path.join(cache_dir, f"pairs-{key}.npy")
+            counts = _cached(path, tokens, blocks, job, workers, log or (lambda _: None))
+            self.instances = np.load(path, mmap_mode="r")
+        if counts["documents"] < 2:
+            raise ValueError(f"the token stream has {counts['documents']} document(s) with text, "
+                             "too few for sentence pairs (a random B comes from another document): "
+                             "use more data, at least two documents with text")
         self._order = EpochOrder(self.num_examples, batch_size, seed, shuffle)
-        t2 = time.perf_counter()
-        self.stats = {"documents": n_docs, "segments": len(self.segments.start),
-                      "examples": self.num_examples,
-                      "random_next": float(self.labels.mean()),
-                      "forced_random": float(self.forced_random.mean()),
-                      "mean_tokens": float((self.a_len + self.b_len).mean() + 3),
-                      "segment_seconds": t1 - t0, "instance_seconds": t2 - t1}
+        self.stats = {**counts, "blocks": len(blocks), "examples": self.num_examples,
+                      "random_next": float(np.mean(self.labels)),
+                      "forced_random": float(np.mean(self.forced_random)),
+                      "mean_tokens": float(np.mean(self.a_len, dtype=np.float64)
+                                           + np.mean(self.b_len, dtype=np.float64) + 3),
+                      "seconds": time.perf_counter() - t0}
+
+    a_start = property(lambda self: self.instances["a_start"])
+    a_len = property(lambda self: self.instances["a_len"])
+    b_start = property(lambda self: self.instances["b_start"])
+    b_len = property(lambda self: self.instances["b_len"])
+    labels = property(lambda self: self.instances["label"])
+    forced_random = property(lambda self: self.instances["forced"])
 
     @property
     def num_examples(self) -> int:
-        return len(self.labels)
+        return len(self.instances)
 
     @property
     def num_batches(self) -> int:
@@ -302,14 +397,14 @@ class SentencePairs:
         """tokens, token_types, attention_mask int32 (B, L); nsp_labels int32, weights f32 (B,)."""
         idx = self.indices(step, rows)
         real = idx >= 0
-        i = np.where(real, idx, 0)
-        la_B1 = np.where(real, self.a_len[i], 0)[:, None]
-        lb_B1 = np.where(real, self.b_len[i], 0)[:, None]
+        inst = self.instances[np.where(real, idx, 0)]  # (B,) records, read from the file
+        la_B1 = np.where(real, inst["a_len"], 0)[:, None].astype(np.int64)
+        lb_B1 = np.where(real, inst["b_len"], 0)[:, None].astype(np.int64)
         t_1xL = np.arange(self.seq_len)[None, :]
         in_a_BxL = (t_1xL >= 1) & (t_1xL < 1 + la_B1)
         in_b_BxL = (t_1xL >= 2 + la_B1) & (t_1xL < 2 + la_B1 + lb_B1)
-        pos_BxL = np.where(in_a_BxL, self.a_start[i][:, None] + t_1xL - 1,
-                           np.where(in_b_BxL, self.b_start[i][:, None] + t_1xL - 2 - la_B1, 0))
+        pos_BxL = np.where(in_a_BxL, inst["a_start"][:, None] + t_1xL - 1,
+                           np.where(in_b_BxL, inst["b_start"][:, None] + t_1xL - 2 - la_B1, 0))
         tokens_BxL = np.where(in_a_BxL | in_b_BxL, np.asarray(self.tokens[pos_BxL], np.int32),
                               np.int32(self.pad_id))
         sep_BxL = (t_1xL == 1 + la_B1) | (t_1xL == 2 + la_B1 + lb_B1)
@@ -321,5 +416,84 @@ class SentencePairs:
         return {"tokens": tokens_BxL.astype(np.int32),
                 "token_types": types_BxL.astype(np.int32),
                 "attention_mask": (t_1xL < length_B1).astype(np.int32),
-                "nsp_labels": np.where(real, self.labels[i], 0).astype(np.int32),
+                "nsp_labels": np.where(real, inst["label"], 0).astype(np.int32),
                 "weights": real.astype(np.float32)}
+
+
+def _cached(path: str, tokens: np.ndarray | TokenStream, blocks: list[tuple[int, int]], job: dict,
+            workers: int, log: Callable[[str], None]) -> dict:
+    """Build the instance file at path unless it is there; the blocks' summed counts.
+
+    Each block's passes are saved by the worker that builds them (`path.b{b}.p{p}.npy`, then
+    `path.b{b}.json` last), then joined pass by pass into path, written atomically, and
+    `path.json` last: a build that is killed resumes from its finished blocks, and a
+    half-written file is never read."""
+    if os.path.exists(f"{path}.json") and os.path.exists(path):
+        with open(f"{path}.json", encoding="utf-8") as f:
+            return json.load(f)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    t0, parts = time.time(), [f"{path}.b{b}" for b in range(len(blocks))]
+    todo = [b for b in range(len(blocks)) if not os.path.exists(f"{parts[b]}.json")]
+    n = max(1, min(workers, len(todo)))
+    log(f"data: building BERT sentence pairs from {len(tokens):,} tokens in {len(blocks)} "
+        f"block(s), {len(todo)} to do, {n} worker(s)")
+    pool = Workers(n)
+    try:
+        for _ in pool.imap(_block_job, ((_block_tokens(tokens, *blocks[b]), blocks[b][0], job, b,
+                                         parts[b]) for b in todo)):
+            pass
+    except concurrent.futures.process.BrokenProcessPool:
+        raise UserError(f"a worker building {path} died (out of memory?): run again with fewer "
+                        "workers (config.data.num_workers); finished blocks are kept") from None
+    finally:
+        pool.close(cancel=True)
+    counts, lengths = {"documents": 0, "segments": 0}, []
+    for part in parts:
+        with open(f"{part}.json", encoding="utf-8") as f:
+            done = json.load(f)
+        lengths.append(done.pop("lengths"))
+        counts = {k: counts[k] + done[k] for k in counts}
+    if counts["documents"] >= 2:
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            out = np.lib.format.open_memmap(tmp, "w+", INSTANCE, (int(np.sum(lengths)),))
+            at = 0
+            for p in range(job["passes"]):
+                for part, n_p in zip(parts, lengths):
+                    out[at:at + n_p[p]] = np.load(f"{part}.p{p}.npy", mmap_mode="r")
+                    at += n_p[p]
+            out.flush()
+            del out
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise write_error(f"cannot write {path}", e, "make it writable, then run again "
+                              "(finished blocks are kept)") from e
+        atomic_write(f"{path}.json", lambda f: f.write(json.dumps(counts).encode()))
+        for part in parts:
+            for q in range(job["passes"]):
+                os.remove(f"{part}.p{q}.npy")
+            os.remove(f"{part}.json")
+        log(f"data: {int(np.sum(lengths)):,} sentence pairs in {time.time() - t0:.1f}s, "
+            f"saved to {path}")
+    return counts
+
+
+def _block_tokens(tokens: np.ndarray | TokenStream, start: int, end: int
+                  ) -> np.ndarray | TokenStream:
+    """What a worker needs to read tokens[start:end]: a stream of the block's own shards
+    (pickled as file names) or, for an array, the slice."""
+    if not isinstance(tokens, TokenStream):
+        return tokens[start:end]
+    first = int(np.searchsorted(tokens.starts, start, side="right")) - 1
+    return tokens.part(first, int(np.searchsorted(tokens.starts, end, side="left")))
+
+
+def _block_job(tokens: np.ndarray | TokenStream, offset: int, job: dict, block: int,
+               part: str) -> None:
+    instances, counts = block_instances(np.asarray(tokens), offset, block=block, **job)
+    for p, inst in enumerate(instances):
+        atomic_write(f"{part}.p{p}.npy", lambda f, a=inst: np.save(f, a))
+    counts["lengths"] = [len(a) for a in instances]
+    atomic_write(f"{part}.json", lambda f: f.write(json.dumps(counts).encode()))

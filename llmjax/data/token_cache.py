@@ -95,7 +95,10 @@ class TokenStream:
 
     def __getitem__(self, index) -> np.ndarray:
         if isinstance(index, slice):
-            return self[np.arange(*index.indices(len(self)))]
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            return self._range(start, max(start, stop))
         idx = np.asarray(index, np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"token index out of range [0, {len(self)})")
@@ -107,6 +110,19 @@ class TokenStream:
             sel = shard == i
             out[sel] = self._shard(int(i))[idx[sel] - self.starts[i]]
         return out
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        """Tokens [start, stop) copied shard by shard (no index array: a block of the stream
+        costs its own bytes only)."""
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        last = int(np.searchsorted(self.starts, stop, side="left"))
+        parts = [self._shard(i)[max(start - self.starts[i], 0):stop - self.starts[i]]
+                 for i in range(max(first, 0), min(last, len(self.lengths)))]
+        return np.concatenate(parts) if parts else np.zeros(0, self.dtype)
+
+    def part(self, first: int, end: int) -> TokenStream:
+        """Shards [first, end) as a stream of their own (picklable: it holds no open maps)."""
+        return TokenStream(self.paths[first:end], self.lengths[first:end], self.dtype)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """The whole split in memory (for code that needs it all at once)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 import flax.linen as nn
@@ -26,6 +27,7 @@ from llmjax.config import check_fraction, check_positive, fail
 from llmjax.data.masking import EVAL_STREAM, TRAIN_STREAM, MaskingTables, mask_tokens
 from llmjax.data.pipeline import Prepared, prepare, unigram_log_probs
 from llmjax.data.sentence_pairs import SentencePairs
+from llmjax.data.workers import default_workers
 from llmjax.tasks.base import Batch, Log, Task
 from llmjax.tasks.registry import register
 from llmjax.training.objectives import token_nll
@@ -63,13 +65,13 @@ class MLMTask(Task):
             fail("data.seq_len", d.seq_len, "a sentence pair needs at least 8 tokens: raise it")
         self.data = prepare(d, workdir, log=log, resuming=resuming)
         tok = self.data.tokenizer
-        pairs = dict(tokenizer=tok, seq_len=d.seq_len, seed=t.seed, passes=cfg.passes,
-                     short_seq_prob=cfg.short_seq_prob)
-        # Sentence pairs are still built over the whole stream in memory (np.asarray reads it).
-        self._train = SentencePairs(np.asarray(self.data.train_tokens), batch_size=t.batch_size,
-                                    shuffle=True, **pairs)
-        self._eval = SentencePairs(np.asarray(self.data.val_tokens), batch_size=self.eval_batch_size,
-                                   shuffle=False, **{**pairs, "passes": 1})
+        pairs = dict(tokenizer=tok, seq_len=d.seq_len, seed=t.seed, short_seq_prob=cfg.short_seq_prob,
+                     cache_dir=os.path.join(workdir, "sentence_pairs"),
+                     workers=d.num_workers or default_workers(), log=log)
+        self._train = SentencePairs(self.data.train_tokens, batch_size=t.batch_size, shuffle=True,
+                                    passes=cfg.passes, source_id=f"{self.data.fingerprint}:train", **pairs)
+        self._eval = SentencePairs(self.data.val_tokens, batch_size=self.eval_batch_size, shuffle=False,
+                                   passes=1, source_id=f"{self.data.fingerprint}:val", **pairs)
         self._tables = MaskingTables.from_tokenizer(tok)
         log(f"data: {self._train.num_examples:,} train / {self._eval.num_examples:,} eval sentence "
             f"pairs of up to {d.seq_len} tokens ({cfg.passes} passes over the train split)")

@@ -1,6 +1,7 @@
 """Sentence pairs: segmentation against a plain-Python reference, BERT's instance rules on real
 stdlib text (byte and sentencepiece), the [CLS] A [SEP] B [SEP] layout and stateless batches."""
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from llmjax.data import sentence_pairs
 from llmjax.data.pipeline import tokenize_documents
 from llmjax.data.sentence_pairs import SentencePairs, segment_stream
+from llmjax.data.token_cache import TokenStream
 from llmjax.data.tokenizers import ByteTokenizer
 from tests.data.bert_corpus import stdlib_texts, tokenizers
 
@@ -132,8 +134,9 @@ def test_instances_follow_bert(pairs):
     whole = la + lb < M  # not truncated: B starts right after A, all on segment boundaries
     assert whole.mean() > 0.05
     assert (b0[nxt & whole] == a0[nxt & whole] + la[nxt & whole]).all()
-    seg_starts = set(sp.segments.start.tolist())
-    seg_ends = set((sp.segments.start + sp.segments.length).tolist())
+    seg = segment_stream(stream, tok, sp.max_num_tokens // 2)
+    seg_starts = set(seg.start.tolist())
+    seg_ends = set((seg.start + seg.length).tolist())
     for x in (a0[whole], b0[whole]):
         assert set(x.tolist()) <= seg_starts
     assert set((a0 + la)[whole].tolist()) <= seg_starts | seg_ends
@@ -174,8 +177,9 @@ def test_truncation_counts_match_berts_loop():
 
 def test_passes_are_deterministic(pairs):
     tok, stream, sp = pairs
-    p1 = sentence_pairs.build_pass(sp.segments, sp.max_num_tokens, 0.1, np.random.default_rng([3, 1, 1]))
-    p0 = sentence_pairs.build_pass(sp.segments, sp.max_num_tokens, 0.1,
+    seg = segment_stream(stream, tok, sp.max_num_tokens // 2)
+    p1 = sentence_pairs.build_pass(seg, sp.max_num_tokens, 0.1, np.random.default_rng([3, 1, 1]))
+    p0 = sentence_pairs.build_pass(seg, sp.max_num_tokens, 0.1,
                                    np.random.default_rng([3, 0, 1]))
     n0 = len(p0["label"])
     np.testing.assert_array_equal(sp.a_start[n0:n0 + len(p1["label"])], p1["a_start"])
@@ -244,3 +248,116 @@ def test_errors_are_one_line():
         SentencePairs(one_doc, tok, 4, 4, 0, shuffle=True)
     two = tokenize_documents(tok, ["a. b.", "c"])
     assert SentencePairs(two, tok, 5, 4, 0, shuffle=True).num_examples > 0
+
+
+# ---------------------------------------------------------------- a sharded stream, in blocks
+
+
+def _sharded(tmp_path, tok, docs, per_shard):
+    """The documents' stream as a TokenStream of shards of per_shard documents each."""
+    paths, lengths = [], []
+    for i in range(0, len(docs), per_shard):
+        ids = tokenize_documents(tok, docs[i:i + per_shard])
+        paths.append(str(tmp_path / f"train-{i:06d}.bin"))
+        ids.tofile(paths[-1])
+        lengths.append(len(ids))
+    return TokenStream(paths, lengths, ids.dtype)
+
+
+def test_stream_blocks_cut_at_shards_and_fold_a_short_tail(tmp_path):
+    lengths = [5, 3, 4, 6, 2, 1]
+    paths = []
+    for i, n in enumerate(lengths):
+        paths.append(str(tmp_path / f"{i}.bin"))
+        np.zeros(n, np.uint16).tofile(paths[-1])
+    stream = TokenStream(paths, lengths, np.uint16)
+    assert sentence_pairs.stream_blocks(stream, 8) == [(0, 8), (8, 21)]  # tail 2+1 < 4 folds in
+    assert sentence_pairs.stream_blocks(stream, 6) == [(0, 8), (8, 18), (18, 21)]  # 3 >= 6 // 2
+    assert sentence_pairs.stream_blocks(stream, 100) == [(0, 21)]
+    assert sentence_pairs.stream_blocks(np.zeros(21, np.uint16), 6) == [(0, 21)]
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    tok = ByteTokenizer()
+    stream = _sharded(tmp_path_factory.mktemp("shards"), tok, list(stdlib_texts(24, 3_000)), 3)
+    return tok, stream
+
+
+def test_a_block_pairs_only_its_own_documents_at_stream_positions(sharded):
+    tok, stream = sharded
+    sp = SentencePairs(stream, tok, 64, 16, 3, shuffle=True, passes=2, block_tokens=15_000)
+    blocks = sentence_pairs.stream_blocks(stream, 15_000)
+    assert len(blocks) >= 3 and sp.stats["blocks"] == len(blocks)
+    ends = np.array([e for _, e in blocks])
+    block_a = np.searchsorted(ends, sp.a_start, side="right")
+    assert (block_a == np.searchsorted(ends, sp.b_start + sp.b_len - 1, side="right")).all()
+    assert len(np.unique(block_a)) == len(blocks)
+    whole = np.asarray(stream)  # the batch reads the stream where the instances say
+    b = sp.batch(0)
+    for row in range(4):
+        i = sp.indices(0)[row]
+        a = whole[sp.a_start[i]:sp.a_start[i] + sp.a_len[i]]
+        np.testing.assert_array_equal(b["tokens"][row, 1:1 + len(a)], a)
+    first = SentencePairs(stream[0:blocks[0][1]], tok, 64, 16, 3, shuffle=True, passes=1)
+    np.testing.assert_array_equal(sp.instances[:first.num_examples], first.instances)
+
+
+def test_the_cache_file_equals_the_build_in_memory_and_is_reused(sharded, tmp_path, monkeypatch):
+    tok, stream = sharded
+    args = dict(shuffle=True, passes=2, block_tokens=15_000, source_id="corpus:train")
+    memory = SentencePairs(stream, tok, 64, 16, 3, **args)
+    logged = []
+    cached = SentencePairs(stream, tok, 64, 16, 3, cache_dir=str(tmp_path), workers=2,
+                           log=logged.append, **args)
+    np.testing.assert_array_equal(np.asarray(cached.instances), memory.instances)
+    assert isinstance(cached.instances, np.memmap) and cached.stats == {**memory.stats,
+                                                                        "seconds": cached.stats["seconds"]}
+    assert [f.name for f in tmp_path.iterdir()] and all(f.name.startswith("pairs-")
+                                                        for f in tmp_path.iterdir())
+    assert len(list(tmp_path.iterdir())) == 2 and "2 worker(s)" in logged[0]
+    monkeypatch.setattr(sentence_pairs, "block_instances", None)  # reused: nothing is built
+    again = SentencePairs(stream, tok, 64, 16, 3, cache_dir=str(tmp_path), **args)
+    np.testing.assert_array_equal(again.batch(5)["tokens"], memory.batch(5)["tokens"])
+    monkeypatch.undo()
+    SentencePairs(stream, tok, 64, 16, 3, cache_dir=str(tmp_path), **{**args, "passes": 1})
+    assert len(list(tmp_path.iterdir())) == 4  # other settings: another file
+
+
+def test_a_killed_build_resumes_from_its_finished_blocks(sharded, tmp_path, monkeypatch):
+    tok, stream = sharded
+    args = dict(shuffle=True, passes=2, block_tokens=15_000, cache_dir=str(tmp_path))
+    built, real = [], sentence_pairs.block_instances
+
+    def dies_on_block_2(*a, block, **k):
+        if block == 2 and not built.count("resumed"):
+            raise KeyboardInterrupt  # stands for a kill: nothing after it runs
+        built.append(block)
+        return real(*a, block=block, **k)
+
+    monkeypatch.setattr(sentence_pairs, "block_instances", dies_on_block_2)
+    with pytest.raises(KeyboardInterrupt):
+        SentencePairs(stream, tok, 64, 16, 3, **args)
+    assert built == [0, 1] and not any(f.suffix == ".npy" and ".b" not in f.name
+                                       for f in tmp_path.iterdir())  # no half-served file
+    built.append("resumed")
+    resumed = SentencePairs(stream, tok, 64, 16, 3, **args)
+    assert 0 not in built[3:] and 1 not in built[3:] and 2 in built[3:]
+    memory = SentencePairs(stream, tok, 64, 16, 3, shuffle=True, passes=2, block_tokens=15_000)
+    np.testing.assert_array_equal(np.asarray(resumed.instances), memory.instances)
+    assert sorted(f.suffix for f in tmp_path.iterdir()) == [".json", ".npy"]  # parts removed
+
+
+def test_building_memory_is_per_block_not_per_corpus(tmp_path):
+    tok = ByteTokenizer()
+    docs = list(stdlib_texts(8, 2_000))
+    peaks = []
+    for copies in (4, 16):
+        stream = _sharded(tmp_path / f"c{copies}", tok, docs * copies, 4) if (
+            tmp_path / f"c{copies}").mkdir() is None else None
+        tracemalloc.start()
+        SentencePairs(stream, tok, 64, 16, 0, shuffle=True, passes=2, block_tokens=8_000,
+                      cache_dir=str(tmp_path / f"p{copies}"))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0], peaks  # 4x the corpus

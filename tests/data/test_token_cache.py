@@ -30,6 +30,10 @@ def test_a_stream_of_shards_reads_like_their_concatenation(tmp_path):
     windows = np.arange(len(whole) - 4)[:, None] + np.arange(5)  # every window, straddling shards
     np.testing.assert_array_equal(stream[windows], whole[windows])
     np.testing.assert_array_equal(stream[3:40:3], whole[3:40:3])
+    for a in range(-2, len(whole) + 2):  # contiguous slices are read shard by shard
+        for b in range(-2, len(whole) + 2):
+            np.testing.assert_array_equal(stream[a:b], whole[a:b])
+    np.testing.assert_array_equal(np.asarray(stream.part(2, 4)), np.concatenate(arrays[3:5]))
     np.testing.assert_array_equal(np.asarray(stream), whole)
     np.testing.assert_array_equal(stream.counts(60000), np.bincount(whole, minlength=60000))
     with pytest.raises(IndexError):

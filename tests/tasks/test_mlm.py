@@ -49,3 +49,7 @@ def test_mlm_run_logs_its_metrics_and_resumes_exactly(tmp_path):
     lb = {(r["step"], r["split"]): r["loss"] for r in _rows(b)}
     assert la == lb
     assert out_a["mlm_loss"] == out_b["mlm_loss"] and out_a["nsp_accuracy"] == out_b["nsp_accuracy"]
+    # the train and eval instances are files in the run (b, without a's, built the same ones)
+    pairs = {p.name: p.read_bytes() for p in (a / "sentence_pairs").glob("*.npy")}
+    assert len(pairs) == 2 and pairs == {p.name: p.read_bytes()
+                                         for p in (b / "sentence_pairs").glob("*.npy")}
