@@ -28,7 +28,9 @@ class EpochOrder:
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perms:
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+            # int32 where it fits: half the memory of a large corpus's permutations
+            self._perms[epoch] = perm.astype(np.int32) if self.num_examples < 2**31 else perm
             while len(self._perms) > 4:
                 self._perms.popitem(last=False)
         return self._perms[epoch]

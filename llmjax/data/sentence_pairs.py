@@ -253,6 +253,7 @@ BLOCK_TOKENS = 1 << 24  # a block's instances pair its own documents; memory is 
 FORMAT = 1  # bump when the instances' meaning changes (names the cache files)
 _PASS_STREAM = 1  # pass p draws from default_rng([seed, p, 1, block]); epoch order from [seed, epoch]
 
+COUNTS = ("documents", "segments", "examples", "random_next", "forced_random", "tokens")
 INSTANCE = np.dtype([("a_start", "<i8"), ("a_len", "<i4"), ("b_start", "<i8"), ("b_len", "<i4"),
                      ("label", "<i4"), ("forced", "?")])
 
@@ -288,11 +289,12 @@ def block_instances(tokens_T: np.ndarray, offset: int, tab: PieceTables, eos_id:
                     max_num_tokens: int, short_seq_prob: float, seed: int, passes: int,
                     block: int) -> tuple[list[np.ndarray], dict]:
     """One INSTANCE array per pass over a block's tokens (which start at stream position
-    offset), and the block's {"documents", "segments"} counts."""
+    offset), and the block's counts (COUNTS: summed over blocks, they give the stats without
+    reading the instances again)."""
     seg = segment_tokens(np.asarray(tokens_T), tab, eos_id, max(1, max_num_tokens // 2))
-    counts = {"documents": len(seg.doc_first), "segments": len(seg.start)}
-    if counts["documents"] < 2:
-        return [np.empty(0, INSTANCE)] * passes, counts
+    if len(seg.doc_first) < 2:
+        return [np.empty(0, INSTANCE)] * passes, {"documents": len(seg.doc_first),
+                                                  "segments": len(seg.start)}
     out = []
     for p in range(passes):
         built = build_pass(seg, max_num_tokens, short_seq_prob, _rng(seed, p, block))
@@ -302,7 +304,12 @@ def block_instances(tokens_T: np.ndarray, offset: int, tab: PieceTables, eos_id:
         inst["a_start"] += offset
         inst["b_start"] += offset
         out.append(inst)
-    return out, counts
+    whole = np.concatenate(out)
+    return out, {"documents": len(seg.doc_first), "segments": len(seg.start),
+                 "examples": len(whole), "random_next": int(whole["label"].sum()),
+                 "forced_random": int(whole["forced"].sum()),
+                 "tokens": int(whole["a_len"].sum(dtype=np.int64) + whole["b_len"].sum(dtype=np.int64)
+                               + 3 * len(whole))}
 
 
 # ---------------------------------------------------------------- batches
@@ -353,7 +360,7 @@ class SentencePairs:
             built = [block_instances(tokens[s:e], s, block=b, **job)
                      for b, (s, e) in enumerate(blocks)]
             self.instances = np.concatenate([inst[p] for p in range(passes) for inst, _ in built])
-            counts = {k: sum(c[k] for _, c in built) for k in ("documents", "segments")}
+            counts = {k: sum(c.get(k, 0) for _, c in built) for k in COUNTS}
         else:
             key = hashlib.sha1(json.dumps(
                 [FORMAT, source_id, len(tokens), seq_len, seed, passes, short_seq_prob,
@@ -366,12 +373,12 @@ class SentencePairs:
                              "too few for sentence pairs (a random B comes from another document): "
                              "use more data, at least two documents with text")
         self._order = EpochOrder(self.num_examples, batch_size, seed, shuffle)
-        self.stats = {**counts, "blocks": len(blocks), "examples": self.num_examples,
-                      "random_next": float(np.mean(self.labels)),
-                      "forced_random": float(np.mean(self.forced_random)),
-                      "mean_tokens": float(np.mean(self.a_len, dtype=np.float64)
-                                           + np.mean(self.b_len, dtype=np.float64) + 3),
-                      "seconds": time.perf_counter() - t0}
+        n = max(counts["examples"], 1)
+        self.stats = {"documents": counts["documents"], "segments": counts["segments"],
+                      "blocks": len(blocks), "examples": self.num_examples,
+                      "random_next": counts["random_next"] / n,
+                      "forced_random": counts["forced_random"] / n,
+                      "mean_tokens": counts["tokens"] / n, "seconds": time.perf_counter() - t0}
 
     a_start = property(lambda self: self.instances["a_start"])
     a_len = property(lambda self: self.instances["a_len"])
@@ -422,7 +429,7 @@ class SentencePairs:
 
 def _cached(path: str, tokens: np.ndarray | TokenStream, blocks: list[tuple[int, int]], job: dict,
             workers: int, log: Callable[[str], None]) -> dict:
-    """Build the instance file at path unless it is there; the blocks' summed counts.
+    """Build the instance file at path unless it is there; the blocks' summed COUNTS.
 
     Each block's passes are saved by the worker that builds them (`path.b{b}.p{p}.npy`, then
     `path.b{b}.json` last), then joined pass by pass into path, written atomically, and
@@ -447,12 +454,12 @@ def _cached(path: str, tokens: np.ndarray | TokenStream, blocks: list[tuple[int,
                         "workers (config.data.num_workers); finished blocks are kept") from None
     finally:
         pool.close(cancel=True)
-    counts, lengths = {"documents": 0, "segments": 0}, []
+    counts, lengths = dict.fromkeys(COUNTS, 0), []
     for part in parts:
         with open(f"{part}.json", encoding="utf-8") as f:
             done = json.load(f)
         lengths.append(done.pop("lengths"))
-        counts = {k: counts[k] + done[k] for k in counts}
+        counts = {k: counts[k] + done.get(k, 0) for k in COUNTS}
     if counts["documents"] >= 2:
         tmp = f"{path}.tmp{os.getpid()}"
         try:

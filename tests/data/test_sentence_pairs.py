@@ -316,6 +316,8 @@ def test_the_cache_file_equals_the_build_in_memory_and_is_reused(sharded, tmp_pa
     assert [f.name for f in tmp_path.iterdir()] and all(f.name.startswith("pairs-")
                                                         for f in tmp_path.iterdir())
     assert len(list(tmp_path.iterdir())) == 2 and "2 worker(s)" in logged[0]
+    assert memory.stats["random_next"] == pytest.approx(memory.labels.mean())
+    assert memory.stats["mean_tokens"] == pytest.approx(3 + np.mean(memory.a_len + memory.b_len))
     monkeypatch.setattr(sentence_pairs, "block_instances", None)  # reused: nothing is built
     again = SentencePairs(stream, tok, 64, 16, 3, cache_dir=str(tmp_path), **args)
     np.testing.assert_array_equal(again.batch(5)["tokens"], memory.batch(5)["tokens"])
