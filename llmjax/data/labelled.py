@@ -24,6 +24,11 @@ stdlib_packages, decided once and fixed so that labels mean the same on every ma
             (equal caps would drop most of the data, xmlrpc being small); eval stays natural.
   order     both splits in order of sha1(id), so classes interleave and a prefix is a fair sample.
 
+`open_labelled` reads either kind example by example (`LabelledStream`), so a task can tokenize
+a large tfds dataset into its cache (llmjax.data.example_cache) without holding it; the
+embedded stdlib_packages (a few MB) is built in memory, then streamed the same way.
+`load_labelled` collects a stream into lists (`Labelled`).
+
 Shape key: N examples of a split, K classes.
 """
 from __future__ import annotations
@@ -33,7 +38,7 @@ import hashlib
 import os
 import re
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -73,10 +78,68 @@ class Labelled:
         return len(self.label_names)
 
 
+Row = tuple[str, str, tuple[str, ...], int]  # (split, id, one or two texts, label)
+
+
+@dataclasses.dataclass
+class LabelledStream:
+    """A labelled dataset read example by example: iterating yields (split, id, texts, label)
+    rows, train's before eval's, reading the dataset again each time; `stats` (class_stats and
+    the dataset's own facts) is set when an iteration ends."""
+    spec: str
+    label_names: tuple[str, ...]
+    paired: bool  # two texts per example
+    rows: Callable[[dict], Iterator[Row]]  # fills its dict with the dataset's own stats
+    stats: dict | None = None
+
+    def __iter__(self) -> Iterator[Row]:
+        counts = {s: np.zeros(len(self.label_names), np.int64) for s in ("train", "eval")}
+        extra: dict = {}
+        for row in self.rows(extra):
+            counts[row[0]][row[3]] += 1
+            yield row
+        self.stats = {**_count_stats(counts, self.label_names), **extra}
+
+
 def load_labelled(spec: str, *, tfds_data_dir: str = "", text_keys: tuple[str, ...] = (),
                   label_key: str = "label", train_split: str = "train", eval_split: str = "",
                   max_examples: int = 0, log: Callable[[str], None] = print) -> Labelled:
-    """Read the labelled dataset named by spec (see the module docstring); max_examples caps train.
+    """Read the labelled dataset named by spec into lists (see `open_labelled`)."""
+    stream = open_labelled(spec, tfds_data_dir=tfds_data_dir, text_keys=text_keys,
+                           label_key=label_key, train_split=train_split, eval_split=eval_split,
+                           max_examples=max_examples)
+    data = _collect(stream)
+    log(describe(spec, data.stats, data.num_classes, stream.paired))
+    return data
+
+
+def describe(spec: str, stats: dict, num_classes: int, paired: bool) -> str:
+    """One line: classes, examples per split and their imbalance."""
+    return (f"data {spec}: {num_classes} classes{' (text pairs)' if paired else ''}; train "
+            f"{stats['train_examples']} examples (imbalance {stats['train_imbalance']}), eval "
+            f"{stats['eval_examples']} (imbalance {stats['eval_imbalance']})")
+
+
+def _collect(stream: LabelledStream) -> Labelled:
+    rows: dict[str, list[Row]] = {"train": [], "eval": []}
+    for row in stream:
+        rows[row[0]].append(row)
+    field = lambda split, i: [r[i] for r in rows[split]]  # noqa: E731
+    texts = lambda split, j: [r[2][j] for r in rows[split]]  # noqa: E731
+    return Labelled(train_texts=texts("train", 0),
+                    train_labels=np.array(field("train", 3), np.int32),
+                    eval_texts=texts("eval", 0), eval_labels=np.array(field("eval", 3), np.int32),
+                    label_names=stream.label_names, stats=stream.stats,
+                    train_ids=field("train", 1), eval_ids=field("eval", 1),
+                    train_pairs=texts("train", 1) if stream.paired else None,
+                    eval_pairs=texts("eval", 1) if stream.paired else None)
+
+
+def open_labelled(spec: str, *, tfds_data_dir: str = "", text_keys: tuple[str, ...] = (),
+                  label_key: str = "label", train_split: str = "train", eval_split: str = "",
+                  max_examples: int = 0) -> LabelledStream:
+    """The labelled dataset named by spec as a stream (see the module docstring); max_examples
+    caps train. Settings are checked here, before any example is read.
 
     tfds: text_keys name one Text feature (two for a pair task; empty = the only Text feature),
     label_key a ClassLabel feature; eval_split '' means validation, else test.
@@ -90,31 +153,32 @@ def load_labelled(spec: str, *, tfds_data_dir: str = "", text_keys: tuple[str, .
         if train_split != "train" or eval_split not in ("", "validation"):
             raise ValueError(f"spec={spec!r} has splits 'train' and 'validation': got "
                              f"train_split={train_split!r}, eval_split={eval_split!r}")
-        data = stdlib_packages(max_examples=max_examples)
-    elif spec.startswith("tfds:") and len(spec) > len("tfds:"):
-        data = _load_tfds(spec, tfds_data_dir, tuple(text_keys), label_key, train_split,
-                          eval_split, max_examples)
-    else:
-        raise ValueError(f"spec={spec!r}: must be stdlib_packages or tfds:NAME[/CONFIG] "
-                         "(e.g. tfds:glue/sst2)")
-    s = data.stats
-    log(f"data {spec}: {data.num_classes} classes"
-        f"{' (text pairs)' if data.train_pairs is not None else ''}; train {s['train_examples']} "
-        f"examples (imbalance {s['train_imbalance']}), eval {s['eval_examples']} "
-        f"(imbalance {s['eval_imbalance']})")
-    return data
+        return LabelledStream(spec, PACKAGES, False, lambda extra: _stdlib_rows(
+            extra, max_examples=max_examples))
+    if spec.startswith("tfds:") and len(spec) > len("tfds:"):
+        return _tfds_stream(spec, tfds_data_dir, tuple(text_keys), label_key, train_split,
+                            eval_split, max_examples)
+    raise ValueError(f"spec={spec!r}: must be stdlib_packages or tfds:NAME[/CONFIG] "
+                     "(e.g. tfds:glue/sst2)")
 
 
 def class_stats(train_labels: np.ndarray, eval_labels: np.ndarray,
                 label_names: tuple[str, ...]) -> dict:
     """Counts per class per split and imbalance (largest / smallest count; None if one is 0)."""
+    return _count_stats({split: np.bincount(labels, minlength=len(label_names))
+                         for split, labels in (("train", train_labels), ("eval", eval_labels))},
+                        label_names)
+
+
+def _count_stats(counts: dict[str, np.ndarray], label_names: tuple[str, ...]) -> dict:
+    """class_stats from each split's examples per class."""
     out = {}
-    for split, labels in (("train", train_labels), ("eval", eval_labels)):
-        counts = np.bincount(labels, minlength=len(label_names))
-        out[f"{split}_examples"] = len(labels)
-        out[f"{split}_per_class"] = {n: int(c) for n, c in zip(label_names, counts)}
-        out[f"{split}_imbalance"] = (round(float(counts.max() / counts.min()), 3)
-                                     if counts.min() > 0 else None)
+    for split in ("train", "eval"):
+        counts_K = counts[split]
+        out[f"{split}_examples"] = int(counts_K.sum())
+        out[f"{split}_per_class"] = {n: int(c) for n, c in zip(label_names, counts_K)}
+        out[f"{split}_imbalance"] = (round(float(counts_K.max() / counts_K.min()), 3)
+                                     if counts_K.min() > 0 else None)
     return out
 
 
@@ -127,6 +191,13 @@ def _sha1(key: str) -> str:
 
 def stdlib_packages(stdlib_dir: str | None = None, max_examples: int = 0) -> Labelled:
     """The embedded task built from the standard library at stdlib_dir (default: this Python's)."""
+    return _collect(LabelledStream("stdlib_packages", PACKAGES, False, lambda extra: _stdlib_rows(
+        extra, stdlib_dir, max_examples)))
+
+
+def _stdlib_rows(extra: dict, stdlib_dir: str | None = None, max_examples: int = 0
+                 ) -> Iterator[Row]:
+    """The embedded task's rows, built in memory; extra gets files_per_class."""
     root = stdlib_dir or sysconfig.get_paths()["stdlib"]
     train, evals, n_files = [], [], {}
     for label, package in enumerate(PACKAGES):
@@ -140,14 +211,10 @@ def stdlib_packages(stdlib_dir: str | None = None, max_examples: int = 0) -> Lab
     eval_rows = sorted((r for rows in evals for r in rows), key=lambda r: _sha1(r[0]))
     if max_examples:
         train_rows = train_rows[:max_examples]
-    train_labels = np.array([r[2] for r in train_rows], np.int32)
-    eval_labels = np.array([r[2] for r in eval_rows], np.int32)
-    stats = class_stats(train_labels, eval_labels, PACKAGES)
-    stats["files_per_class"] = {p: {"train": t, "eval": e} for p, (t, e) in n_files.items()}
-    return Labelled(train_texts=[r[1] for r in train_rows], train_labels=train_labels,
-                    eval_texts=[r[1] for r in eval_rows], eval_labels=eval_labels,
-                    label_names=PACKAGES, stats=stats, train_ids=[r[0] for r in train_rows],
-                    eval_ids=[r[0] for r in eval_rows])
+    extra["files_per_class"] = {p: {"train": t, "eval": e} for p, (t, e) in n_files.items()}
+    for split, rows in (("train", train_rows), ("eval", eval_rows)):
+        for example_id, text, label in rows:
+            yield split, example_id, (text,), label
 
 
 def _package_files(root: str, package: str) -> list[tuple[str, str]]:
@@ -237,8 +304,9 @@ def _balance(rows: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
 # ---------------------------------------------------------------- tfds:
 
 
-def _load_tfds(spec: str, data_dir: str, text_keys: tuple[str, ...], label_key: str,
-               train_split: str, eval_split: str, max_examples: int) -> Labelled:
+def _tfds_stream(spec: str, data_dir: str, text_keys: tuple[str, ...], label_key: str,
+                 train_split: str, eval_split: str, max_examples: int) -> LabelledStream:
+    """The builder opened and checked now; both splits read at each iteration."""
     import tensorflow_datasets as tfds
 
     from llmjax.data import sources
@@ -262,27 +330,27 @@ def _load_tfds(spec: str, data_dir: str, text_keys: tuple[str, ...], label_key: 
         raise ValueError(f"text_keys={text_keys!r}: must be one or two Text features of {name}; "
                          f"Text features: {', '.join(texts) or 'none'}")
     label_names = tuple(features[label_key].names)
-    read = {}
-    for role, split, limit in (("train", train_split, max_examples), ("eval", eval_split, 0)):
-        read[role] = _read_tfds_split(builder, split, limit, text_keys, label_key,
-                                      len(label_names), f"spec={spec!r}")
-        if not read[role][0]:
-            raise ValueError(f"{role}_split={split!r}: {name} has no examples there: pick "
-                             "another split")
-    (tr_texts, tr_pairs, tr_labels, tr_ids), (ev_texts, ev_pairs, ev_labels, ev_ids) = (
-        read["train"], read["eval"])
-    return Labelled(train_texts=tr_texts, train_labels=tr_labels, eval_texts=ev_texts,
-                    eval_labels=ev_labels, label_names=label_names,
-                    stats=class_stats(tr_labels, ev_labels, label_names), train_ids=tr_ids,
-                    eval_ids=ev_ids, train_pairs=tr_pairs, eval_pairs=ev_pairs)
+
+    def rows(extra: dict) -> Iterator[Row]:
+        for role, split, limit in (("train", train_split, max_examples), ("eval", eval_split, 0)):
+            n = 0
+            for row in _read_tfds_split(builder, split, limit, text_keys, label_key,
+                                        len(label_names), f"spec={spec!r}"):
+                n += 1
+                yield (role, *row)
+            if not n:
+                raise ValueError(f"{role}_split={split!r}: {name} has no examples there: pick "
+                                 "another split")
+
+    return LabelledStream(spec, label_names, len(text_keys) == 2, rows)
 
 
 def _read_tfds_split(builder, split: str, limit: int, text_keys: tuple[str, ...],
-                     label_key: str, num_classes: int, what: str):
-    """(texts, second texts or None, labels (N,) int32, ids) of one split."""
+                     label_key: str, num_classes: int, what: str
+                     ) -> Iterator[tuple[str, tuple[str, ...], int]]:
+    """(id, texts, label) of each example of one split, streamed."""
     from llmjax.data import sources
 
-    texts, pairs, labels, ids = [], [] if len(text_keys) == 2 else None, [], []
     for i, record in sources.read_records(builder, split, limit):
         label = int(record[label_key])
         if not 0 <= label < num_classes:
@@ -290,9 +358,6 @@ def _read_tfds_split(builder, split: str, limit: int, text_keys: tuple[str, ...]
                     "eval_split='validation'" if label == -1 else "corrupt: re-prepare it")
             raise ValueError(f"{what}: example {i} of split {split!r} has label {label}, "
                              f"outside 0..{num_classes - 1}: the split is {hint}")
-        texts.append(sources.as_text(record[text_keys[0]], f"text_keys[0]={text_keys[0]!r}"))
-        if pairs is not None:
-            pairs.append(sources.as_text(record[text_keys[1]], f"text_keys[1]={text_keys[1]!r}"))
-        labels.append(label)
-        ids.append(f"{split}[{i}]")
-    return texts, pairs, np.array(labels, np.int32), ids
+        texts = tuple(sources.as_text(record[k], f"text_keys[{j}]={k!r}")
+                      for j, k in enumerate(text_keys))
+        yield f"{split}[{i}]", texts, label

@@ -34,12 +34,20 @@ more, else the last val_fraction of its lines (sorted files, in order) are eval;
 empty side are dropped, and repeats as above. tfds: keeps its own splits untouched apart from
 dropping train pairs with an empty side (eval stays whole, so scores compare with published
 ones).
+
+`open_pairs` reads any of them pair by pair (`PairStream`), so a task can tokenize a corpus of
+millions of pairs into its cache (llmjax.data.example_cache) without holding it: pairs:GLOB and
+tfds: stream their files and records (pairs:GLOB's repeats are found by a 16-byte content hash
+per pair: about 100 MB per million pairs, the only memory that grows with the corpus; its
+line-tail split counts the lines in a first pass); the embedded stdlib_docstrings (a few MB) is
+built in memory, then streamed the same way. `load_pairs` collects a stream into lists.
 """
 from __future__ import annotations
 
 import ast
 import collections
 import dataclasses
+import functools
 import glob
 import hashlib
 import os
@@ -47,10 +55,11 @@ import re
 import sysconfig
 import textwrap
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from llmjax.config import ConfigError
 from llmjax.data import sources
+from llmjax.data.preparation import content_hash
 
 PAIR_SOURCES = ("stdlib_docstrings", "pairs:GLOB", "tfds:NAME[/CONFIG]")
 MIN_TARGET_WORDS = 3
@@ -87,10 +96,50 @@ def check_pairs_spec(spec: str, key: str = "task.dataset") -> None:
                       "(e.g. tfds:wmt14_translate/de-en)")
 
 
+@dataclasses.dataclass
+class PairStream:
+    """A pairs dataset read pair by pair: iterating yields (split, source, target) of each kept
+    pair, train's before eval's, reading the dataset again each time; `stats` (split_stats of
+    each split) is set when an iteration ends."""
+    spec: str
+    # (split, drop reason or '', source, target) of each pair read; fills the dict it is given
+    # with facts per split (the embedded task's files)
+    rows: Callable[[dict], Iterator[tuple[str, str, str, str]]]
+    stats: dict | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        reasons = {"train": collections.Counter(), "eval": collections.Counter()}
+        extra: dict = {}
+        for split, reason, source, target in self.rows(extra):
+            reasons[split][reason] += 1
+            if not reason:
+                yield split, source, target
+        self.stats = {s: dict(extra.get(s, {}), **_counted(reasons[s])) for s in reasons}
+
+
 def load_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", target_key: str = "",
                train_split: str = "train", eval_split: str = "", val_fraction: float = 0.05,
                max_examples: int = 0, log: Callable[[str], None] = print) -> Pairs:
-    """Read the pairs named by spec (see the module docstring); max_examples caps train (0 = all).
+    """Read the pairs named by spec into lists (see `open_pairs` for the arguments)."""
+    start = time.time()
+    stream = open_pairs(spec, tfds_data_dir=tfds_data_dir, source_key=source_key,
+                        target_key=target_key, train_split=train_split, eval_split=eval_split,
+                        val_fraction=val_fraction, max_examples=max_examples, log=log)
+    texts: dict[str, tuple[list[str], list[str]]] = {"train": ([], []), "eval": ([], [])}
+    for split, source, target in stream:
+        texts[split][0].append(source)
+        texts[split][1].append(target)
+    data = Pairs(train_sources=texts["train"][0], train_targets=texts["train"][1],
+                 eval_sources=texts["eval"][0], eval_targets=texts["eval"][1], stats=stream.stats)
+    log(f"data {spec}: {describe(data.stats)}; {time.time() - start:.1f}s")
+    return data
+
+
+def open_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", target_key: str = "",
+               train_split: str = "train", eval_split: str = "", val_fraction: float = 0.05,
+               max_examples: int = 0, log: Callable[[str], None] = print) -> PairStream:
+    """The pairs named by spec as a stream (see the module docstring); max_examples caps train
+    (0 = all). Settings are checked here, before any pair is read.
 
     source_key/target_key and the splits are for tfds: only ('' = supervised_keys, validation
     else test); val_fraction is the eval share of stdlib_docstrings and pairs:GLOB.
@@ -107,16 +156,23 @@ def load_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", targ
                              f"train_split={train_split!r}, eval_split={eval_split!r}")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction}: must be in (0, 1), e.g. 0.05")
-    start = time.time()
     if spec == "stdlib_docstrings":
-        data = stdlib_docstrings(val_fraction=val_fraction, max_examples=max_examples)
+        rows = functools.partial(_stdlib_rows, val_fraction=val_fraction, max_examples=max_examples)
     elif spec.startswith("pairs:"):
-        data = _load_files(spec, val_fraction, max_examples, log)
+        rows = _file_rows(spec, val_fraction, max_examples, log)
     else:
-        data = _load_tfds(spec, tfds_data_dir, source_key, target_key, train_split, eval_split,
+        rows = _tfds_rows(spec, tfds_data_dir, source_key, target_key, train_split, eval_split,
                           max_examples)
-    log(f"data {spec}: {describe(data.stats)}; {time.time() - start:.1f}s")
-    return data
+    return PairStream(spec, rows)
+
+
+def files_key(spec: str) -> str:
+    """pairs:GLOB: a hash of its files' paths, sizes and modification times (what changes when
+    files are added, removed or edited); '' for the other specs."""
+    if not spec.startswith("pairs:"):
+        return ""
+    listing = "\n".join(f"{f}\t{os.path.getsize(f)}\t{os.stat(f).st_mtime_ns}" for f in _match(spec))
+    return hashlib.sha1(listing.encode()).hexdigest()
 
 
 _SNAKE_JOIN = re.compile(r"(?<=[A-Za-z0-9])_(?=[A-Za-z0-9])")
@@ -131,7 +187,12 @@ def split_identifiers(code: str) -> str:
 
 def split_stats(dropped: Iterable[str]) -> dict:
     """read / kept / dropped per reason of one split, from each read pair's reason ('' = kept)."""
-    counts = collections.Counter(dropped)
+    return _counted(collections.Counter(dropped))
+
+
+def _counted(counts: collections.Counter) -> dict:
+    """split_stats of a Counter of reasons."""
+    counts = collections.Counter(counts)
     kept = counts.pop("", 0)
     return {"read": kept + sum(counts.values()), "kept": kept,
             "dropped": {r: counts[r] for r in DROP_REASONS if counts[r]}}
@@ -153,19 +214,29 @@ def _sha1(key: str) -> str:
     return hashlib.sha1(key.encode("utf-8")).hexdigest()
 
 
-def _repeats(pair: tuple[str, str], seen: set[tuple[str, str]]) -> bool:
-    """Whether pair was seen before; remembers it."""
-    if pair in seen:
+def _repeats(pair: tuple[str, str], seen: set[bytes]) -> bool:
+    """Whether pair was seen before (by a 16-byte hash of both sides); remembers it."""
+    digest = content_hash(f"{len(pair[0])}\t{pair[0]}\t{pair[1]}")
+    if digest in seen:
         return True
-    seen.add(pair)
+    seen.add(digest)
     return False
 
 
-def _dedup(rows: list[list], seen: set[tuple[str, str]]) -> None:
-    """Mark kept rows [reason, source, target] whose pair was seen before as duplicates."""
-    for row in rows:
-        if not row[0] and _repeats((row[1], row[2]), seen):
-            row[0] = "duplicate"
+def _filtered(rows: Iterable[tuple[str, str, str, str]], max_examples: int
+              ) -> Iterator[tuple[str, str, str, str]]:
+    """(split, reason, source, target) rows, train's first, with repeats (of any earlier kept
+    pair) marked duplicate and kept train pairs past max_examples (0 = none) marked capped."""
+    seen: set[bytes] = set()
+    kept = 0
+    for split, reason, source, target in rows:
+        if not reason and _repeats((source, target), seen):
+            reason = "duplicate"
+        if not reason and split == "train":
+            kept += 1
+            if max_examples and kept > max_examples:
+                reason = "max_examples"
+        yield split, reason, source, target
 
 
 def _cap(rows: list[list], max_examples: int) -> None:
@@ -176,16 +247,6 @@ def _cap(rows: list[list], max_examples: int) -> None:
             kept += 1
             if max_examples and kept > max_examples:
                 row[0] = "max_examples"
-
-
-def _pairs(train: list[list], evals: list[list], stats: dict | None = None) -> Pairs:
-    """Pairs of the kept rows ([reason, source, target]) and each split's counts."""
-    stats = stats or {}
-    for split, rows in (("train", train), ("eval", evals)):
-        stats[split] = dict(stats.get(split, {}), **split_stats(r[0] for r in rows))
-    keep = lambda rows, i: [r[i] for r in rows if not r[0]]  # noqa: E731
-    return Pairs(train_sources=keep(train, 1), train_targets=keep(train, 2),
-                 eval_sources=keep(evals, 1), eval_targets=keep(evals, 2), stats=stats)
 
 
 # ---------------------------------------------------------------- stdlib_docstrings
@@ -214,7 +275,7 @@ def docstring_examples(stdlib_dir: str | None = None,
             continue
         split = "eval" if sources.is_validation(path, val_fraction) else "train"
         rows.extend(_file_examples(path, text, split))
-    seen: set[tuple[str, str]] = set()
+    seen: set[bytes] = set()
     for split in ("train", "eval"):
         for i, ex in enumerate(rows):
             if ex.split == split and not ex.dropped and _repeats((ex.source, ex.target), seen):
@@ -225,6 +286,19 @@ def docstring_examples(stdlib_dir: str | None = None,
 def stdlib_docstrings(stdlib_dir: str | None = None, val_fraction: float = 0.05,
                       max_examples: int = 0) -> Pairs:
     """The embedded task built from the stdlib at stdlib_dir (default: this Python's)."""
+    stream = PairStream("stdlib_docstrings", functools.partial(
+        _stdlib_rows, stdlib_dir=stdlib_dir, val_fraction=val_fraction, max_examples=max_examples))
+    texts: dict[str, list[tuple[str, str]]] = {"train": [], "eval": []}
+    for split, source, target in stream:
+        texts[split].append((source, target))
+    return Pairs(*([p[i] for p in texts[s]] for s in ("train", "eval") for i in (0, 1)),
+                 stats=stream.stats)
+
+
+def _stdlib_rows(extra: dict, stdlib_dir: str | None = None, val_fraction: float = 0.05,
+                 max_examples: int = 0) -> Iterator[tuple[str, str, str, str]]:
+    """(split, reason, source, target) of every documented function, train's first, in
+    example_order; extra gets the files per split."""
     examples = docstring_examples(stdlib_dir, val_fraction)
     by_split: dict[str, list[list]] = {"train": [], "eval": []}
     for ex in sorted(examples, key=example_order):
@@ -236,7 +310,11 @@ def stdlib_docstrings(stdlib_dir: str | None = None, val_fraction: float = 0.05,
         raise ValueError(f"stdlib_docstrings: {root} gives {files['train']} train and "
                          f"{files['eval']} eval files with documented functions: run on a full "
                          "CPython, or use pairs: or tfds:")
-    return _pairs(by_split["train"], by_split["eval"], {s: {"files": n} for s, n in files.items()})
+    extra.update({s: {"files": n} for s, n in files.items()})
+    del examples
+    for split, rows in by_split.items():
+        for reason, source, target in rows:
+            yield split, reason, source, target
 
 
 def example_order(ex: Example) -> str:
@@ -328,39 +406,60 @@ def _match(spec: str) -> list[str]:
     return sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
 
 
-def _load_files(spec: str, val_fraction: float, max_examples: int,
-                log: Callable[[str], None]) -> Pairs:
-    """Every file's pairs, split by file (10+ files) or by the tail of the lines, then filtered."""
+def _file_rows(spec: str, val_fraction: float, max_examples: int, log: Callable[[str], None]
+               ) -> Callable[[dict], Iterator[tuple[str, str, str, str]]]:
+    """The rows of every file, split by file (10+ files) or by the tail of the lines, filtered.
+
+    The split is decided once, by a first pass that counts each file's pairs (and checks its
+    lines); every iteration then streams the files line by line.
+    """
     root = sources.glob_root(os.path.expanduser(spec[len("pairs:"):]))
-    files = [(os.path.relpath(f, root).replace(os.sep, "/"), _read_pairs(f)) for f in _match(spec)]
-    if not any(rows for _, rows in files):
-        raise ValueError(f"spec={spec!r}: the {len(files)} matched files hold no pairs: add "
-                         "source<TAB>target lines")
-    train, evals = [], []
-    if len(files) >= sources.MIN_FILES_FOR_HASH_SPLIT:
-        for rel, rows in files:
-            (evals if sources.is_validation(rel, val_fraction) else train).extend(rows)
-        if not (train and evals):
-            log(f"data {spec}: the by-file split of {len(files)} files held out "
-                f"{len(evals)} pairs; holding out the last {val_fraction:.0%} of the lines instead")
-    if not (train and evals):
-        rows = [r for _, file_rows in files for r in file_rows]
-        cut = int(len(rows) * (1 - val_fraction))
-        train, evals = rows[:cut], rows[cut:]
-        if not (train and evals):
-            raise ValueError(f"spec={spec!r}: {len(rows)} pairs leave {len(train)} for train and "
-                             f"{len(evals)} for eval at val_fraction={val_fraction}: add pairs "
+    paths = _match(spec)
+    plan: dict = {}
+
+    def decide() -> dict:
+        counts = [sum(1 for _ in _read_pairs(f)) for f in paths]
+        if not any(counts):
+            raise ValueError(f"spec={spec!r}: the {len(paths)} matched files hold no pairs: add "
+                             "source<TAB>target lines")
+        if len(paths) >= sources.MIN_FILES_FOR_HASH_SPLIT:
+            held = [sources.is_validation(os.path.relpath(f, root).replace(os.sep, "/"),
+                                          val_fraction) for f in paths]
+            n_eval = sum(c for c, h in zip(counts, held) if h)
+            if n_eval and n_eval < sum(counts):
+                return {"held": held}
+            log(f"data {spec}: the by-file split of {len(paths)} files held out "
+                f"{n_eval} pairs; holding out the last {val_fraction:.0%} of the lines instead")
+        total = sum(counts)
+        cut = int(total * (1 - val_fraction))
+        if not (cut and total - cut):
+            raise ValueError(f"spec={spec!r}: {total} pairs leave {cut} for train and "
+                             f"{total - cut} for eval at val_fraction={val_fraction}: add pairs "
                              "or change val_fraction")
-    seen: set[tuple[str, str]] = set()
-    _dedup(train, seen)
-    _dedup(evals, seen)
-    _cap(train, max_examples)
-    return _pairs(train, evals)
+        return {"cut": cut}
+
+    def rows() -> Iterator[tuple[str, str, str, str]]:
+        if not plan:
+            plan.update(decide())
+        if "held" in plan:
+            for split in ("train", "eval"):
+                for path, held in zip(paths, plan["held"]):
+                    if held == (split == "eval"):
+                        for reason, source, target in _read_pairs(path):
+                            yield split, reason, source, target
+            return
+        n = 0
+        for path in paths:
+            for reason, source, target in _read_pairs(path):
+                yield "train" if n < plan["cut"] else "eval", reason, source, target
+                n += 1
+
+    return lambda extra: _filtered(rows(), max_examples)
 
 
-def _read_pairs(path: str) -> list[list]:
-    """[reason, source, target] of each non-blank line; a line without exactly one tab fails."""
-    rows = []
+def _read_pairs(path: str) -> Iterator[tuple[str, str, str]]:
+    """(reason, source, target) of each non-blank line, streamed; a line without exactly one
+    tab fails."""
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
@@ -371,32 +470,36 @@ def _read_pairs(path: str) -> list[list]:
                                  "be source<TAB>target with exactly one tab: replace tabs inside "
                                  "the texts (e.g. by spaces)")
             source, target = (side.strip() for side in line.split("\t"))
-            rows.append(["" if source and target else "empty", source, target])
-    return rows
+            yield "" if source and target else "empty", source, target
 
 
 # ---------------------------------------------------------------- tfds:
 
 
-def _load_tfds(spec: str, data_dir: str, source_key: str, target_key: str, train_split: str,
-               eval_split: str, max_examples: int) -> Pairs:
+def _tfds_rows(spec: str, data_dir: str, source_key: str, target_key: str, train_split: str,
+               eval_split: str, max_examples: int
+               ) -> Callable[[dict], Iterator[tuple[str, str, str, str]]]:
+    """The builder opened and checked now; the rows of both splits read at each iteration."""
     builder = sources.open_prepared(spec[len("tfds:"):], data_dir, f"spec={spec!r}")
     eval_split = eval_split or sources.default_eval_split(builder)
     sources.check_split(builder, train_split, "train_split")
     sources.check_split(builder, eval_split, "eval_split")
     source_key, target_key = _keys(builder, source_key, target_key)
-    train, evals = [], []
-    for rows, split, limit in ((train, train_split, max_examples), (evals, eval_split, 0)):
-        for _, record in sources.read_records(builder, split, limit):
-            source = sources.as_text(record[source_key], f"source_key={source_key!r}")
-            target = sources.as_text(record[target_key], f"target_key={target_key!r}")
-            empty = rows is train and not (source.strip() and target.strip())
-            rows.append(["empty" if empty else "", source, target])
-        if not rows:
-            raise ValueError(f"{'train' if rows is train else 'eval'}_split={split!r}: "
-                             f"{sources.dataset_name(builder)} has no examples there: pick "
-                             "another split")
-    return _pairs(train, evals)
+
+    def rows(extra: dict) -> Iterator[tuple[str, str, str, str]]:
+        for role, split, limit in (("train", train_split, max_examples), ("eval", eval_split, 0)):
+            n = 0
+            for _, record in sources.read_records(builder, split, limit):
+                source = sources.as_text(record[source_key], f"source_key={source_key!r}")
+                target = sources.as_text(record[target_key], f"target_key={target_key!r}")
+                empty = role == "train" and not (source.strip() and target.strip())
+                n += 1
+                yield role, "empty" if empty else "", source, target
+            if not n:
+                raise ValueError(f"{role}_split={split!r}: {sources.dataset_name(builder)} has "
+                                 "no examples there: pick another split")
+
+    return rows
 
 
 def _keys(builder, source_key: str, target_key: str) -> tuple[str, str]:

@@ -252,3 +252,29 @@ def test_tfds_real_builders(mocked_tfds, name, keys, names, eval_split):
     assert len(d.train_texts) == 9 and set(d.train_labels.tolist()) <= {0, 1}
     single = _quiet(f"tfds:{name}", tfds_data_dir=mocked_tfds) if len(keys) == 1 else None
     assert single is None or single.train_texts == d.train_texts  # the only Text feature
+
+
+def test_a_stream_gives_what_load_labelled_collects(tiny_dir):
+    """open_labelled streams (split, id, texts, label) rows, train's first, with the stats of
+    each pass; load_labelled's lists are those rows."""
+    stream = labelled.open_labelled("tfds:llmjax_test_labelled", tfds_data_dir=tiny_dir,
+                                    text_keys=("premise", "hypothesis"), max_examples=7)
+    assert stream.paired and stream.label_names == ("no", "yes", "maybe") and stream.stats is None
+    rows = list(stream)
+    d = _quiet("tfds:llmjax_test_labelled", tfds_data_dir=tiny_dir,
+               text_keys=("premise", "hypothesis"), max_examples=7)
+    assert [r[0] for r in rows] == ["train"] * 7 + ["eval"] * 6
+    assert [r[1] for r in rows] == d.train_ids + d.eval_ids
+    assert [r[2] for r in rows] == list(zip(d.train_texts + d.eval_texts, d.train_pairs + d.eval_pairs))
+    assert [r[3] for r in rows] == d.train_labels.tolist() + d.eval_labels.tolist()
+    assert stream.stats == d.stats and stream.stats["train_examples"] == 7
+    assert list(stream) == rows  # a second pass reads it again
+
+
+def test_stdlib_stream_builds_nothing_until_read(monkeypatch):
+    built = []
+    monkeypatch.setattr(labelled, "_package_files", lambda *a: built.append(a) or [])
+    stream = labelled.open_labelled("stdlib_packages")
+    assert not built and stream.label_names == PACKAGES
+    with pytest.raises(ValueError, match="2 are needed"):
+        next(iter(stream))

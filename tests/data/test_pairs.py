@@ -366,3 +366,23 @@ def test_split_identifiers():
     code = "def get_running_loop(self, max_len=_DEFAULT):\n    return __all__ + a_b_1 + _x_"
     assert split_identifiers(code) == ("def get _ running _ loop(self, max _ len=_DEFAULT):\n"
                                        "    return __all__ + a _ b _ 1 + _x_")
+
+
+def test_a_stream_reads_the_files_again_each_pass_and_decides_the_split_once(tmp_path):
+    """open_pairs streams what load_pairs collects; each pass reads the files again (an edit
+    shows), the by-file split falls back once (one log line), and stats come with each pass."""
+    for i in range(10):  # 10 files of one pair each: at val_fraction 0.01 none is held out
+        _write(tmp_path / f"f{i}.tsv", [f"s{i}\tt{i}"] * (2 if i == 0 else 1))
+    lines = []
+    stream = pairs.open_pairs(f"pairs:{tmp_path}/*.tsv", val_fraction=0.01, log=lines.append)
+    assert stream.stats is None and not lines  # nothing is read before the first pass
+    first = list(stream)
+    assert first == [("train", f"s{i}", f"t{i}") for i in range(9)] + [("eval", "s9", "t9")]
+    assert stream.stats["train"] == {"read": 10, "kept": 9, "dropped": {"duplicate": 1}}
+    assert stream.stats["eval"] == {"read": 1, "kept": 1, "dropped": {}}
+    assert list(stream) == first and len(lines) == 1 and "holding out the last" in lines[0]
+    data = _quiet(f"pairs:{tmp_path}/*.tsv", val_fraction=0.01)
+    assert list(zip(data.train_sources, data.train_targets)) == [(s, t) for _, s, t in first[:9]]
+    assert data.stats == stream.stats
+    _write(tmp_path / "f0.tsv", ["edited\tpair", "edited\tpair"])  # the same line count
+    assert next(iter(stream)) == ("train", "edited", "pair")
