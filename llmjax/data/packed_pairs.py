@@ -8,16 +8,22 @@ its target still fit, else it opens a new row. Packing happens once; batches the
 in llmjax.data.order.EpochOrder (shuffled per epoch for training, in order for evaluation with
 zero-weight padding rows at the end), so a batch is a function of (seed, step) alone.
 
-Rows are never materialised: the tokens sit in one flat array per side, in packing order, so a
-row is a contiguous slice and segment ids, positions and decoder inputs follow from the
-examples' start offsets when a batch is built.
+Neither rows nor the examples in packing order are materialised: packing keeps each example's
+length and start in a virtual flat sequence per side (16 bytes an example and side, plus the
+8-byte permutation), a row is the examples [first, end) of that order, and a batch gathers its
+examples' tokens from where they are stored (llmjax.data.example_cache.Ragged: the run's
+memory-mapped cache, or arrays in memory) and derives segment ids, positions and decoder inputs
+from the starts.
 
 Shape key: B batch rows, S source_len, T target_len, N examples, R rows.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from llmjax.data.example_cache import Ragged
 from llmjax.data.order import EpochOrder
 
 _PACK_STREAM = 0x5EED  # second rng key of the packing permutation (EpochOrder's are epochs)
@@ -29,22 +35,17 @@ def example_ids(ids: np.ndarray, eos_id: int, length: int) -> np.ndarray:
 
 
 class _Side:
-    """One side (source or target) of every example, flat in packing order."""
+    """One side (source or target) of every example, laid out in packing order (lengths and
+    starts only); tokens are gathered from `seqs` when rows are read."""
 
-    def __init__(self, seqs: list[np.ndarray], order_N: np.ndarray, eos_id: int, length: int):
-        """`example_ids` of every sequence, vectorised (millions of examples take seconds)."""
-        ordered = [seqs[i] for i in order_N.tolist()]
-        raw_lengths_N = np.fromiter(map(len, ordered), np.int64, len(ordered))
-        raw = np.concatenate([*ordered, [0]]).astype(np.int32)  # [0]: room for the EOS slot
+    def __init__(self, seqs: Ragged, order_N: np.ndarray, eos_id: int, length: int):
+        """`example_ids` of every sequence, as lengths (vectorised: millions take a second)."""
+        raw_lengths_N = seqs.lengths()[order_N]
         self.truncated = int((raw_lengths_N + 1 > length).sum())
         self.lengths_N = np.minimum(raw_lengths_N + 1, length)
         self.starts_N = np.cumsum(self.lengths_N) - self.lengths_N
-        raw_starts_N = np.cumsum(raw_lengths_N) - raw_lengths_N
-        offsets = np.repeat(raw_starts_N - self.starts_N, self.lengths_N)
-        self.tokens = raw[offsets + np.arange(len(offsets))]
-        ends = raw_lengths_N < length  # examples that keep their EOS
-        self.tokens[self.starts_N[ends] + raw_lengths_N[ends]] = eos_id
-        self.length = length
+        self.num_tokens = int(self.lengths_N.sum())
+        self.seqs, self.order_N, self.eos_id, self.length = seqs, order_N, eos_id, length
 
     def rows(self, first_B: np.ndarray, end_B: np.ndarray, real_B: np.ndarray):
         """(tokens, example index in packing order, position) of rows holding examples
@@ -56,7 +57,14 @@ class _Side:
         flat_BxL = np.where(inside_BxL, flat_BxL, 0)
         example_BxL = np.searchsorted(self.starts_N, flat_BxL, side="right") - 1
         positions_BxL = np.where(inside_BxL, flat_BxL - self.starts_N[example_BxL], 0)
-        tokens_BxL = np.where(inside_BxL, self.tokens[flat_BxL], -1)
+        stored_BxL = self.order_N[example_BxL]  # the example's index where its tokens are
+        offsets = self.seqs.offsets
+        begin_BxL = np.asarray(offsets[stored_BxL], np.int64)
+        raw_BxL = inside_BxL & (positions_BxL < np.asarray(offsets[stored_BxL + 1]) - begin_BxL)
+        where_BxL = np.where(raw_BxL, begin_BxL + positions_BxL, 0)
+        ids_BxL = (np.asarray(self.seqs.flat[where_BxL], np.int64) if len(self.seqs.flat)
+                   else np.zeros(where_BxL.shape, np.int64))
+        tokens_BxL = np.where(raw_BxL, ids_BxL, np.where(inside_BxL, self.eos_id, -1))
         return tokens_BxL, np.where(inside_BxL, example_BxL, -1), positions_BxL.astype(np.int32)
 
 
@@ -67,13 +75,14 @@ class PackedPairs:
     of source/target slots that hold tokens.
     """
 
-    def __init__(self, sources: list[np.ndarray], targets: list[np.ndarray], *, source_len: int,
+    def __init__(self, sources: Ragged | Sequence[np.ndarray], targets: Ragged | Sequence[np.ndarray],
+                 *, source_len: int,
                  target_len: int, batch_size: int, seed: int, shuffle: bool, eos_id: int,
                  pad_id: int, start_id: int):
         if len(sources) != len(targets):
             raise ValueError(f"{len(sources)} sources but {len(targets)} targets: give one "
                              "target per source")
-        if not sources:
+        if not len(sources):
             raise ValueError("no examples to pack: the split is empty")
         if source_len < 1 or target_len < 1 or batch_size < 1:
             raise ValueError(f"source_len={source_len}, target_len={target_len} and "
@@ -81,8 +90,9 @@ class PackedPairs:
         n = len(sources)
         order_N = (np.random.default_rng([seed, _PACK_STREAM]).permutation(n) if shuffle
                    else np.arange(n))
-        self._src = _Side(sources, order_N, eos_id, source_len)
-        self._tgt = _Side(targets, order_N, eos_id, target_len)
+        as_ragged = lambda seqs: seqs if isinstance(seqs, Ragged) else Ragged.from_arrays(seqs)  # noqa: E731
+        self._src = _Side(as_ragged(sources), order_N, eos_id, source_len)
+        self._tgt = _Side(as_ragged(targets), order_N, eos_id, target_len)
         self._first_R = _pack(self._src.lengths_N, self._tgt.lengths_N, source_len, target_len)
         self.num_examples, self.num_rows = n, len(self._first_R) - 1
         self.batch_size, self.pad_id, self.start_id = batch_size, pad_id, start_id
@@ -92,8 +102,8 @@ class PackedPairs:
             "examples_per_row": round(n / self.num_rows, 3),
             "source_truncated": int(self._src.truncated),
             "target_truncated": int(self._tgt.truncated),
-            "source_fill": round(len(self._src.tokens) / (self.num_rows * source_len), 4),
-            "target_fill": round(len(self._tgt.tokens) / (self.num_rows * target_len), 4)}
+            "source_fill": round(self._src.num_tokens / (self.num_rows * source_len), 4),
+            "target_fill": round(self._tgt.num_tokens / (self.num_rows * target_len), 4)}
 
     @property
     def num_batches(self) -> int:

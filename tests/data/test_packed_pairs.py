@@ -1,6 +1,7 @@
 """PackedPairs: whole examples per row, segment layout, decoder shift, weights, one pass per
 epoch, batches as pure functions of (seed, step), eval padding; and example_ids."""
 import collections
+import hashlib
 
 import numpy as np
 import pytest
@@ -168,3 +169,49 @@ def test_bad_arguments(kwargs, match):
             "start_id": START, **kwargs}
     with pytest.raises(ValueError, match=match):
         PackedPairs(**args)
+
+
+def _digest(packed, steps) -> str:
+    h = hashlib.sha1()
+    for step in steps:
+        batch = packed.batch(step)
+        for k in sorted(batch):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(batch[k]).tobytes())
+    h.update(repr(sorted(packed.stats.items())).encode())
+    return h.hexdigest()
+
+
+def test_batches_are_those_of_the_materialised_packing():
+    """The digest of these batches as the packing that copied every example's tokens into
+    packing order (before examples were gathered per batch) built them."""
+    rng = np.random.default_rng(7)
+    sources = [rng.integers(3, 8000, rng.integers(0, 120)) for _ in range(500)]
+    targets = [rng.integers(3, 8000, rng.integers(0, 60)) for _ in range(500)]
+    h = hashlib.sha1()
+    for shuffle in (True, False):
+        p = PackedPairs(sources, targets, source_len=96, target_len=48, batch_size=8, seed=3,
+                        shuffle=shuffle, eos_id=1, pad_id=0, start_id=2)
+        h.update(_digest(p, (0, 1, 5, p.num_batches - 1, p.num_batches + 2)).encode())
+    assert h.hexdigest() == "10a1161c7b4529e83c3dfde001c207f4b8c879d1"
+
+
+def test_a_memory_mapped_cache_packs_as_lists_do(tmp_path):
+    """Examples gathered from example_cache's files (uint16 memory maps) give the batches of
+    the same examples held as lists."""
+    from llmjax.data import example_cache
+    from llmjax.data.tokenizers import ByteTokenizer
+
+    rng = np.random.default_rng(1)
+    words = ["".join(rng.choice(list("abcdefgh"), rng.integers(0, 150))) for _ in range(400)]
+    records = [("train", (w, w[::-1][:50]), None) for w in words] + [("eval", ("x", "y"), None)]
+    tok = ByteTokenizer()
+    cache = example_cache.build(str(tmp_path), {}, tok, records, fields=("source", "target"),
+                                labelled=False, meta=dict, chunk=64)
+    args = dict(source_len=S, target_len=T, batch_size=B, seed=5, shuffle=True, eos_id=tok.eos_id,
+                pad_id=tok.pad_id, start_id=tok.eos_id)
+    mapped = PackedPairs(cache.field("train", "source"), cache.field("train", "target"), **args)
+    assert isinstance(mapped._src.seqs.flat, np.memmap)
+    lists = PackedPairs(tok.encode_batch(words), tok.encode_batch([w[::-1][:50] for w in words]), **args)
+    steps = range(mapped.num_batches + 1)
+    assert _digest(mapped, steps) == _digest(lists, steps)
