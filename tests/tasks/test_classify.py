@@ -102,3 +102,74 @@ def test_a_model_key_that_changes_the_function_is_refused(tmp_path, pretrained):
     resolve(_finetune_config("gpt", pre, model__dropout=0.1), num_devices=8)  # dropout may differ
     with pytest.raises(ConfigError, match=r"config.model.norm_position='post' but the weights in .* 'pre'"):
         resolve(_finetune_config("gpt", pre, model__norm_position="post"), num_devices=8)
+
+
+# ---------------------------------------------------------------- batches from the example cache
+
+
+def _prepared_task(workdir, family, **overrides):
+    from llmjax.tasks import registry
+    settings = dict(data__seq_len=48, task__max_examples=40)
+    cfg = resolve(tiny_config("stdlib", model=family, task="classify", **{**settings, **overrides}),
+                  num_devices=8)
+    task = registry.build(cfg)
+    msgs = []
+    task.prepare(str(workdir), msgs.append, resuming=False)
+    return task, msgs
+
+
+@pytest.mark.parametrize("family, pairs", [("bert", False), ("gpt", False), ("bert", True), ("gpt", True)])
+def test_cached_batches_equal_rows_encoded_up_front(tmp_path, request, family, pairs):
+    """Rows built per batch from the memory-mapped cache are the rows encode_examples builds
+    for the whole set (the layout before the cache), for train and padded eval batches; single
+    texts (the embedded task) and text pairs (glue/mrpc)."""
+    from llmjax.data.labelled import load_labelled
+    from llmjax.tasks.classify import encode_examples
+
+    data = dict(task__dataset="tfds:glue/mrpc", task__text_keys="sentence1,sentence2",
+                data__tfds_data_dir=request.getfixturevalue("mocked_tfds")) if pairs else {}
+    task, msgs = _prepared_task(tmp_path / "run", family, **data)
+    lab = load_labelled("tfds:glue/mrpc", tfds_data_dir=data["data__tfds_data_dir"],
+                        text_keys=("sentence1", "sentence2"), max_examples=40, log=lambda _: None
+                        ) if pairs else load_labelled("stdlib_packages", max_examples=40, log=lambda _: None)
+    L, bert = 48, family == "bert"
+    whole = {split: {**encode_examples(task.tokenizer, getattr(lab, f"{split}_texts"),
+                                       getattr(lab, f"{split}_pairs"), L, bert),
+                     "labels": getattr(lab, f"{split}_labels")} for split in ("train", "eval")}
+    assert pairs == bool(whole["train"]["token_types"].any())
+    for split, batch_of, order in (("train", task.train_batch, task._train_order),
+                                   ("eval", task.eval_batch, task._eval_order)):
+        for step in sorted({0, 1, order.num_batches - 1, order.num_batches + 1}):
+            idx = order.indices(step)
+            real, safe = idx >= 0, np.where(idx >= 0, idx, 0)
+            got = batch_of(step)
+            for k, v in whole[split].items():
+                want = v[safe] * (real[:, None] if k == "attention_mask" else 1)
+                np.testing.assert_array_equal(got[k], want, err_msg=f"{split} {step} {k}")
+                assert got[k].dtype == np.int32
+            np.testing.assert_array_equal(got["weights"], real.astype(np.float32))
+    cut = np.mean(whole["train"]["attention_mask"][:, -1])
+    assert any(f"{cut:.1%} of train rows fill all 48 tokens" in m for m in msgs)
+    assert task.label_names == lab.label_names
+    n = min(len(lab.eval_labels), task.num_eval_batches * task.eval_batch_size)
+    top = np.bincount(lab.train_labels).argmax()
+    assert task.baselines()["majority_accuracy"] == float(np.mean(lab.eval_labels[:n] == top))
+    again, msgs = _prepared_task(tmp_path / "run", family, **data)  # a second prepare reuses the cache
+    assert any("reusing the tokenized examples" in m for m in msgs)
+    np.testing.assert_array_equal(again.train_batch(3)["inputs"], task.train_batch(3)["inputs"])
+
+
+def test_fit_lengths_is_truncate_seq_pair():
+    from llmjax.tasks.classify import _fit_lengths
+
+    def loop(a, b, room):  # BERT's truncate_seq_pair, one token at a time
+        while a + (b or 0) > room:
+            if b is not None and b > a:
+                b -= 1
+            else:
+                a -= 1
+        return a, b
+    for a in range(14):
+        for b in (None, *range(14)):
+            for room in range(20):
+                assert _fit_lengths(a, b, room) == loop(a, b, room), (a, b, room)
