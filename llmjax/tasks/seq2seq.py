@@ -2,14 +2,17 @@
 
 Data: (source, target) pairs from llmjax.data.pairs (the embedded stdlib task: a function's code
 to the first line of its docstring; `pairs:GLOB` tab-separated files; tfds translation datasets),
-one tokenizer trained on both sides (a shared vocabulary), packed Flax-wmt style with segment
-and position ids (llmjax.data.packed_pairs): the batch of a step is a pure function of (seed,
-step). Sources are data.seq_len tokens per row, targets task.target_len. Objective: teacher-forced
+one tokenizer trained on both sides (a shared vocabulary; a random sample of the train pairs up to
+data.spm_train_chars), tokenized once into a cache in the workdir that is memory-mapped
+(llmjax.data.example_cache), packed Flax-wmt style with segment and position ids
+(llmjax.data.packed_pairs, which gathers a batch's examples from the cache): memory does not
+grow with the dataset, and the batch of a step is a pure function of (seed, step). Sources are data.seq_len tokens per row, targets task.target_len. Objective: teacher-forced
 cross-entropy with label smoothing, normalised by the update's target-token count. Eval: loss,
 perplexity and token accuracy over the packed eval split, then BLEU and ROUGE-1/2/L of
 beam-search decodes of the first task.decode_examples eval sources against their references.
 Baselines (BASELINES): copying the source's first line, the most frequent train target, and the
-target of the train pair whose source is most similar (llmjax.data.retrieval).
+target of the train pair whose source is most similar (llmjax.data.retrieval); the last two
+over the first retrieval.POOL train pairs when the train split is larger.
 
 Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), V padded vocabulary.
 """
@@ -28,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from llmjax.config import ConfigError, check_fraction, check_positive
-from llmjax.data import retrieval
+from llmjax.data import example_cache, retrieval
 from llmjax.data.packed_pairs import PackedPairs, example_ids
-from llmjax.data.pairs import Pairs, check_pairs_spec, load_pairs, split_identifiers
-from llmjax.data.tokenizers import Tokenizer, train_or_load_tokenizer
+from llmjax.data.pairs import (PairStream, check_pairs_spec, describe, files_key, open_pairs,
+                               split_identifiers)
+from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_tokenizer
 from llmjax.evaluation.text_scores import text_scores
 from llmjax.generation.beam import beam_search
 from llmjax.generation.decode import generate
@@ -113,7 +117,8 @@ def baseline_scores(sources: list[str], references: list[str], train_sources: li
                     train_targets: list[str]) -> dict[str, float]:
     """BLEU/ROUGE of each of BASELINES, keys prefixed by its name (copy_bleu, ...): copying each
     source's first line, always the most frequent train target, and the target of the train
-    pair whose source is most similar (llmjax.data.retrieval)."""
+    pair whose source is most similar (llmjax.data.retrieval). The task passes the first
+    retrieval.POOL train pairs (all of a smaller train split)."""
     common = collections.Counter(train_targets).most_common(1)
     guesses = {"copy": [_first_line(s) for s in sources],
                "frequent": [common[0][0] if common else ""] * len(references),
@@ -123,7 +128,6 @@ def baseline_scores(sources: list[str], references: list[str], train_sources: li
 
 @register("seq2seq", Seq2SeqTaskConfig)
 class Seq2SeqTask(Task):
-    pairs: Pairs
     tokenizer: Tokenizer
 
     def __init__(self, run: Any):
@@ -135,25 +139,39 @@ class Seq2SeqTask(Task):
 
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
         cfg, d, t = self.run.task, self.run.data, self.run.train
-        self.pairs = p = load_pairs(cfg.dataset, tfds_data_dir=d.tfds_data_dir, source_key=cfg.source_key,
-                                    target_key=cfg.target_key, train_split=cfg.train_split,
-                                    eval_split=cfg.eval_split, val_fraction=d.val_fraction,
-                                    max_examples=cfg.max_examples, log=log)
+        stream = open_pairs(cfg.dataset, tfds_data_dir=d.tfds_data_dir, source_key=cfg.source_key,
+                            target_key=cfg.target_key, train_split=cfg.train_split,
+                            eval_split=cfg.eval_split, val_fraction=d.val_fraction,
+                            max_examples=cfg.max_examples, log=log)
         read = as_source(cfg)
-        train_sources = [read(s) for s in p.train_sources]
-        self.tokenizer = tok = train_or_load_tokenizer(d, train_sources + p.train_targets,
-                                                       os.path.join(workdir, "tokenizer"), log)
+        tok_dir = os.path.join(workdir, "tokenizer")
+        sample = (_tokenizer_sample(stream, read, d.spm_train_chars)
+                  if not has_tokenizer(tok_dir) and d.tokenizer in ("sentencepiece", "char") else [])
+        self.tokenizer = tok = train_or_load_tokenizer(d, sample, tok_dir, log)
+        key = {"task": "seq2seq", "dataset": cfg.dataset, "tfds_data_dir": d.tfds_data_dir,
+               "source_key": cfg.source_key, "target_key": cfg.target_key,
+               "train_split": cfg.train_split, "eval_split": cfg.eval_split,
+               "val_fraction": d.val_fraction, "max_examples": cfg.max_examples,
+               "split_identifiers": cfg.split_identifiers, "files": files_key(cfg.dataset)}
+        self._cache = cache = example_cache.load_or_build(
+            os.path.join(workdir, "data", "examples"), key, tok,
+            lambda: ((split, pair, None) for split, *pair in stream), log,
+            fields=("source", "target"), labelled=False, meta=lambda: {"stats": stream.stats},
+            keep_text=dict.fromkeys(example_cache.SPLITS, retrieval.POOL),
+            transforms={"source": read})
+        log(f"data {cfg.dataset}: {describe(cache.meta['stats'])}")
         pack = functools.partial(PackedPairs, source_len=d.seq_len, target_len=cfg.target_len, seed=t.seed,
                                  eos_id=tok.eos_id, pad_id=tok.pad_id, start_id=tok.eos_id)
-        self._train = pack(tok.encode_batch(train_sources), tok.encode_batch(p.train_targets),
+        self._train = pack(cache.field("train", "source"), cache.field("train", "target"),
                            batch_size=t.batch_size, shuffle=True)
-        eval_sources = tok.encode_batch([read(s) for s in p.eval_sources])
-        self._eval = pack(eval_sources, tok.encode_batch(p.eval_targets),
+        eval_sources = cache.field("eval", "source")
+        self._eval = pack(eval_sources, cache.field("eval", "target"),
                           batch_size=self.eval_batch_size, shuffle=False)
-        n = min(cfg.decode_examples, len(p.eval_sources))
+        n = min(cfg.decode_examples, len(eval_sources), retrieval.POOL)
         # Decoded sources are what training sees: ids + EOS, cut to data.seq_len.
-        self._decode_sources = [example_ids(ids, tok.eos_id, d.seq_len) for ids in eval_sources[:n]]
-        self._references = p.eval_targets[:n]
+        self._decode_sources = [example_ids(eval_sources[i], tok.eos_id, d.seq_len) for i in range(n)]
+        self._sources = cache.texts("eval", "source", n)  # as the dataset gives them
+        self._references = cache.texts("eval", "target", n)
         self._decoded: list[str] = []
         log(f"data: {self._train.num_examples:,} train pairs in {self._train.num_rows:,} packed rows, "
             f"{self._eval.num_examples:,} eval pairs in {self._eval.num_rows:,}; {n} eval sources decoded "
@@ -265,18 +283,19 @@ class Seq2SeqTask(Task):
     @functools.cached_property
     def _baselines(self) -> dict[str, float]:
         """BASELINES' BLEU/ROUGE over the decoded examples (none without decodes)."""
-        n = len(self._references)
-        if not n:
+        if not self._references:
             return {}
-        return baseline_scores(self.pairs.eval_sources[:n], self._references, self.pairs.train_sources,
-                               self.pairs.train_targets)
+        train = [self._cache.texts("train", f, retrieval.POOL) for f in ("source", "target")]
+        return baseline_scores(self._sources, self._references, *train)
 
     def describe(self, log: Log) -> None:
         b = self._baselines
         scores = "; ".join(f"{what} BLEU {b[f'{name}_bleu']:.2f} ROUGE-L {b[f'{name}_rougeL']:.2f}"
                            for name, what in BASELINES.items()) if b else "none"
+        pool = (f" (frequent and nearest from the first {retrieval.POOL:,} train pairs)"
+                if self._train.num_examples > retrieval.POOL else "")
         log(f"eval: {self.num_eval_batches} batches of {self.eval_batch_size} packed rows; baselines over the "
-            f"{len(self._references)} decoded examples: {scores}")
+            f"{len(self._references)} decoded examples{pool}: {scores}")
 
     def baselines(self) -> dict[str, float]:
         return dict(self._baselines)
@@ -297,5 +316,17 @@ class Seq2SeqTask(Task):
             return
         decoded = self._decoded[:k] or self.decode(model, params, self._decode_sources[:k])
         log(f"decoded eval examples (beam {self.run.task.beam_size}):")
-        for source, hyp, ref in zip(self.pairs.eval_sources, decoded, self._references):
+        for source, hyp, ref in zip(self._sources, decoded, self._references):
             log(f"--- source: {_first_line(source)[:100]}\n    decoded:   {hyp}\n    reference: {ref}")
+
+
+def _tokenizer_sample(stream: PairStream, read: Callable[[str], str], budget: int) -> list[str]:
+    """A random sample of the train pairs' sources (as the task reads them) and targets, up to
+    budget characters; when all fit, every source then every target, as before the sample."""
+    def train_texts():
+        for i, (split, source, target) in enumerate(stream):
+            if split != "train":
+                return
+            yield i, read(source)
+            yield 1 << 39 | i, target
+    return example_cache.tokenizer_sample(train_texts(), budget)

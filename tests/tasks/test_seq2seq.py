@@ -103,3 +103,40 @@ def test_decoder_input_dropout_replaces_inputs_after_the_start_token():
     assert not dropped[positions_BxT == 0].any()  # start tokens and padding stay
     assert abs(dropped[positions_BxT > 0].mean() - 0.25) < 0.02
     assert set(np.unique(out)) == {3, 7}
+
+
+@pytest.mark.parametrize("tokenizer", ["byte", "sentencepiece"])
+def test_batches_from_the_cache_equal_packing_the_whole_set(tmp_path, tokenizer):
+    """The task's batches (examples gathered from the memory-mapped cache) are those of packing
+    every pair tokenized in memory (the path before the cache); a dataset under
+    data.spm_train_chars trains the tokenizer it trained before (all its texts, in order)."""
+    from llmjax.data.packed_pairs import PackedPairs
+    from llmjax.data.pairs import load_pairs, split_identifiers
+    from llmjax.data.tokenizers import train_tokenizer
+    from llmjax.tasks import registry
+
+    spec = write_pairs(tmp_path / "data", n=300)
+    cfg = resolve(_config(spec, task__split_identifiers=True, data__tokenizer=tokenizer,
+                          data__vocab_size=320), num_devices=8)
+    task = registry.build(cfg)
+    msgs = []
+    task.prepare(str(tmp_path / "run"), msgs.append, resuming=False)
+    p = load_pairs(spec, val_fraction=cfg.data.val_fraction, log=lambda _: None)
+    train_texts = [split_identifiers(s) for s in p.train_sources] + p.train_targets
+    tok = train_tokenizer(cfg.data, train_texts)
+    assert tok.fingerprint() == task.tokenizer.fingerprint()
+    pack = lambda srcs, tgts, **kw: PackedPairs(  # noqa: E731
+        tok.encode_batch([split_identifiers(s) for s in srcs]), tok.encode_batch(tgts), source_len=32,
+        target_len=24, seed=cfg.train.seed, eos_id=tok.eos_id, pad_id=tok.pad_id, start_id=tok.eos_id, **kw)
+    before = {"train": pack(p.train_sources, p.train_targets, batch_size=cfg.train.batch_size, shuffle=True),
+              "eval": pack(p.eval_sources, p.eval_targets, batch_size=task.eval_batch_size, shuffle=False)}
+    for split, batch_of in (("train", task.train_batch), ("eval", task.eval_batch)):
+        for step in sorted({0, 1, before[split].num_batches - 1, before[split].num_batches + 1}):
+            want, got = before[split].batch(step), batch_of(step)
+            assert want.keys() == got.keys()
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=f"{split} {step} {k}")
+    assert task._references == p.eval_targets[:6] and task._sources == p.eval_sources[:6]
+    assert [s.tolist() for s in task._decode_sources] == [
+        list(tok.encode(split_identifiers(s))) + [tok.eos_id] for s in p.eval_sources[:6]]
+    assert any(m.startswith(f"data {spec}: train ") for m in msgs)
