@@ -45,7 +45,7 @@ Record = tuple[str, Sequence[str], "int | None"]  # (split, one text per field, 
 
 class Ragged:
     """Sequences of varying length as one flat array and int64 offsets (N + 1,): r[i], len(r),
-    r.lengths(), r.take(flat positions). The arrays may be memory maps."""
+    r.lengths(), r.gather(indices). The arrays may be memory maps."""
 
     def __init__(self, flat: np.ndarray, offsets: np.ndarray):
         self.flat, self.offsets = flat, offsets
@@ -62,6 +62,10 @@ class Ragged:
 
     def __getitem__(self, i: int) -> np.ndarray:
         return np.asarray(self.flat[int(self.offsets[i]):int(self.offsets[i + 1])])
+
+    def gather(self, idx: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+        """The sequences at idx (a batch's examples)."""
+        return [self[i] for i in np.asarray(idx, np.int64).tolist()]
 
     def lengths(self) -> np.ndarray:
         """int64 (N,) length of each sequence."""

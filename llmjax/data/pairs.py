@@ -38,7 +38,7 @@ ones).
 `open_pairs` reads any of them pair by pair (`PairStream`), so a task can tokenize a corpus of
 millions of pairs into its cache (llmjax.data.example_cache) without holding it: pairs:GLOB and
 tfds: stream their files and records (pairs:GLOB's repeats are found by a 16-byte content hash
-per pair: about 100 MB per million pairs, the only memory that grows with the corpus; its
+per pair: about 85 MB per million pairs, the only memory that grows with the corpus; its
 line-tail split counts the lines in a first pass); the embedded stdlib_docstrings (a few MB) is
 built in memory, then streamed the same way. `load_pairs` collects a stream into lists.
 """

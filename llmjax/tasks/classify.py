@@ -176,7 +176,7 @@ class ClassifyTask(Task):
         real = idx >= 0
         safe = np.where(real, idx, 0)
         fields = self._fields[split]
-        ids = [[f[i] for i in safe.tolist()] for f in fields]
+        ids = [f.gather(safe) for f in fields]
         out = encode_rows(self.tokenizer, ids[0], ids[1] if len(ids) == 2 else None,
                           self.run.data.seq_len, self._bert_style)
         out["labels"] = self._labels[split][safe]
