@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import concurrent.futures.process  # BrokenProcessPool: not loaded until a pool starts
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from llmjax.config import UserError
-from llmjax.data.atomic import atomic_write, write_error
+from llmjax.data.atomic import atomic_write
 from llmjax.data.order import EpochOrder
 from llmjax.data.token_cache import TokenStream
 from llmjax.data.tokenizers import Tokenizer
@@ -205,24 +204,25 @@ def build_pass(seg: Segments, max_num_tokens: int, short_seq_prob: float,
     doc_first, doc_count = seg.doc_first.tolist(), seg.doc_count.tolist()
     n_docs, M = len(doc_first), max_num_tokens
     # Every chunk consumes at least one segment, so S draws of each kind are enough.
-    u_short, u_target, u_split, u_coin, u_doc, u_from = rng.random((6, max(1, len(starts))))
-    u_short, u_target, u_split = u_short.tolist(), u_target.tolist(), u_split.tolist()
-    u_coin, u_doc, u_from = u_coin.tolist(), u_doc.tolist(), u_from.tolist()
+    # Draws stay a float64 array, read a chunk's six at a time: as lists they would cost
+    # 32 bytes each, the largest part of a block's memory.
+    draws_6xS = rng.random((6, max(1, len(starts))))
     a0, la, b0, lb, label, forced = [], [], [], [], [], []
     k = 0
     for d in range(n_docs):
         i = doc_first[d]
         end = i + doc_count[d]
         while i < end:
-            target = M if u_short[k] >= short_seq_prob else 2 + int(u_target[k] * (M - 1))
+            u_short, u_target, u_split, u_coin, u_doc, u_from = draws_6xS[:, k].tolist()
+            target = M if u_short >= short_seq_prob else 2 + int(u_target * (M - 1))
             x = bisect.bisect_left(cum, cum[i] + target, i + 1, end)  # chunk = segments [i, x)
-            a_end = 1 if x - i == 1 else 1 + int(u_split[k] * (x - i - 1))
+            a_end = 1 if x - i == 1 else 1 + int(u_split * (x - i - 1))
             a0.append(starts[i])
             la.append(cum[i + a_end] - cum[i])
-            if x - i == 1 or u_coin[k] < 0.5:
-                r = int(u_doc[k] * (n_docs - 1))
+            if x - i == 1 or u_coin < 0.5:
+                r = int(u_doc * (n_docs - 1))
                 r += r >= d
-                s = doc_first[r] + int(u_from[k] * doc_count[r])
+                s = doc_first[r] + int(u_from * doc_count[r])
                 y = bisect.bisect_left(cum, cum[s] + max(1, target - la[-1]), s + 1,
                                        doc_first[r] + doc_count[r])
                 b0.append(starts[s])
@@ -461,22 +461,15 @@ def _cached(path: str, tokens: np.ndarray | TokenStream, blocks: list[tuple[int,
         lengths.append(done.pop("lengths"))
         counts = {k: counts[k] + done.get(k, 0) for k in COUNTS}
     if counts["documents"] >= 2:
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            out = np.lib.format.open_memmap(tmp, "w+", INSTANCE, (int(np.sum(lengths)),))
-            at = 0
+        def join(f) -> None:  # written, not memory-mapped: the pages would count as ours
+            header = {"descr": np.lib.format.dtype_to_descr(INSTANCE), "fortran_order": False,
+                      "shape": (int(np.sum(lengths)),)}
+            np.lib.format.write_array_header_2_0(f, header)
             for p in range(job["passes"]):
-                for part, n_p in zip(parts, lengths):
-                    out[at:at + n_p[p]] = np.load(f"{part}.p{p}.npy", mmap_mode="r")
-                    at += n_p[p]
-            out.flush()
-            del out
-            os.replace(tmp, path)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise write_error(f"cannot write {path}", e, "make it writable, then run again "
-                              "(finished blocks are kept)") from e
+                for part in parts:
+                    f.write(np.load(f"{part}.p{p}.npy").tobytes())
+
+        atomic_write(path, join)
         atomic_write(f"{path}.json", lambda f: f.write(json.dumps(counts).encode()))
         for part in parts:
             for q in range(job["passes"]):
