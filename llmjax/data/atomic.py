@@ -1,10 +1,11 @@
 """Atomic file writes: a crash leaves the old file or the new one, never half of one, and a write
 that fails (a full disk, no permission) leaves no temporary file and is one line naming the file
-and the fix."""
+and the fix. And a directory lock, for derived data that several runs may build at once."""
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 from typing import BinaryIO, Callable
 
@@ -34,3 +35,18 @@ def atomic_write(path: str, write: Callable[[BinaryIO], object]) -> None:
             os.remove(tmp)  # a partial file would keep a full disk full
         raise write_error(f"cannot write {path}", e, "make its directory writable, then run the "
                                                      "same command again") from e
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def locked(directory: str):
+    """One builder at a time in directory (runs of a sweep sharing it); the others wait."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, LOCK), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -10,9 +10,7 @@ hosts or devices) sees bit-identical batches; each host reads only its own rows.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import functools
 import glob
 import hashlib
@@ -26,6 +24,7 @@ import numpy as np
 
 from llmjax.config import DataConfig
 from llmjax.data import preparation, token_cache
+from llmjax.data.atomic import LOCK, locked
 from llmjax.data.order import EpochOrder
 from llmjax.data.token_cache import TokenStream, token_dtype, unigram_log_probs
 from llmjax.data.tokenizers import Tokenizer, check_compatible, has_tokenizer, load_tokenizer
@@ -44,6 +43,7 @@ class Prepared:
     unigram_loss: float  # nats/token of val under train's add-one unigram: the bar to beat
     unigram_counts: np.ndarray  # int64 (vocab,) train token counts
     fingerprint: str = ""  # names the corpus and tokenizer (for what is derived from the streams)
+    directory: str = ""  # where the corpus is prepared (what is derived from it may go there too)
 
 
 def tokenize_documents(tokenizer: Tokenizer, docs: Sequence[str]) -> np.ndarray:
@@ -96,7 +96,7 @@ def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print,
                               lambda t: fingerprint(key, t), log, workers=cfg.num_workers,
                               tokenizer_dir=run_tok if has_tokenizer(run_tok) else None)
     prep_tok = os.path.join(directory, "tokenizer")
-    with _locked(directory):
+    with locked(directory):
         manifest = _reusable(directory, cfg, key, run_tok, resuming, own, log)
         if manifest is None:
             manifest = build()
@@ -120,7 +120,7 @@ def prepare(cfg: DataConfig, workdir: str, log: Callable[[str], None] = print,
     if not has_tokenizer(run_tok):
         shutil.copytree(prep_tok, run_tok)
     return Prepared(tok, streams["train"], streams["val"], manifest["stats"],
-                    manifest["unigram_loss"], counts, manifest["fingerprint"])
+                    manifest["unigram_loss"], counts, manifest["fingerprint"], directory)
 
 
 def _reusable(directory: str, cfg: DataConfig, key: dict, run_tok: str, resuming: bool, own: bool,
@@ -155,24 +155,11 @@ def _reusable(directory: str, cfg: DataConfig, key: dict, run_tok: str, resuming
 def _remove(directory: str) -> None:
     """Empty a run's own derived data directory (the lock file stays)."""
     for name in os.listdir(directory):
-        if name != _LOCK:
+        if name != LOCK:
             path = os.path.join(directory, name)
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-_LOCK = ".lock"
-
-
-@contextlib.contextmanager
-def _locked(directory: str):
-    """One preparer at a time (runs of a sweep sharing a prepared_dir); the others wait."""
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, _LOCK), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------- what decides the corpus
@@ -242,7 +229,8 @@ def _legacy_cache(data_dir: str, cfg: DataConfig, tok: Tokenizer, log: Callable[
     log(f"data: reusing {len(train):,} train / {len(val):,} val tokens from {data_dir} "
         "(prepared by an earlier llmjax)")
     counts = np.bincount(train, minlength=tok.vocab_size)[:tok.vocab_size].astype(np.int64)
-    return Prepared(tok, train, val, meta["stats"], meta["unigram_loss"], counts, meta["fingerprint"])
+    return Prepared(tok, train, val, meta["stats"], meta["unigram_loss"], counts, meta["fingerprint"],
+                    data_dir)
 
 
 # ---------------------------------------------------------------- batches

@@ -367,11 +367,12 @@ class SentencePairs:
                  block_tokens, tokenizer.fingerprint()]).encode()).hexdigest()[:16]
             path = os.path.join(cache_dir, f"pairs-{key}.npy")
             counts = _cached(path, tokens, blocks, job, workers, log or (lambda _: None))
-            self.instances = np.load(path, mmap_mode="r")
         if counts["documents"] < 2:
             raise ValueError(f"the token stream has {counts['documents']} document(s) with text, "
                              "too few for sentence pairs (a random B comes from another document): "
                              "use more data, at least two documents with text")
+        if cache_dir is not None:
+            self.instances = np.load(path, mmap_mode="r")
         self._order = EpochOrder(self.num_examples, batch_size, seed, shuffle)
         n = max(counts["examples"], 1)
         self.stats = {"documents": counts["documents"], "segments": counts["segments"],

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llmjax.config import check_fraction, check_positive, fail
+from llmjax.data.atomic import locked
 from llmjax.data.masking import EVAL_STREAM, TRAIN_STREAM, MaskingTables, mask_tokens
 from llmjax.data.pipeline import Prepared, prepare, unigram_log_probs
 from llmjax.data.sentence_pairs import SentencePairs
@@ -65,13 +66,19 @@ class MLMTask(Task):
             fail("data.seq_len", d.seq_len, "a sentence pair needs at least 8 tokens: raise it")
         self.data = prepare(d, workdir, log=log, resuming=resuming)
         tok = self.data.tokenizer
+        # Beside the corpus, so runs and sweeps sharing a prepared_dir build them once (in the
+        # run's workdir when that directory is read-only).
+        shared = self.data.directory if os.access(self.data.directory, os.W_OK) else workdir
         pairs = dict(tokenizer=tok, seq_len=d.seq_len, seed=t.seed, short_seq_prob=cfg.short_seq_prob,
-                     cache_dir=os.path.join(workdir, "sentence_pairs"),
+                     cache_dir=os.path.join(shared, "sentence_pairs"),
                      workers=d.num_workers or default_workers(), log=log)
-        self._train = SentencePairs(self.data.train_tokens, batch_size=t.batch_size, shuffle=True,
-                                    passes=cfg.passes, source_id=f"{self.data.fingerprint}:train", **pairs)
-        self._eval = SentencePairs(self.data.val_tokens, batch_size=self.eval_batch_size, shuffle=False,
-                                   passes=1, source_id=f"{self.data.fingerprint}:val", **pairs)
+        with locked(pairs["cache_dir"]):
+            self._train = SentencePairs(self.data.train_tokens, batch_size=t.batch_size, shuffle=True,
+                                        passes=cfg.passes, source_id=f"{self.data.fingerprint}:train",
+                                        **pairs)
+            self._eval = SentencePairs(self.data.val_tokens, batch_size=self.eval_batch_size,
+                                       shuffle=False, passes=1, source_id=f"{self.data.fingerprint}:val",
+                                       **pairs)
         self._tables = MaskingTables.from_tokenizer(tok)
         log(f"data: {self._train.num_examples:,} train / {self._eval.num_examples:,} eval sentence "
             f"pairs of up to {d.seq_len} tokens ({cfg.passes} passes over the train split)")

@@ -238,12 +238,13 @@ def test_eval_is_in_order_and_pads_past_the_end():
     np.testing.assert_array_equal(x["tokens"][:real], sp.batch(last, slice(0, real))["tokens"])
 
 
-def test_errors_are_one_line():
+def test_errors_are_one_line(tmp_path):
     tok = ByteTokenizer()
     one_doc = tokenize_documents(tok, ["Just one document. With two sentences.", "  \n"])
-    with pytest.raises(ValueError, match="1 document.* use more data, at least two") as e:
-        SentencePairs(one_doc, tok, 32, 4, 0, shuffle=True)
-    assert "\n" not in str(e.value)
+    for cache_dir in (None, str(tmp_path)):
+        with pytest.raises(ValueError, match="1 document.* use more data, at least two") as e:
+            SentencePairs(one_doc, tok, 32, 4, 0, shuffle=True, cache_dir=cache_dir)
+        assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="seq_len=4 .* use seq_len >= 5"):
         SentencePairs(one_doc, tok, 4, 4, 0, shuffle=True)
     two = tokenize_documents(tok, ["a. b.", "c"])

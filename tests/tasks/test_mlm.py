@@ -2,6 +2,7 @@
 training equal to one device."""
 import json
 import shutil
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -42,6 +43,7 @@ def test_mlm_run_logs_its_metrics_and_resumes_exactly(tmp_path):
     b.mkdir()
     for name in ("tokenizer", "data"):
         shutil.copytree(a / name, b / name)
+    shutil.rmtree(b / "data" / "sentence_pairs")  # built again below, the same
     shutil.copytree(a / "checkpoints" / "6", b / "checkpoints" / "6")
     (b / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= 6))
     out_b = train_and_evaluate(cfg, str(b), log=lambda _: None)
@@ -49,7 +51,29 @@ def test_mlm_run_logs_its_metrics_and_resumes_exactly(tmp_path):
     lb = {(r["step"], r["split"]): r["loss"] for r in _rows(b)}
     assert la == lb
     assert out_a["mlm_loss"] == out_b["mlm_loss"] and out_a["nsp_accuracy"] == out_b["nsp_accuracy"]
-    # the train and eval instances are files in the run (b, without a's, built the same ones)
-    pairs = {p.name: p.read_bytes() for p in (a / "sentence_pairs").glob("*.npy")}
+    # the train and eval instances are files beside the corpus (b, without a's, built the same)
+    pairs = {p.name: p.read_bytes() for p in (a / "data" / "sentence_pairs").glob("*.npy")}
     assert len(pairs) == 2 and pairs == {p.name: p.read_bytes()
-                                         for p in (b / "sentence_pairs").glob("*.npy")}
+                                         for p in (b / "data" / "sentence_pairs").glob("*.npy")}
+
+
+def test_runs_sharing_a_prepared_dir_build_the_sentence_pairs_once(tmp_path):
+    from llmjax.tasks import registry
+
+    spec = write_corpus(tmp_path / "corpus", num_files=30, max_chars=4000)
+    shared = tmp_path / "prepared"
+    run = resolve(_tiny_bert(spec, data__prepared_dir=str(shared)))
+    logs = {}
+    for name in ("first", "second"):
+        logs[name] = []
+        task = registry.build(run)
+        task.prepare(str(tmp_path / name), logs[name].append, resuming=False)
+    built = [l for l in logs["first"] if "building BERT sentence pairs" in l]
+    assert len(built) == 2 and not any("building" in l for l in logs["second"])
+    assert len(list((shared / "sentence_pairs").glob("pairs-*.npy"))) == 2
+    assert not (tmp_path / "second" / "sentence_pairs").exists()
+    with mock.patch("os.access", lambda path, mode: path != str(shared)):  # read-only (for root too)
+        third = registry.build(run)
+        third.prepare(str(tmp_path / "third"), lambda _: None, resuming=False)
+    assert len(list((tmp_path / "third" / "sentence_pairs").glob("pairs-*.npy"))) == 2
+    np.testing.assert_array_equal(third.train_batch(3)["inputs"], task.train_batch(3)["inputs"])
