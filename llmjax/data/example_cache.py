@@ -32,7 +32,7 @@ import numpy as np
 
 from llmjax.data import token_cache
 from llmjax.data.atomic import atomic_write, write_error
-from llmjax.data.preparation import _BottomK, content_hash
+from llmjax.data.preparation import BottomK, content_hash
 from llmjax.data.token_cache import CacheError
 from llmjax.data.tokenizers import Tokenizer
 
@@ -76,7 +76,7 @@ def tokenizer_sample(texts: Iterable[tuple[int, str]], budget: int) -> list[str]
     """A uniform random sample of texts up to budget characters (the preparation's bottom-k by
     content hash, each text cut to budget), in the texts' own order: texts are (order, text)
     with order < 2**40. When every text fits, the sample is all of them, in order."""
-    sample = _BottomK(budget)
+    sample = BottomK(budget)
     for order, text in texts:
         digest = int.from_bytes(content_hash(text)[:8], "little")
         sample.add(digest << 40 | order, text[:budget])

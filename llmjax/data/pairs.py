@@ -171,8 +171,7 @@ def files_key(spec: str) -> str:
     files are added, removed or edited); '' for the other specs."""
     if not spec.startswith("pairs:"):
         return ""
-    listing = "\n".join(f"{f}\t{os.path.getsize(f)}\t{os.stat(f).st_mtime_ns}" for f in _match(spec))
-    return hashlib.sha1(listing.encode()).hexdigest()
+    return sources.files_digest(_match(spec))
 
 
 _SNAKE_JOIN = re.compile(r"(?<=[A-Za-z0-9])_(?=[A-Za-z0-9])")

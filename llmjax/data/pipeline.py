@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from llmjax.config import DataConfig
-from llmjax.data import preparation, token_cache
+from llmjax.data import preparation, sources, token_cache
 from llmjax.data.atomic import LOCK, locked
 from llmjax.data.order import EpochOrder
 from llmjax.data.token_cache import TokenStream, token_dtype, unigram_log_probs
@@ -184,8 +184,7 @@ def source_key(cfg: DataConfig, fmt: int = token_cache.FORMAT) -> dict:
         pattern = os.path.join(rest, "**") if kind == "hf_disk" else rest
         files = sorted(f for f in glob.glob(os.path.expanduser(pattern), recursive=True)
                        if os.path.isfile(f))
-        listing = "\n".join(f"{f}\t{os.path.getsize(f)}\t{os.stat(f).st_mtime_ns}" for f in files)
-        key["files"] = hashlib.sha1(listing.encode()).hexdigest()
+        key["files"] = sources.files_digest(files)
     return key
 
 

@@ -67,7 +67,7 @@ def scan_unit(unit: sources.Unit, cfg: DataConfig, directory: str, sample: bool)
             return {"index": unit.index, "train_chars": int(z["chars"][~z["val"]].sum())}
     counts: dict = {}
     digests, chars, val = [], [], []
-    sample_k = _BottomK(cfg.spm_train_chars)
+    sample_k = BottomK(cfg.spm_train_chars)
     for _, text in sources.read_unit(unit, cfg, counts):
         d = content_hash(text)
         is_val = unit.split == "val" if unit.split else _is_val(d, cfg.val_fraction)
@@ -132,7 +132,7 @@ def merged_sample(directory: str, units: Sequence[sources.Unit], budget: int) ->
     """The train documents of smallest hash over all units, up to budget characters (the
     document that crosses it included), in hash order. One unit's sample is read at a time:
     memory is about twice the budget, however many units there are."""
-    merged = _BottomK(budget)
+    merged = BottomK(budget)
     for u in units:
         path = _work(directory, f"sample-{u.index:06d}.json")
         if os.path.exists(path):
@@ -142,7 +142,7 @@ def merged_sample(directory: str, units: Sequence[sources.Unit], budget: int) ->
     return [text for _, text in merged.items()]
 
 
-class _BottomK:
+class BottomK:
     """The texts of smallest priority (a hash) up to `budget` characters, the one that crosses
     it included; a priority seen again (the same document) is held once."""
 

@@ -29,7 +29,7 @@ import dataclasses
 import glob
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from llmjax.config import DataConfig, UserError, dataset_files, dataset_kinds_hint
 
@@ -206,6 +206,13 @@ def glob_root(pattern: str) -> str:
             break
         fixed.append(part)
     return os.sep.join(fixed) or "."
+
+
+def files_digest(paths: Sequence[str]) -> str:
+    """sha1 of the files' paths, sizes and modification times: what changes when files are
+    added, removed or edited (decides whether what was derived from them still holds)."""
+    listing = "\n".join(f"{f}\t{os.path.getsize(f)}\t{os.stat(f).st_mtime_ns}" for f in paths)
+    return hashlib.sha1(listing.encode()).hexdigest()
 
 
 def _file_fix(path: str) -> str:
