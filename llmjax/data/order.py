@@ -28,9 +28,11 @@ class EpochOrder:
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perms:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
-            # int32 where it fits: half the memory of a large corpus's permutations
-            self._perms[epoch] = perm.astype(np.int32) if self.num_examples < 2**31 else perm
+            # Generator.permutation(n) shuffles arange(n): the same shuffle of an int32 arange
+            # is the same permutation in half the memory (a large corpus has tens of millions)
+            perm = np.arange(self.num_examples, dtype=np.int32 if self.num_examples < 2**31 else np.int64)
+            np.random.default_rng([self.seed, epoch]).shuffle(perm)
+            self._perms[epoch] = perm
             while len(self._perms) > 4:
                 self._perms.popitem(last=False)
         return self._perms[epoch]
