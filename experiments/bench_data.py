@@ -24,7 +24,10 @@ paragraphs in a shuffled choice under a header naming the copy, so no two are ex
 
 Peak RSS is the process tree's (the subprocess and every descendant, summed, sampled every
 --poll_s; at least the largest single process's maxrss from wait4): resident pages shared
-between processes count once per process, so the figure is an upper bound. Config overrides
+between processes count once per process, so the figure is an upper bound. It also counts the
+page cache mapped around each read of the memory-mapped shards (on kernels with large folios,
+up to 2 MB a read: reclaimable, and growing with the distinct pages read, not the corpus), so
+training also reports the anonymous part, what the processes themselves hold. Config overrides
 (--config.KEY=VALUE) go to every subprocess. Like `python -m llmjax.main`, the script first
 re-executes itself with malloc on transparent huge pages (llmjax.allocator; LLMJAX_NO_REEXEC=1
 opts out); the subprocesses get the environment it started with, as a user's commands would.
@@ -166,16 +169,21 @@ def _user_env() -> dict:
     return env
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
+def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """(RSS, anonymous RSS) of proc and its descendants, summed. RSS also counts the page-cache
+    pages mapped around each read of a memory-mapped file (on kernels with large folios up to
+    2 MB a read, reclaimable at any time); the anonymous part is what the processes hold."""
+    total = anon = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return 0, 0
     for p in procs:
         with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
+            m = p.memory_info()
+            total += m.rss
+            anon += m.rss - m.shared  # shared = file-backed resident pages (RssFile + RssShmem)
+    return total, anon
 
 
 def run_measured(cmd: list[str], log_path: str, first_row: str | None = None) -> dict:
@@ -185,12 +193,13 @@ def run_measured(cmd: list[str], log_path: str, first_row: str | None = None) ->
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, cwd=ROOT, env=_user_env(), stdout=log, stderr=subprocess.STDOUT)
         proc = psutil.Process(p.pid)  # still ours until reaped below, whatever it does
-        peak, first_s, row = 0, None, None
+        peak, peak_anon, first_s, row = 0, 0, None, None
         while True:
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
-            peak = max(peak, _tree_rss(proc))
+            rss, anon = _tree_rss(proc)
+            peak, peak_anon = max(peak, rss), max(peak_anon, anon)
             if first_row is not None and first_s is None:
                 row = _first_train_row(first_row)
                 if row is not None:
@@ -206,7 +215,8 @@ def run_measured(cmd: list[str], log_path: str, first_row: str | None = None) ->
     if first_row is not None and row is None:  # finished between two samples
         row = _first_train_row(first_row)
         first_s = wall
-    return {"wall_s": wall, "peak_rss": max(peak, usage.ru_maxrss * 1024), "first_step_s": first_s,
+    return {"wall_s": wall, "peak_rss": max(peak, usage.ru_maxrss * 1024), "peak_anon": peak_anon,
+            "first_step_s": first_s,
             "first_row": row}
 
 
@@ -378,6 +388,10 @@ def table(res: dict) -> list[tuple[str, str, str]]:
         rows.append((f"train {s}, {_TRAIN_STEPS.value} steps: peak RSS", _gb(tr[s]["peak_rss"]) + flat,
                      "< 1.5 GB, flat; before: 5.8 GB at 0.25 GB, 21.9 GB at 1 GB"))
     for s in sizes:
+        flat = f" ({100 * (tr[s]['peak_anon'] / tr[small]['peak_anon'] - 1):+.0f}% vs {small})" if s != small else ""
+        rows.append((f"train {s}: peak anonymous RSS (without mapped page cache)",
+                     _gb(tr[s]["peak_anon"]) + flat, "flat"))
+    for s in sizes:
         st = tr[s]["startup_sec"]
         rows.append((f"train {s}: launch to first step", f"{tr[s]['first_step_s']:.1f} s"
                      + (f" (loop's startup_sec {st:.1f} s)" if st is not None else ""),
@@ -496,7 +510,8 @@ def _say(what: str, name: str, r: dict) -> None:
         what = f"{what} {name} with {r['workers']} workers"
         extra = f", {r['tokens']:,} tokens at {r['tokens_per_s']:,.0f}/s"
     else:
-        what, extra = f"{what} {name}", f", first step after {r['first_step_s']:.1f}s"
+        what, extra = f"{what} {name}", (f" ({_gb(r['peak_anon'])} anonymous), first step after "
+                                         f"{r['first_step_s']:.1f}s")
     print(f"{what}: {r['wall_s']:.1f}s, peak RSS {_gb(r['peak_rss'])}{extra}", flush=True)
 
 
