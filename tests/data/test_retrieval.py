@@ -1,4 +1,8 @@
-"""The retrieval baseline's nearest train source: which words count, and what it returns."""
+"""The retrieval baselines' most similar train source: which words count, what characters find
+that words miss, and what they return."""
+import numpy as np
+import pytest
+
 from llmjax.data import retrieval
 
 TRAIN = ["def get_running_loop():\n    return _running_loop.get()",
@@ -25,3 +29,25 @@ def test_nearest_indexes_only_the_pool():
     assert retrieval.nearest(TRAIN, [TRAIN[2]], pool=2) != [2]
     assert retrieval.nearest(TRAIN[:0], [TRAIN[2]]) == [-1]
     assert retrieval.nearest(TRAIN, []) == []
+
+
+def test_memory_matches_characters_where_words_differ():
+    """A morphological variant: words match the pair sharing one whole word, the translation
+    memory the pair sharing the stems (what a CAT tool's fuzzy match proposes)."""
+    sources = ["Open file", "Files were closed"]
+    targets = ["Datei öffnen", "Dateien wurden geschlossen"]
+    query = ["Opened files"]
+    assert retrieval.nearest(sources, query) == [1]
+    proposals, sim_Q = retrieval.memory(sources, targets, query)
+    assert proposals == ["Datei öffnen"] and 0.0 < sim_Q[0] < 1.0
+    proposals, sim_Q = retrieval.memory(sources, targets, ["Open file", "Q", "open FILE"])
+    assert proposals == ["Datei öffnen", "", "Datei öffnen"]  # none shares a character: ''
+    assert sim_Q.dtype == np.float32 and sim_Q.tolist() == pytest.approx([1.0, 0.0, 1.0])
+
+
+def test_memory_indexes_only_the_pool_and_wants_pairs():
+    assert retrieval.memory(TRAIN, ["a", "b", "c", "d"], [TRAIN[2]], pool=2)[0] != ["c"]
+    assert retrieval.memory([], [], ["x"])[0] == [""]
+    assert retrieval.memory(TRAIN, ["a", "b", "c", "d"], [])[0] == []
+    with pytest.raises(ValueError, match="4 train sources but 1 targets"):
+        retrieval.memory(TRAIN, ["a"], ["x"])
