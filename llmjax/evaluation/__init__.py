@@ -1,5 +1,5 @@
 """Evaluation metrics computed from model outputs (ground floor: imports no models or training).
 
 classification   confusion sums on device per batch, then accuracy / precision / recall / F1
-text_scores      BLEU and ROUGE of generated text against references
+text_scores      BLEU, chrF, ROUGE and placeholder accuracy of generated text against references
 """
