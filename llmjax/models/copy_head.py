@@ -3,7 +3,16 @@ Ahmad et al. 2020): the decoder may emit a source token by pointing at it.
 
 p(w) = g * softmax(vocab_logits)(w) + (1 - g) * sum of the attention on source positions holding w,
 with g = sigmoid(w_g . y). The head returns log p, so everything downstream that takes logits
-(cross-entropy, label smoothing, sampling, beam search) sees the mixture unchanged.
+(cross-entropy, sampling, beam search) sees the mixture unchanged.
+
+Label smoothing is the exception: its uniform term on log p would reward mass on every id, which
+only the generation route can give (copying covers the source's few ids), and so would push
+about label_smoothing * -log g nats per token against copying whatever the target is. The
+seq2seq task therefore puts the uniform term on the generation distribution softmax(vocab_logits)
+alone (the model returns those logits beside log p for it) and keeps the (1 - eps) NLL on the
+mixture: the generator is smoothed as in a plain Transformer, the gate learns from the NLL only.
+(OpenNMT-py's copy loss drops smoothing altogether; this keeps its regularisation of the
+generator.)
 
 While decoding, the source's keys, ids and segment ids are cached on the first call, as the
 cross-attention caches its keys and values.

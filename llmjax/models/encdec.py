@@ -160,32 +160,37 @@ class EncoderDecoder(nn.Module):
     def decode(self, decoder_inputs_BxT: jnp.ndarray, encoded_BxSxE: jnp.ndarray | None, *,
                source_BxS: jnp.ndarray | None = None, source_segment_ids: jnp.ndarray | None = None,
                target_segment_ids: jnp.ndarray | None = None, target_positions: jnp.ndarray | None = None,
-               deterministic: bool = True, decode: bool = False) -> jnp.ndarray:
+               deterministic: bool = True, decode: bool = False,
+               generation_logits: bool = False) -> jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray]:
         """Logits (B, T, V) float32 (log-probabilities with copy_attention, which also needs the
-        source ids); while decoding, encoded and source may be None after the first call."""
+        source ids); while decoding, encoded and source may be None after the first call. With
+        generation_logits, also the vocabulary logits before the copy mixture (label smoothing's
+        uniform term goes on them: training/objectives.py)."""
         y_BxTxE = self.decoder(self._embed(self.target_embed, decoder_inputs_BxT), positions=target_positions,
                                segment_ids=target_segment_ids, encoded_BxSxE=encoded_BxSxE,
                                encoded_segment_ids=source_segment_ids, deterministic=deterministic,
                                decode=decode)
         logits_BxTxV = self.target_embed.attend(y_BxTxE) if self.cfg.tie_embeddings else self.head(y_BxTxE)
-        logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+        logits_BxTxV = vocab_BxTxV = logits_BxTxV.astype(jnp.float32)
         if self.cfg.copy_attention:
             logits_BxTxV = self.copy(y_BxTxE, logits_BxTxV, encoded_BxSxE=encoded_BxSxE, source_BxS=source_BxS,
                                      source_segment_ids=source_segment_ids,
                                      target_segment_ids=target_segment_ids, decode=decode)
             logits_BxTxV = mask_padded_ids(logits_BxTxV, self.cfg.real_vocab_size)  # log(0 + tiny) is not dead
-        return nn.with_logical_constraint(logits_BxTxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
+        logits_BxTxV = nn.with_logical_constraint(logits_BxTxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
+        return (logits_BxTxV, vocab_BxTxV) if generation_logits else logits_BxTxV
 
     def __call__(self, source_BxS: jnp.ndarray, decoder_inputs_BxT: jnp.ndarray, *,
                  source_segment_ids: jnp.ndarray | None = None, source_positions: jnp.ndarray | None = None,
                  target_segment_ids: jnp.ndarray | None = None, target_positions: jnp.ndarray | None = None,
-                 deterministic: bool = True) -> jnp.ndarray:
+                 deterministic: bool = True,
+                 generation_logits: bool = False) -> jnp.ndarray | tuple[jnp.ndarray, jnp.ndarray]:
         encoded_BxSxE = self.encode(source_BxS, source_segment_ids=source_segment_ids,
                                     source_positions=source_positions, deterministic=deterministic)
         return self.decode(decoder_inputs_BxT, encoded_BxSxE, source_BxS=source_BxS,
                            source_segment_ids=source_segment_ids,
                            target_segment_ids=target_segment_ids, target_positions=target_positions,
-                           deterministic=deterministic)
+                           deterministic=deterministic, generation_logits=generation_logits)
 
     # ---------------------------------------------------------- the generation protocol
 

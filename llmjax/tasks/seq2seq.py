@@ -109,6 +109,21 @@ def decode_texts(model: nn.Module, params: Any, sources: list[np.ndarray], token
     return out
 
 
+def training_sums(model: nn.Module, params: Any, batch: Batch, rng: jax.Array, *, label_smoothing: float,
+                  num_classes: int, z_loss: float = 0.0) -> dict[str, jax.Array]:
+    """The trained loss of a batch (teacher forcing, dropout on): cross_entropy_sums' sums. With
+    copy attention, label smoothing's uniform term goes on the generation distribution only
+    (models/copy_head.py says why)."""
+    copy = bool(getattr(model.cfg, "copy_attention", False)) and bool(label_smoothing)
+    out = model.apply({"params": params}, batch["source"], batch["decoder_inputs"], deterministic=False,
+                      rngs={"dropout": rng}, **{k: batch[k] for k in _MODEL_KEYS},
+                      **({"generation_logits": True} if copy else {}))
+    logits_BxTxV, generation_BxTxV = out if copy else (out, None)
+    return cross_entropy_sums(logits_BxTxV, batch["targets"], batch["weights"], z_loss,
+                              label_smoothing=label_smoothing, num_classes=num_classes,
+                              smoothing_logits_BxLxV=generation_BxTxV)
+
+
 BASELINES = {"copy": "copy the source's first line", "frequent": "the most frequent train target",
              "nearest": "the nearest train pair's target"}
 
@@ -228,10 +243,8 @@ class Seq2SeqTask(Task):
         if self.run.task.decoder_input_dropout:
             rng, word_rng = jax.random.split(rng)
             batch = self._drop_words(batch, word_rng)
-        logits_BxTxV = self._logits(model, params, batch, deterministic=False, rng=rng)
-        sums = cross_entropy_sums(logits_BxTxV, batch["targets"], batch["weights"], self.run.train.z_loss,
-                                  label_smoothing=self.run.task.label_smoothing,
-                                  num_classes=self.tokenizer.vocab_size)
+        sums = training_sums(model, params, batch, rng, label_smoothing=self.run.task.label_smoothing,
+                             num_classes=self.tokenizer.vocab_size, z_loss=self.run.train.z_loss)
         return sums["loss_sum"], {"nll_sum": sums["nll_sum"], "loss_sum": sums["loss_sum"]}
 
     def _drop_words(self, batch: Batch, rng: jax.Array) -> Batch:

@@ -18,7 +18,8 @@ def token_nll(logits_BxLxV: jax.Array, targets_BxL: jax.Array) -> tuple[jax.Arra
 
 def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_BxL: jax.Array,
                        z_loss: float = 0.0, label_smoothing: float = 0.0,
-                       num_classes: int | None = None) -> dict[str, jax.Array]:
+                       num_classes: int | None = None,
+                       smoothing_logits_BxLxV: jax.Array | None = None) -> dict[str, jax.Array]:
     """Summed next-token cross-entropy in float32 (plus z-loss), and the token count.
 
     nll_sum is always the plain cross-entropy; loss_sum, what is trained, adds:
@@ -26,7 +27,10 @@ def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_
     logits stay well conditioned;
     label smoothing (Szegedy et al. 2016; the Transformer's 0.1): the target distribution puts
     label_smoothing uniformly over the first num_classes ids (the real vocabulary, not the
-    padding of the table) and the rest on the target.
+    padding of the table) and the rest on the target. Its uniform term is the cross-entropy of
+    smoothing_logits when given: a pointer-generator passes its generation distribution, since on
+    the copy mixture's log p the term would reward generation mass on every id, against copying
+    (models/copy_head.py).
     """
     nll_BxL, log_z_BxL = token_nll(logits_BxLxV, targets_BxL)
     w = weights_BxL.astype(jnp.float32)
@@ -34,7 +38,12 @@ def cross_entropy_sums(logits_BxLxV: jax.Array, targets_BxL: jax.Array, weights_
     out["loss_sum"] = out["nll_sum"]
     if label_smoothing:
         V = num_classes or logits_BxLxV.shape[-1]
-        uniform_nll_BxL = log_z_BxL - jnp.mean(logits_BxLxV[..., :V].astype(jnp.float32), axis=-1)
+        if smoothing_logits_BxLxV is None:
+            uniform_nll_BxL = log_z_BxL - jnp.mean(logits_BxLxV[..., :V].astype(jnp.float32), axis=-1)
+        else:
+            smoothing = smoothing_logits_BxLxV.astype(jnp.float32)
+            uniform_nll_BxL = (jax.nn.logsumexp(smoothing, axis=-1)
+                               - jnp.mean(smoothing[..., :V], axis=-1))
         out["loss_sum"] = jnp.sum(((1.0 - label_smoothing) * nll_BxL + label_smoothing * uniform_nll_BxL) * w)
     if z_loss:
         out["loss_sum"] = out["loss_sum"] + z_loss * jnp.sum(jnp.square(log_z_BxL) * w)
