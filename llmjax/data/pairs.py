@@ -1,8 +1,10 @@
 """(source, target) text pairs for sequence-to-sequence tasks, with fixed train/eval splits.
 
-Three kinds of spec, one result (`Pairs`):
+Four kinds of spec, one result (`Pairs`):
   stdlib_docstrings   the embedded task, offline and real: a function of the running Python's
                       standard library (its code, docstring removed) -> the docstring's summary
+  gettext:LANG[:ROOT] the machine's message catalogs as English -> LANG translation pairs
+                      (llmjax.data.gettext_catalogs; ROOT default /usr/share/locale)
   pairs:GLOB          UTF-8 text files of `source<TAB>target` lines
   tfds:NAME[/CONFIG]  a tfds dataset already prepared on disk, e.g. wmt14_translate/de-en; the
                       two features default to the builder's supervised_keys
@@ -35,6 +37,20 @@ empty side are dropped, and repeats as above. tfds: keeps its own splits untouch
 dropping train pairs with an empty side (eval stays whole, so scores compare with published
 ones).
 
+gettext:LANG is split by the hash of each English source's normalised form
+(gettext_catalogs.normalise: case, digits, printf/format placeholders and whitespace folded), so
+"cannot open %s" and "Cannot open %d" are on one side, and the machine's set of packages cannot
+move a message across; both splits in order of sha1(source), so a prefix samples every catalog.
+The eval stats count the eval sources with a near-duplicate train source
+(gettext_catalogs.near_duplicates).
+
+A dev split for tuning without touching eval, for the hash-split specs (stdlib_docstrings,
+gettext:, pairs:GLOB; pairs:GLOB's line-tail split likewise by lines): eval_split="dev"
+evaluates on the band val_fraction <= h < 2 * val_fraction of the split's hash h (in [0, 1))
+and trains on h >= 2 * val_fraction; the eval split (h < val_fraction) is not read at all. So a
+dev-tuned run never trains on dev nor sees eval, and the default run (eval_split '' or
+'validation') trains on dev.
+
 `open_pairs` reads any of them pair by pair (`PairStream`), so a task can tokenize a corpus of
 millions of pairs into its cache (llmjax.data.example_cache) without holding it: pairs:GLOB and
 tfds: stream their files and records (pairs:GLOB's repeats are found by a 16-byte content hash
@@ -58,14 +74,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from llmjax.config import ConfigError
-from llmjax.data import sources
+from llmjax.data import gettext_catalogs, sources
 from llmjax.data.preparation import content_hash
 
-PAIR_SOURCES = ("stdlib_docstrings", "pairs:GLOB", "tfds:NAME[/CONFIG]")
+PAIR_SOURCES = ("stdlib_docstrings", "gettext:LANG[:ROOT]", "pairs:GLOB", "tfds:NAME[/CONFIG]")
 MIN_TARGET_WORDS = 3
 MAX_SOURCE_CHARS = 2000
 DROP_REASONS = ("inline_docstring", "short_target", "trivial_body", "long_source",
-                "duplicate", "empty", "max_examples")
+                "duplicate", "empty",
+                *(r for r in gettext_catalogs.DROP_REASONS if r != "empty"), "max_examples")
 _NOISE_DIRS = frozenset(("test", "tests", "idle_test", "idlelib", "lib2to3"))
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -84,6 +101,11 @@ class Pairs:
 def check_pairs_spec(spec: str, key: str = "task.dataset") -> None:
     """One-line ConfigError for a spec of none of the PAIR_SOURCES forms (globs are checked)."""
     if spec == "stdlib_docstrings":
+        return
+    if spec.startswith("gettext:") and spec[len("gettext:"):]:
+        lang, root = gettext_spec(spec)
+        if "/" in lang or not gettext_catalogs.catalog_paths(lang, root):
+            raise ConfigError(f"config.{key}={spec!r}: {gettext_catalogs.missing_hint(lang, root)}")
         return
     if spec.startswith("tfds:") and spec[len("tfds:"):]:
         return
@@ -115,6 +137,7 @@ class PairStream:
             if not reason:
                 yield split, source, target
         self.stats = {s: dict(extra.get(s, {}), **_counted(reasons[s])) for s in reasons}
+        self.stats.update({k: v for k, v in extra.items() if k not in reasons})  # the corpus's
 
 
 def load_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", target_key: str = "",
@@ -142,7 +165,8 @@ def open_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", targ
     (0 = all). Settings are checked here, before any pair is read.
 
     source_key/target_key and the splits are for tfds: only ('' = supervised_keys, validation
-    else test); val_fraction is the eval share of stdlib_docstrings and pairs:GLOB.
+    else test); val_fraction is the eval share of the other specs, whose eval_split is ''
+    (= validation) or 'dev' (the band before eval: see the module docstring).
     """
     check_pairs_spec(spec)
     if max_examples < 0:
@@ -151,15 +175,22 @@ def open_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", targ
         if source_key or target_key:
             raise ValueError(f"spec={spec!r} has its own sources and targets: leave source_key "
                              "and target_key empty (they name tfds: features)")
-        if train_split != "train" or eval_split not in ("", "validation"):
-            raise ValueError(f"spec={spec!r} has splits 'train' and 'validation': got "
+        if train_split != "train" or eval_split not in ("", "validation", "dev"):
+            raise ValueError(f"spec={spec!r} has splits 'train', 'validation' and 'dev': got "
                              f"train_split={train_split!r}, eval_split={eval_split!r}")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction}: must be in (0, 1), e.g. 0.05")
+        if eval_split == "dev" and val_fraction >= 0.5:
+            raise ValueError(f"val_fraction={val_fraction} with eval_split='dev': dev is the next "
+                             "val_fraction after eval, so it must be under 0.5, e.g. 0.05")
+    dev = eval_split == "dev"
     if spec == "stdlib_docstrings":
-        rows = functools.partial(_stdlib_rows, val_fraction=val_fraction, max_examples=max_examples)
+        rows = functools.partial(_stdlib_rows, val_fraction=val_fraction, max_examples=max_examples,
+                                 dev=dev)
+    elif spec.startswith("gettext:"):
+        rows = _gettext_rows(spec, val_fraction, dev, max_examples, log)
     elif spec.startswith("pairs:"):
-        rows = _file_rows(spec, val_fraction, max_examples, log)
+        rows = _file_rows(spec, val_fraction, max_examples, log, dev)
     else:
         rows = _tfds_rows(spec, tfds_data_dir, source_key, target_key, train_split, eval_split,
                           max_examples)
@@ -206,7 +237,29 @@ def describe(stats: dict) -> str:
         why = ", ".join(f"{n} {r}" for r, n in s["dropped"].items())
         parts.append(f"{split} {s['kept']:,} pairs{files} (of {s['read']:,} read"
                      + (f"; dropped {why})" if why else ")"))
+    if "catalogs" in stats:
+        c = stats["catalogs"]
+        parts[-1] += (f"; {c['read']} catalogs ({len(c['skipped'])} skipped), plural entries "
+                      f"kept as singular {c['plural_kept']}, with context {c['context_kept']}; "
+                      f"{stats['eval']['near_duplicates']:,} eval sources have a train source at "
+                      f"ratio >= {gettext_catalogs.NEAR_DUPLICATE_RATIO}")
     return ", ".join(parts)
+
+
+def gettext_spec(spec: str) -> tuple[str, str]:
+    """(LANG, ROOT) of gettext:LANG[:ROOT]."""
+    lang, _, root = spec[len("gettext:"):].partition(":")
+    return lang, os.path.expanduser(root) if root else gettext_catalogs.DEFAULT_ROOT
+
+
+def _band(bucket: int, val_fraction: float, dev: bool) -> str:
+    """The split of a hash bucket (sources.split_bucket): 'eval' under val_fraction, or with
+    dev the next val_fraction ('' for the eval band then: not read); 'train' above."""
+    if bucket < val_fraction * 1000:
+        return "" if dev else "eval"
+    if dev and bucket < 2 * val_fraction * 1000:
+        return "eval"
+    return "train"
 
 
 def _sha1(key: str) -> str:
@@ -262,17 +315,18 @@ class Example:
     dropped: str = ""
 
 
-def docstring_examples(stdlib_dir: str | None = None,
-                       val_fraction: float = 0.05) -> list[Example]:
+def docstring_examples(stdlib_dir: str | None = None, val_fraction: float = 0.05,
+                       dev: bool = False) -> list[Example]:
     """Every documented function of the stdlib at stdlib_dir (default: this Python's), dropped
-    ones included; in order of path and line, duplicates marked in train-then-eval order."""
+    ones included; in order of path and line, duplicates marked in train-then-eval order. With
+    dev, eval is the dev band and the eval band's functions have split "unread"."""
     from llmjax.data.stdlib_corpus import iter_documents  # imports tfds: only for this spec
 
     rows = []
     for path, text in iter_documents(stdlib_dir):
         if not path.endswith(".py") or _is_noise(path):
             continue
-        split = "eval" if sources.is_validation(path, val_fraction) else "train"
+        split = _band(sources.split_bucket(path), val_fraction, dev) or "unread"
         rows.extend(_file_examples(path, text, split))
     seen: set[bytes] = set()
     for split in ("train", "eval"):
@@ -295,13 +349,14 @@ def stdlib_docstrings(stdlib_dir: str | None = None, val_fraction: float = 0.05,
 
 
 def _stdlib_rows(extra: dict, stdlib_dir: str | None = None, val_fraction: float = 0.05,
-                 max_examples: int = 0) -> Iterator[tuple[str, str, str, str]]:
+                 max_examples: int = 0, dev: bool = False) -> Iterator[tuple[str, str, str, str]]:
     """(split, reason, source, target) of every documented function, train's first, in
     example_order; extra gets the files per split."""
-    examples = docstring_examples(stdlib_dir, val_fraction)
+    examples = docstring_examples(stdlib_dir, val_fraction, dev)
     by_split: dict[str, list[list]] = {"train": [], "eval": []}
     for ex in sorted(examples, key=example_order):
-        by_split[ex.split].append([ex.dropped, ex.source, ex.target])
+        if ex.split in by_split:
+            by_split[ex.split].append([ex.dropped, ex.source, ex.target])
     _cap(by_split["train"], max_examples)
     files = {s: len({e.path for e in examples if e.split == s}) for s in by_split}
     if not files["train"] or not files["eval"]:
@@ -405,9 +460,10 @@ def _match(spec: str) -> list[str]:
     return sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
 
 
-def _file_rows(spec: str, val_fraction: float, max_examples: int, log: Callable[[str], None]
-               ) -> Callable[[dict], Iterator[tuple[str, str, str, str]]]:
-    """The rows of every file, split by file (10+ files) or by the tail of the lines, filtered.
+def _file_rows(spec: str, val_fraction: float, max_examples: int, log: Callable[[str], None],
+               dev: bool = False) -> Callable[[dict], Iterator[tuple[str, str, str, str]]]:
+    """The rows of every file, split by file (10+ files) or by the tail of the lines (with dev:
+    the val_fraction of lines before that tail), filtered.
 
     The split is decided once, by a first pass that counts each file's pairs (and checks its
     lines); every iteration then streams the files line by line.
@@ -422,20 +478,21 @@ def _file_rows(spec: str, val_fraction: float, max_examples: int, log: Callable[
             raise ValueError(f"spec={spec!r}: the {len(paths)} matched files hold no pairs: add "
                              "source<TAB>target lines")
         if len(paths) >= sources.MIN_FILES_FOR_HASH_SPLIT:
-            held = [sources.is_validation(os.path.relpath(f, root).replace(os.sep, "/"),
-                                          val_fraction) for f in paths]
-            n_eval = sum(c for c, h in zip(counts, held) if h)
-            if n_eval and n_eval < sum(counts):
+            held = [_band(sources.split_bucket(os.path.relpath(f, root).replace(os.sep, "/")),
+                          val_fraction, dev) for f in paths]
+            n_eval = sum(c for c, h in zip(counts, held) if h == "eval")
+            if n_eval and sum(c for c, h in zip(counts, held) if h == "train"):
                 return {"held": held}
             log(f"data {spec}: the by-file split of {len(paths)} files held out "
                 f"{n_eval} pairs; holding out the last {val_fraction:.0%} of the lines instead")
         total = sum(counts)
-        cut = int(total * (1 - val_fraction))
-        if not (cut and total - cut):
+        end = int(total * (1 - val_fraction)) if dev else total  # dev: eval's lines unread
+        cut = int(total * (1 - (2 if dev else 1) * val_fraction))
+        if not (cut and end - cut):
             raise ValueError(f"spec={spec!r}: {total} pairs leave {cut} for train and "
-                             f"{total - cut} for eval at val_fraction={val_fraction}: add pairs "
-                             "or change val_fraction")
-        return {"cut": cut}
+                             f"{end - cut} for {'dev' if dev else 'eval'} at val_fraction="
+                             f"{val_fraction}: add pairs or change val_fraction")
+        return {"cut": cut, "end": end}
 
     def rows() -> Iterator[tuple[str, str, str, str]]:
         if not plan:
@@ -443,14 +500,15 @@ def _file_rows(spec: str, val_fraction: float, max_examples: int, log: Callable[
         if "held" in plan:
             for split in ("train", "eval"):
                 for path, held in zip(paths, plan["held"]):
-                    if held == (split == "eval"):
+                    if held == split:
                         for reason, source, target in _read_pairs(path):
                             yield split, reason, source, target
             return
         n = 0
         for path in paths:
             for reason, source, target in _read_pairs(path):
-                yield "train" if n < plan["cut"] else "eval", reason, source, target
+                if n < plan["end"]:
+                    yield "train" if n < plan["cut"] else "eval", reason, source, target
                 n += 1
 
     return lambda extra: _filtered(rows(), max_examples)
@@ -470,6 +528,48 @@ def _read_pairs(path: str) -> Iterator[tuple[str, str, str]]:
                                  "the texts (e.g. by spaces)")
             source, target = (side.strip() for side in line.split("\t"))
             yield "" if source and target else "empty", source, target
+
+
+# ---------------------------------------------------------------- gettext:
+
+
+def _gettext_rows(spec: str, val_fraction: float, dev: bool, max_examples: int,
+                  log: Callable[[str], None]) -> Callable[[dict], Iterator[tuple[str, str, str, str]]]:
+    """The catalogs read, split and measured at the first iteration; their rows at each."""
+    lang, root = gettext_spec(spec)
+    plan: dict = {}
+
+    def build() -> None:
+        start = time.time()
+        rows, facts = gettext_catalogs.read_corpus(lang, root)
+        by_split: dict[str, list[tuple[str, str, str, str]]] = {"train": [], "eval": []}
+        for reason, source, target in sorted(rows, key=lambda r: _sha1(r[1])):
+            split = _band(sources.split_bucket(gettext_catalogs.normalise(source)), val_fraction, dev)
+            if split:
+                by_split[split].append((split, reason, source, target))
+        kept = {s: [r[2] for r in rs if not r[1]] for s, rs in by_split.items()}
+        if not kept["train"] or not kept["eval"]:
+            raise ValueError(f"spec={spec!r}: {len(kept['train'])} train and {len(kept['eval'])} "
+                             f"eval pairs at val_fraction={val_fraction}: add catalogs or change "
+                             "val_fraction")
+        near = gettext_catalogs.near_duplicates(kept["train"], kept["eval"])
+        if facts["skipped"]:
+            log(f"data {spec}: skipped {len(facts['skipped'])} unreadable catalogs: "
+                + "; ".join(facts["skipped"]))
+        log(f"data {spec}: {facts['catalogs']} catalogs read and measured in "
+            f"{time.time() - start:.1f}s")
+        plan.update(rows=by_split["train"] + by_split["eval"], extra={
+            "eval": {"near_duplicates": near},
+            "catalogs": {"read": facts["catalogs"], "skipped": facts["skipped"],
+                         "plural_kept": facts["plural_kept"], "context_kept": facts["context_kept"]}})
+
+    def rows(extra: dict) -> Iterator[tuple[str, str, str, str]]:
+        if not plan:
+            build()
+        extra.update(plan["extra"])
+        yield from _filtered(plan["rows"], max_examples)
+
+    return rows
 
 
 # ---------------------------------------------------------------- tfds:

@@ -39,8 +39,12 @@ _READ_CHUNK = 1024  # records fetched per array_record read
 
 def is_validation(key: str, val_fraction: float) -> bool:
     """Stable per-document split: sha1(key) mod 1000 < val_fraction * 1000."""
-    h = int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") % 1000
-    return h < val_fraction * 1000
+    return split_bucket(key) < val_fraction * 1000
+
+
+def split_bucket(key: str) -> int:
+    """sha1(key) mod 1000: the band of the stable split (is_validation; pairs' dev band)."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") % 1000
 
 
 # ---------------------------------------------------------------- cleaning

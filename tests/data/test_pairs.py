@@ -176,6 +176,16 @@ def test_stdlib_docstrings_pairs_and_counts(fake_stdlib):
     _adds_up(capped.stats)
 
 
+def test_stdlib_docstrings_dev_band(fake_stdlib):
+    root, _, _ = fake_stdlib
+    examples = pairs.docstring_examples(root, val_fraction=0.25)
+    dev = pairs.docstring_examples(root, val_fraction=0.25, dev=True)
+    for e, d in zip(examples, dev):
+        h = sources.split_bucket(e.path)
+        assert d.split == ("unread" if h < 250 else "eval" if h < 500 else "train")
+        assert e.split == ("eval" if h < 250 else "train")
+
+
 def test_stdlib_docstrings_needs_both_splits(tmp_path):
     (tmp_path / "mod0.py").write_text(KEPT)
     assert "run on a full CPython" in _err(ValueError, pairs.stdlib_docstrings, str(tmp_path))
@@ -270,6 +280,25 @@ def test_pairs_many_files_split_by_file_and_filters(tmp_path):
     capped = _quiet(f"pairs:{tmp_path}/data/**/*.tsv", val_fraction=0.3, max_examples=3)
     assert capped.train_sources == data.train_sources[:3] and capped.eval_sources == data.eval_sources
     _adds_up(capped.stats)
+
+
+def test_pairs_dev_band_by_file_and_by_lines(tmp_path):
+    """eval_split='dev': eval on the band val_fraction <= h < 2 * val_fraction, train above it,
+    the eval band unread; the line-tail split likewise by lines."""
+    for i in range(40):
+        _write(tmp_path / "many" / f"f{i:02d}.tsv", [f"src {i}\ttgt {i}"])
+    spec = f"pairs:{tmp_path}/many/*.tsv"
+    band = {f"src {i}": sources.split_bucket(f"f{i:02d}.tsv") for i in range(40)}
+    eval_, dev = _quiet(spec, val_fraction=0.2), _quiet(spec, val_fraction=0.2, eval_split="dev")
+    assert all(band[x] < 200 for x in eval_.eval_sources)
+    assert dev.eval_sources and all(200 <= band[x] < 400 for x in dev.eval_sources)
+    assert all(band[x] >= 400 for x in dev.train_sources)
+    assert sorted(dev.train_sources + dev.eval_sources) == sorted(eval_.train_sources)
+    _write(tmp_path / "few" / "a.tsv", [f"a{i}\tA{i}" for i in range(20)])
+    few = _quiet(f"pairs:{tmp_path}/few/*.tsv", val_fraction=0.25, eval_split="dev")
+    assert few.train_sources == [f"a{i}" for i in range(10)]
+    assert few.eval_sources == [f"a{i}" for i in range(10, 15)]  # the last 5 (eval) unread
+    assert "under 0.5" in _err(ValueError, _quiet, spec, val_fraction=0.5, eval_split="dev")
 
 
 @pytest.mark.parametrize("line, tabs", [("no tab here", 0), ("one\ttwo\tthree", 2)])
