@@ -198,8 +198,11 @@ def open_pairs(spec: str, *, tfds_data_dir: str = "", source_key: str = "", targ
 
 
 def files_key(spec: str) -> str:
-    """pairs:GLOB: a hash of its files' paths, sizes and modification times (what changes when
-    files are added, removed or edited); '' for the other specs."""
+    """pairs:GLOB and gettext: a hash of their files' paths, sizes and modification times (what
+    changes when files are added, removed or edited, e.g. by a package upgrade); '' for the
+    other specs."""
+    if spec.startswith("gettext:"):
+        return sources.files_digest(gettext_catalogs.catalog_paths(*gettext_spec(spec)))
     if not spec.startswith("pairs:"):
         return ""
     return sources.files_digest(_match(spec))

@@ -212,3 +212,12 @@ def test_real_german_catalogs():
     assert len(set(data.train_sources + data.eval_sources)) == len(data.train_sources + data.eval_sources)
     assert not {normalise(x) for x in data.train_sources} & {normalise(x) for x in data.eval_sources}
     assert 0 < s["eval"]["near_duplicates"] < len(data.eval_sources)
+
+
+def test_files_key_follows_the_catalogs(tmp_path):
+    """The example cache's key changes when a package upgrade adds or rewrites a catalog."""
+    root = _root(tmp_path, {"a.mo": _fillers(4)})
+    first = pairs.files_key(f"gettext:xx:{root}")
+    assert first and pairs.files_key(f"gettext:xx:{root}") == first
+    write_mo(tmp_path / "xx" / "LC_MESSAGES" / "b.mo", _fillers(2))
+    assert pairs.files_key(f"gettext:xx:{root}") != first
