@@ -53,7 +53,7 @@ class Seq2SeqTaskConfig:
     source_key: str = ""  # tfds: the source feature ('' = the dataset's supervised keys, e.g. de of de-en)
     target_key: str = ""  # tfds: the target feature ('' = the supervised keys' second)
     train_split: str = "train"  # tfds split to train on
-    eval_split: str = ""  # tfds split to evaluate on ('' = validation, else test)
+    eval_split: str = ""  # tfds split to evaluate on ('' = validation, else test); other specs: '' (= validation) or 'dev', the next data.val_fraction of the split's hash before eval (train then excludes both: tune on it, never on eval; llmjax.data.pairs)
     max_examples: int = 0  # cap on training pairs (0 = all)
     target_len: int = 32  # target tokens per row (sources take data.seq_len)
     label_smoothing: float = 0.1  # target mass spread uniformly over the vocabulary (the Transformer's 0.1)
