@@ -1,8 +1,9 @@
 """Decoding choices for encdec_small made on a dev split, never on the eval split it reports.
 
-The embedded task's split is by file, sha1(path) mod 1000 < 1000 * val_fraction (eval). Files
-with 100 <= h < 200 are train files at encdec_small's val_fraction 0.1; a run trained with
-`data.val_fraction=0.2` never sees them, so they are a dev split. This script decodes the first
+The embedded task's split is by file group, sha1(the group's first path) mod 1000 < 1000 *
+val_fraction (eval; llmjax.data.pairs.file_groups). Groups with 100 <= h < 200 are train files
+at encdec_small's val_fraction 0.1; a run trained with `data.val_fraction=0.2` never sees them,
+so they are a dev split (`task.eval_split=dev` now carves the same band in any run). This script decodes the first
 --examples dev sources of such a run with every beam length penalty alpha in --alphas, every
 length reward in --length_rewards (and every checkpoint in --steps) and prints BLEU and ROUGE
 beside the same baselines the run prints (copying the source's first line; the most frequent
@@ -35,15 +36,17 @@ def dev_pairs(task, data, dev_from: float) -> tuple[list[str], list[str], list[s
     and data config) whose files are train files at val_fraction=dev_from, and its train pairs,
     in the task's order."""
     from llmjax.data import sources
-    from llmjax.data.pairs import docstring_examples, example_order
+    from llmjax.data.pairs import docstring_examples, example_order, file_groups
 
     dev_to = data.val_fraction
     if task.dataset != "stdlib_docstrings" or dev_to <= dev_from:
         raise SystemExit(f"encdec_dev_decoding: the run must train on stdlib_docstrings with data.val_fraction "
                          f"above --dev_from={dev_from} (it has {task.dataset!r}, {dev_to}): "
                          "retrain it as the module docstring says")
-    examples = sorted((e for e in docstring_examples(val_fraction=dev_to) if not e.dropped), key=example_order)
-    dev = [e for e in examples if e.split == "eval" and not sources.is_validation(e.path, dev_from)]
+    found = docstring_examples(val_fraction=dev_to)
+    group = file_groups(found)
+    examples = sorted((e for e in found if not e.dropped), key=example_order)
+    dev = [e for e in examples if e.split == "eval" and not sources.is_validation(group[e.path], dev_from)]
     train = [e for e in examples if e.split == "train"]
     return [e.source for e in dev], [e.target for e in dev], [e.source for e in train], [e.target for e in train]
 

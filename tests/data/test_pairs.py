@@ -116,7 +116,8 @@ def fake_stdlib(tmp_path):
 
     methods = "class C:\n" + textwrap.indent(KEPT + SHARED, "    ")
     write(train_names[0], "import functools\n" + KEPT + "".join(CASES) + SHARED + methods)
-    write(train_names[1], SHARED.replace("doubled, twice", "doubled, not twice"))
+    write(train_names[1], SHARED.replace("doubled, twice", "doubled, not twice")
+          + SHARED.replace("shared", "third").replace("doubled, twice", "tripled, thrice"))
     write(eval_names[0], SHARED + SHARED.replace("shared", "other"))
     write(eval_names[1], SHARED + "def broken(:\n")  # does not parse: no examples
     for noise in ("test/mod.py", "pkg/tests/mod.py", "pkg/test_mod.py", "idlelib/mod.py",
@@ -143,15 +144,18 @@ def test_docstring_examples_filters_and_layout(fake_stdlib):
             return total''')
     assert kept[1].source == top.source
     assert kept[1].line > top.line and top.line == 4
-    # the same pair in two files: the first read (train before eval) stays
+    # the same summary in two files makes them one group, split by its first path (eval_a
+    # here), so the pair's copies are on one side: the first read (in path order) stays
+    group = pairs.file_groups(examples)
+    assert eval_a < train_a and group[train_a] == group[eval_a] == eval_a != group[train_b]
     shared = [(e.path, e.line, e.dropped) for e in examples
               if e.target == "Return x doubled, twice over." and "def shared" in e.source]
-    assert [d for p, _, d in shared if p == train_a] == ["", "duplicate"]  # function, method
-    assert [d for p, _, d in shared if p == eval_a] == ["duplicate"]
+    assert [d for p, _, d in shared if p == eval_a] == [""]
+    assert [d for p, _, d in shared if p == train_a] == ["duplicate", "duplicate"]  # function, method
     assert [e.dropped for e in examples if e.path == eval_a and "def other" in e.source] == [""]
-    assert [e.dropped for e in examples if e.path == train_b] == [""]  # another target: kept
+    assert [e.dropped for e in examples if e.path == train_b] == ["", ""]  # other targets: kept
     for e in examples:
-        assert e.split == ("eval" if e.path == eval_a else "train")
+        assert e.split == ("train" if e.path == train_b else "eval")
         assert '"""' not in e.source
 
 
@@ -168,11 +172,11 @@ def test_stdlib_docstrings_pairs_and_counts(fake_stdlib):
         assert s["dropped"] == dict(collections.Counter(e.dropped for e in rows if e.dropped))
         got = list(zip(getattr(data, f"{split}_sources"), getattr(data, f"{split}_targets")))
         assert sorted(got) == sorted((e.source, e.target) for e in kept)
-    assert data.stats["train"]["files"] == 2 and data.stats["eval"]["files"] == 1
-    assert data.stats["eval"] == {"files": 1, "read": 2, "kept": 1, "dropped": {"duplicate": 1}}
-    capped = pairs.stdlib_docstrings(root, val_fraction=0.5, max_examples=2)
-    assert capped.train_sources == data.train_sources[:2]
-    assert capped.stats["train"]["dropped"]["max_examples"] == len(data.train_sources) - 2
+    assert data.stats["train"] == {"files": 1, "read": 2, "kept": 2, "dropped": {}}
+    assert data.stats["eval"]["files"] == 2 and data.stats["eval"]["dropped"]["duplicate"] == 3
+    capped = pairs.stdlib_docstrings(root, val_fraction=0.5, max_examples=1)
+    assert capped.train_sources == data.train_sources[:1]
+    assert capped.stats["train"]["dropped"]["max_examples"] == len(data.train_sources) - 1
     _adds_up(capped.stats)
 
 
@@ -181,7 +185,7 @@ def test_stdlib_docstrings_dev_band(fake_stdlib):
     examples = pairs.docstring_examples(root, val_fraction=0.25)
     dev = pairs.docstring_examples(root, val_fraction=0.25, dev=True)
     for e, d in zip(examples, dev):
-        h = sources.split_bucket(e.path)
+        h = sources.split_bucket(pairs.file_groups(examples)[e.path])
         assert d.split == ("unread" if h < 250 else "eval" if h < 500 else "train")
         assert e.split == ("eval" if h < 250 else "train")
 
@@ -218,13 +222,15 @@ def test_real_stdlib_smoke(real):
         zip(data.eval_sources, data.eval_targets))
 
 
-def test_real_stdlib_deterministic_and_split_by_file(real):
+def test_real_stdlib_deterministic_and_split_by_file_group(real):
     data, _ = real
     examples = pairs.docstring_examples()  # a second, independent pass over the stdlib
+    group = pairs.file_groups(examples)
     train_files = {e.path for e in examples if e.split == "train"}
     eval_files = {e.path for e in examples if e.split == "eval"}
     assert train_files and eval_files and not train_files & eval_files
-    assert all(sources.is_validation(p, 0.05) for p in eval_files)
+    assert all(sources.is_validation(group[p], 0.05) for p in eval_files)
+    assert not any(sources.is_validation(group[p], 0.05) for p in train_files)
     assert not any(pairs._is_noise(p) for p in train_files | eval_files)
     in_order = sorted(examples, key=lambda e: hashlib.sha1(f"{e.path}:{e.line}".encode()).digest())
     for split in ("train", "eval"):  # the same pairs in the same order as the first pass
@@ -232,9 +238,19 @@ def test_real_stdlib_deterministic_and_split_by_file(real):
         assert list(zip(getattr(data, f"{split}_sources"), getattr(data, f"{split}_targets"))) == kept
 
 
+def test_real_stdlib_no_summary_on_both_sides(real):
+    """Files that share a (normalised) summary are split together: no eval target is a train
+    target (by file alone 18 were at val_fraction 0.05: cross-file copies like _pyio and io)."""
+    from llmjax.data.gettext_catalogs import normalise
+
+    data, _ = real
+    assert not {normalise(t) for t in data.train_targets} & {normalise(t) for t in data.eval_targets}
+
+
 def test_real_stdlib_nearest_train_target_beats_copying_the_source(real):
-    """The stdlib's similar functions in other files make retrieval the strong baseline
-    (docs/encdec_experiments.md): the nearest train pair's target is well above the copy's BLEU."""
+    """The nearest train pair's target beats copying the source's first line: similar functions
+    in other files remain (by file alone, before file groups kept every summary on one side, it
+    was twice the copy's BLEU: docs/encdec_experiments.md; now 2.4 against 1.4)."""
     from llmjax.data import retrieval
     from llmjax.evaluation.text_scores import text_scores
 
@@ -242,7 +258,7 @@ def test_real_stdlib_nearest_train_target_beats_copying_the_source(real):
     queries, references = data.eval_sources[:200], data.eval_targets[:200]
     nearest = [data.train_targets[i] if i >= 0 else "" for i in retrieval.nearest(data.train_sources, queries)]
     copy = [source.splitlines()[0] for source in queries]  # a decorator or the def line
-    assert text_scores(nearest, references)["bleu"] > 2 * text_scores(copy, references)["bleu"] > 0
+    assert text_scores(nearest, references)["bleu"] > text_scores(copy, references)["bleu"] > 0
 
 
 # ---------------------------------------------------------------- pairs:GLOB
