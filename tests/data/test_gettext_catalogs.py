@@ -164,6 +164,13 @@ def test_placeholders():
     assert placeholders("%2$s %1$s") == placeholders("%1$s %2$s")  # order is free
 
 
+def test_near_duplicates():
+    train = ["cannot open file %s", "Permission denied"]
+    queries = ["Cannot open  file %d", "cannot open the file %s", "Something else entirely"]
+    assert gettext_catalogs.near_duplicates(train, queries) == 2  # ratio 1.0 and 0.95; none
+    assert gettext_catalogs.near_duplicates(train, queries, ratio=0.99) == 1
+
+
 def test_dev_band(tmp_path):
     root = _root(tmp_path, {"a.mo": _fillers(400)})
     eval_ = _quiet(f"gettext:xx:{root}", val_fraction=0.1)
@@ -190,14 +197,16 @@ def test_missing_language_corrupt_and_unreadable_catalogs(tmp_path):
     check_pairs_spec(f"gettext:xx_YY:{root}")
     bad = tmp_path / "xx_YY" / "LC_MESSAGES" / "broken.mo"
     bad.write_bytes(b"not a catalog at all, just text")
+    (tmp_path / "xx_YY" / "LC_MESSAGES" / "dir.mo").mkdir()  # unreadable: not a file
     lines = []
     data = load_pairs(f"gettext:xx_YY:{root}", val_fraction=0.3, log=lines.append)
     assert data.stats["catalogs"]["read"] == 1
-    assert data.stats["catalogs"]["skipped"] == [f"{bad}: not a valid .mo catalog (bad magic number)"]
-    assert any("skipped 1 unreadable catalogs" in line and "broken.mo" in line for line in lines)
+    assert data.stats["catalogs"]["skipped"] == [f"{bad}: not a valid .mo catalog (bad magic number)",
+                                                 f"{bad.parent / 'dir.mo'}: Is a directory"]
+    assert any("skipped 2 unreadable catalogs" in line and "broken.mo" in line for line in lines)
     (tmp_path / "xx_YY" / "LC_MESSAGES" / "a.mo").write_bytes(b"\xde\x12\x04\x95" + b"\0" * 8)
     msg = _err(ValueError, _quiet, f"gettext:xx_YY:{root}")
-    assert "none of the 2 catalogs" in msg and "a.mo" in msg
+    assert "none of the 3 catalogs" in msg and "a.mo" in msg
 
 
 def test_real_german_catalogs():
