@@ -111,7 +111,7 @@ def check_pairs_spec(spec: str, key: str = "task.dataset") -> None:
         return
     if spec.startswith("gettext:") and spec[len("gettext:"):]:
         lang, root = gettext_spec(spec)
-        if "/" in lang or not gettext_catalogs.catalog_paths(lang, root):
+        if not lang or "/" in lang or not gettext_catalogs.catalog_paths(lang, root):
             raise ConfigError(f"config.{key}={spec!r}: {gettext_catalogs.missing_hint(lang, root)}")
         return
     if spec.startswith("tfds:") and spec[len("tfds:"):]:

@@ -193,6 +193,8 @@ def test_missing_language_corrupt_and_unreadable_catalogs(tmp_path):
     assert "pairs:GLOB" in msg and "tfds:wmt14_translate/de-en" in msg
     assert "no gettext catalogs" in _err(ConfigError, _quiet, f"gettext:xx:{root}")
     assert "no gettext catalogs for 'de'" in _err(ConfigError, check_pairs_spec, f"gettext:de:{tmp_path}/none")
+    write_mo(tmp_path / "LC_MESSAGES" / "a.mo", _fillers(4))  # a root that is itself a language dir
+    assert "no gettext catalogs for ''" in _err(ConfigError, check_pairs_spec, f"gettext::{tmp_path}")
 
     check_pairs_spec(f"gettext:xx_YY:{root}")
     bad = tmp_path / "xx_YY" / "LC_MESSAGES" / "broken.mo"
