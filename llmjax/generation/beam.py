@@ -85,10 +85,10 @@ class _Beams(NamedTuple):
 def beam_search(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]] | np.ndarray | jax.Array,
                 *, beam_size: int, max_new_tokens: int, eos_id: int, alpha: float = 0.6,
                 num_return: int = 1, lengths: Sequence[int] | None = None,
-                no_repeat_ngram: int = 0, length_reward: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                no_repeat_ngram: int = 0, length_reward: float = 0.0, pad_to: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The num_return best continuations of each prompt: (tokens int32 (B, num_return,
     max_new_tokens), scores float32 (B, num_return)), best first; scoring as in the module
-    docstring. prompts and lengths as for decode.generate. A prompt with fewer than num_return
+    docstring. prompts, lengths and pad_to as for decode.generate. A prompt with fewer than num_return
     possible hypotheses (a tiny vocabulary) fills the rest with score -inf. no_repeat_ngram n > 0:
     no hypothesis repeats an n-gram of its new tokens (Hugging Face's no_repeat_ngram_size)."""
     if beam_size < 1 or not 1 <= num_return <= beam_size:
@@ -96,7 +96,7 @@ def beam_search(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]] 
                          "1 <= num_return <= beam_size")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens {max_new_tokens}: beam search needs at least one new token")
-    tokens_BxP, lengths_B = left_pad(prompts, lengths)
+    tokens_BxP, lengths_B = left_pad(prompts, lengths, pad_to=pad_to)
     mask_BxP = prompt_mask(tokens_BxP, lengths_B)
     tokens, scores = _beam_jit(model, nn.unbox(params), np.repeat(tokens_BxP, beam_size, axis=0),
                                np.repeat(mask_BxP, beam_size, axis=0), beam_size=beam_size,

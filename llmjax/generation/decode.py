@@ -90,11 +90,12 @@ def extend(model: nn.Module, params: Any, cache: Any, token_B: jnp.ndarray) -> t
 
 
 def left_pad(prompts: Sequence[Sequence[int]] | np.ndarray, lengths: Sequence[int] | None = None,
-             pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+             pad_id: int = 0, pad_to: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Prompts -> (tokens (B, P) int32 left-padded with pad_id, lengths (B,)).
 
     prompts: a list of token-id lists of any lengths, a (B, P) array of whole prompts, or a
-    (B, P) array whose row i holds its prompt in its first lengths[i] entries."""
+    (B, P) array whose row i holds its prompt in its first lengths[i] entries. P is the longest
+    prompt, or pad_to when that is more (batches of one shape share one compilation)."""
     if lengths is not None:
         rows = np.asarray(prompts)
         fits = rows.ndim == 2 and len(lengths) == rows.shape[0]
@@ -109,7 +110,7 @@ def left_pad(prompts: Sequence[Sequence[int]] | np.ndarray, lengths: Sequence[in
         if not len(p):
             raise ValueError(f"prompt {i} is empty: every row needs at least one token")
     lengths_B = np.asarray([len(p) for p in prompts], np.int32)
-    tokens_BxP = np.full((len(prompts), int(lengths_B.max())), pad_id, np.int32)
+    tokens_BxP = np.full((len(prompts), max(int(lengths_B.max()), pad_to)), pad_id, np.int32)
     for row, p in zip(tokens_BxP, prompts):
         row[len(row) - len(p):] = p
     return tokens_BxP, lengths_B
@@ -127,16 +128,17 @@ def prompt_mask(tokens_BxP: np.ndarray, lengths_B: np.ndarray) -> np.ndarray:
 def generate(model: nn.Module, params: Any, prompts: Sequence[Sequence[int]] | np.ndarray | jax.Array,
              *, max_new_tokens: int, rng: jax.Array, lengths: Sequence[int] | None = None,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             eos_id: int | None = None, use_cache: bool = True) -> np.ndarray:
+             eos_id: int | None = None, use_cache: bool = True, pad_to: int = 0) -> np.ndarray:
     """Continue each prompt by max_new_tokens tokens: int32 (B, max_new_tokens).
 
     prompts: a list of token-id lists (any lengths), a (B, P) array of whole prompts, or a
-    (B, P) array plus `lengths` (row i's prompt is its first lengths[i] entries). For an
+    (B, P) array plus `lengths` (row i's prompt is its first lengths[i] entries); left-padded to
+    at least pad_to columns (left_pad). For an
     encoder-decoder the prompt is the source. Each row generates what it would alone. temperature
     0 is greedy. After a row emits eos_id it emits only eos_id (and the loop stops early once
     every row has). use_cache=False recomputes the whole sequence for every token (the
     reference the cache must match; slow)."""
-    tokens_BxP, lengths_B = left_pad(prompts, lengths)
+    tokens_BxP, lengths_B = left_pad(prompts, lengths, pad_to=pad_to)
     if max_new_tokens <= 0:
         return np.zeros((tokens_BxP.shape[0], 0), np.int32)
     params = nn.unbox(params)

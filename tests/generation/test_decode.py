@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from llmjax.models.gpt import GPTConfig
-from llmjax.generation.decode import (extend, filter_logits, generate, init_cache, prefill, prompt_mask,
-                                      sample_token)
+from llmjax.generation.decode import (extend, filter_logits, generate, init_cache, left_pad, prefill,
+                                      prompt_mask, sample_token)
 from llmjax.models.registry import build
 
 CFG = GPTConfig(vocab_size=32, num_layers=2, d_model=16, num_heads=4, num_kv_heads=4, mlp_dim=32,
@@ -183,6 +183,13 @@ def test_ragged_batch_equals_each_prompt_alone(changes):
     # Each alone is the plain (unpadded) greedy continuation.
     for p, row in zip(RAGGED_PROMPTS, alone):
         np.testing.assert_array_equal(row, _naive_greedy(model, params, np.asarray([p], np.int32), 8)[0])
+
+
+def test_left_pad_to_a_fixed_width():
+    tokens, lengths = left_pad([[5, 9], [7]], pad_to=4)
+    np.testing.assert_array_equal(tokens, [[0, 0, 5, 9], [0, 0, 0, 7]])
+    np.testing.assert_array_equal(lengths, [2, 1])
+    assert left_pad([[5, 9, 2]], pad_to=2)[0].tolist() == [[5, 9, 2]]  # never cut: at least pad_to
 
 
 def test_bad_ragged_prompts_are_refused():
