@@ -8,11 +8,14 @@ data.spm_train_chars), tokenized once into a cache in the workdir that is memory
 (llmjax.data.packed_pairs, which gathers a batch's examples from the cache): memory does not
 grow with the dataset, and the batch of a step is a pure function of (seed, step). Sources are data.seq_len tokens per row, targets task.target_len. Objective: teacher-forced
 cross-entropy with label smoothing, normalised by the update's target-token count. Eval: loss,
-perplexity and token accuracy over the packed eval split, then BLEU and ROUGE-1/2/L of
-beam-search decodes of the first task.decode_examples eval sources against their references.
-Baselines (BASELINES): copying the source's first line, the most frequent train target, and the
-target of the train pair whose source is most similar (llmjax.data.retrieval); the last two
-over the first retrieval.POOL train pairs when the train split is larger.
+perplexity and token accuracy over the packed eval split, then sacreBLEU BLEU and chrF, ROUGE-1/2/L
+and the placeholder accuracy (llmjax.evaluation.text_scores) of beam-search decodes of the whole
+eval split (or its first task.decode_examples sources) against their references, decoded
+task.decode_batch_size at a time in order of length. Baselines (BASELINES) over the same
+examples: copying the source, the translation memory (the target of the train pair whose source
+is most similar by character n-grams: llmjax.data.retrieval.memory) and the most frequent train
+target; the last two over the first retrieval.POOL train pairs when the train split is larger.
+sacreBLEU's signatures are logged once with the baselines and stored in results.json.
 
 Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), V padded vocabulary.
 """
@@ -22,7 +25,7 @@ import collections
 import dataclasses
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -30,13 +33,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llmjax.config import ConfigError, check_fraction, check_positive
+from llmjax.config import ConfigError, check_fraction, check_positive, fail
 from llmjax.data import example_cache, retrieval
+from llmjax.data.gettext_catalogs import placeholders
 from llmjax.data.packed_pairs import PackedPairs, example_ids
 from llmjax.data.pairs import (PairStream, check_pairs_spec, describe, files_key, open_pairs,
                                split_identifiers)
 from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_tokenizer
-from llmjax.evaluation.text_scores import text_scores
+from llmjax.evaluation.text_scores import signatures, text_scores
 from llmjax.generation.beam import beam_search
 from llmjax.generation.decode import generate
 from llmjax.tasks.base import Batch, Log, Task
@@ -44,6 +48,8 @@ from llmjax.tasks.registry import register
 from llmjax.training.objectives import cross_entropy_sums
 
 _MODEL_KEYS = ("source_segment_ids", "source_positions", "target_segment_ids", "target_positions")
+_EVERY = 1 << 62  # keep_text's count for all of a split's texts
+_MIN_WIDTH = 8  # the narrowest decode batch (source tokens): shorter sources share its shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +63,8 @@ class Seq2SeqTaskConfig:
     max_examples: int = 0  # cap on training pairs (0 = all)
     target_len: int = 32  # target tokens per row (sources take data.seq_len)
     label_smoothing: float = 0.1  # target mass spread uniformly over the vocabulary (the Transformer's 0.1)
-    decode_examples: int = 200  # eval sources decoded at each eval for BLEU/ROUGE (0 = none)
+    decode_examples: int = -1  # eval sources decoded at each eval for BLEU/chrF/ROUGE (-1 = the whole eval split, 0 = none)
+    decode_batch_size: int = 128  # eval sources beam-searched at once (in order of length: little padding)
     beam_size: int = 4  # beam width of those decodes (1 = greedy)
     alpha: float = 0.6  # length penalty ((5 + len) / 6) ** alpha of beam search
     length_reward: float = 0.0  # beam score bonus per token (Murray & Chiang 2018; set on a dev split: experiments/encdec_dev_decoding.py)
@@ -68,9 +75,12 @@ class Seq2SeqTaskConfig:
 
     def validate(self) -> None:
         check_pairs_spec(self.dataset)
-        for key in ("max_examples", "decode_examples", "show_examples", "alpha", "no_repeat_ngram"):
+        for key in ("max_examples", "show_examples", "alpha", "no_repeat_ngram"):
             check_positive(f"task.{key}", getattr(self, key), allow_zero=True)
-        for key in ("target_len", "beam_size"):
+        if self.decode_examples < -1:
+            fail("task.decode_examples", self.decode_examples,
+                 "must be -1 (the whole eval split), 0 (none) or the number of eval sources to decode")
+        for key in ("target_len", "beam_size", "decode_batch_size"):
             check_positive(f"task.{key}", getattr(self, key))
         check_fraction("task.label_smoothing", self.label_smoothing)
         check_fraction("task.decoder_input_dropout", self.decoder_input_dropout)
@@ -89,23 +99,32 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def decode_texts(model: nn.Module, params: Any, sources: list[np.ndarray], tokenizer: Tokenizer,
+def decode_texts(model: nn.Module, params: Any, sources: Sequence[Sequence[int]], tokenizer: Tokenizer,
                  cfg: Seq2SeqTaskConfig, batch_size: int) -> list[str]:
     """Beam search (greedy at beam 1) of each source with cfg's decoding settings, as text cut at
-    EOS; the eval's decodes, and experiments/encdec_dev_decoding.py's."""
-    out: list[str] = []
-    for i in range(0, len(sources), batch_size):
-        chunk = sources[i:i + batch_size]
+    EOS, in the sources' order; the eval's decodes, and experiments/encdec_dev_decoding.py's.
+
+    Sources are decoded batch_size at a time in order of length, so that a batch pads little,
+    each batch left-padded to a power-of-two width (at most the longest source): a whole eval
+    split compiles a handful of shapes, once per run."""
+    lengths_N = np.fromiter(map(len, sources), np.int64, len(sources))
+    order_N = np.argsort(lengths_N, kind="stable")
+    longest = int(lengths_N.max(initial=0))
+    out = [""] * len(sources)
+    for start in range(0, len(sources), batch_size):
+        idx = order_N[start:start + batch_size]
+        chunk = [sources[i] for i in idx.tolist()]
+        width = min(max(_MIN_WIDTH, 1 << (int(lengths_N[idx].max()) - 1).bit_length()), longest)
         if cfg.beam_size > 1:
             ids = beam_search(model, params, chunk, beam_size=cfg.beam_size, alpha=cfg.alpha,
-                              max_new_tokens=cfg.target_len, eos_id=tokenizer.eos_id,
+                              max_new_tokens=cfg.target_len, eos_id=tokenizer.eos_id, pad_to=width,
                               no_repeat_ngram=cfg.no_repeat_ngram, length_reward=cfg.length_reward)[0][:, 0]
         else:
             ids = generate(model, params, chunk, max_new_tokens=cfg.target_len, rng=jax.random.key(0),
-                           temperature=0.0, eos_id=tokenizer.eos_id)
-        for row in np.asarray(ids).tolist():
+                           temperature=0.0, eos_id=tokenizer.eos_id, pad_to=width)
+        for i, row in zip(idx.tolist(), np.asarray(ids).tolist()):
             cut = row.index(tokenizer.eos_id) if tokenizer.eos_id in row else len(row)
-            out.append(tokenizer.decode(row[:cut]).strip())
+            out[i] = tokenizer.decode(row[:cut]).strip()
     return out
 
 
@@ -124,21 +143,24 @@ def training_sums(model: nn.Module, params: Any, batch: Batch, rng: jax.Array, *
                               smoothing_logits_BxLxV=generation_BxTxV)
 
 
-BASELINES = {"copy": "copy the source's first line", "frequent": "the most frequent train target",
-             "nearest": "the nearest train pair's target"}
+BASELINES = {"copy": "the source itself",
+             "memory": "the translation memory (the target of the train source most similar by character n-grams)",
+             "frequent": "the most frequent train target"}
 
 
 def baseline_scores(sources: list[str], references: list[str], train_sources: list[str],
-                    train_targets: list[str]) -> dict[str, float]:
-    """BLEU/ROUGE of each of BASELINES, keys prefixed by its name (copy_bleu, ...): copying each
-    source's first line, always the most frequent train target, and the target of the train
-    pair whose source is most similar (llmjax.data.retrieval). The task passes the first
-    retrieval.POOL train pairs (all of a smaller train split)."""
+                    train_targets: list[str], memory_targets: list[str] | None = None) -> dict[str, float]:
+    """text_scores of each of BASELINES, keys prefixed by its name (copy_bleu, memory_chrf, ...):
+    each source copied, the translation memory's proposal (retrieval.memory over the given train
+    pairs; memory_targets when already known) and always the most frequent train target. The task
+    passes the first retrieval.POOL train pairs (all of a smaller train split)."""
     common = collections.Counter(train_targets).most_common(1)
-    guesses = {"copy": [_first_line(s) for s in sources],
-               "frequent": [common[0][0] if common else ""] * len(references),
-               "nearest": [train_targets[i] if i >= 0 else "" for i in retrieval.nearest(train_sources, sources)]}
-    return {f"{name}_{k}": v for name in BASELINES for k, v in text_scores(guesses[name], references).items()}
+    if memory_targets is None:
+        memory_targets = retrieval.memory(train_sources, train_targets, sources)[0]
+    guesses = {"copy": list(sources), "memory": memory_targets,
+               "frequent": [common[0][0] if common else ""] * len(references)}
+    return {f"{name}_{k}": v for name in BASELINES
+            for k, v in text_scores(guesses[name], references, placeholders).items()}
 
 
 @register("seq2seq", Seq2SeqTaskConfig)
@@ -172,7 +194,7 @@ class Seq2SeqTask(Task):
             os.path.join(workdir, "data", "examples"), key, tok,
             lambda: ((split, pair, None) for split, *pair in stream), log,
             fields=("source", "target"), labelled=False, meta=lambda: {"stats": stream.stats},
-            keep_text=dict.fromkeys(example_cache.SPLITS, retrieval.POOL),
+            keep_text={"train": retrieval.POOL, "eval": _EVERY},
             transforms={"source": read})
         log(f"data {cfg.dataset}: {describe(cache.meta['stats'])}")
         pack = functools.partial(PackedPairs, source_len=d.seq_len, target_len=cfg.target_len, seed=t.seed,
@@ -182,15 +204,18 @@ class Seq2SeqTask(Task):
         eval_sources = cache.field("eval", "source")
         self._eval = pack(eval_sources, cache.field("eval", "target"),
                           batch_size=self.eval_batch_size, shuffle=False)
-        n = min(cfg.decode_examples, len(eval_sources), retrieval.POOL)
+        want = len(eval_sources) if cfg.decode_examples < 0 else cfg.decode_examples
+        self._sources = cache.texts("eval", "source", want)  # as the dataset gives them
+        self._references = cache.texts("eval", "target", want)
+        n = len(self._sources)  # at most the texts the cache kept
         # Decoded sources are what training sees: ids + EOS, cut to data.seq_len.
         self._decode_sources = [example_ids(eval_sources[i], tok.eos_id, d.seq_len) for i in range(n)]
-        self._sources = cache.texts("eval", "source", n)  # as the dataset gives them
-        self._references = cache.texts("eval", "target", n)
         self._decoded: list[str] = []
+        which = "the whole eval split" if n == len(eval_sources) else f"the first {n:,} eval sources"
+        decoded = (f"{which} decoded at each eval (beam {cfg.beam_size}, {cfg.decode_batch_size} sources at a time)"
+                   if n else "none decoded" + (" (task.decode_examples=0)" if not cfg.decode_examples else ""))
         log(f"data: {self._train.num_examples:,} train pairs in {self._train.num_rows:,} packed rows, "
-            f"{self._eval.num_examples:,} eval pairs in {self._eval.num_rows:,}; {n} eval sources decoded "
-            f"(beam {cfg.beam_size}) at each eval")
+            f"{self._eval.num_examples:,} eval pairs in {self._eval.num_rows:,}; {decoded}")
 
     @staticmethod
     def prompt_ids(task: Seq2SeqTaskConfig, data: Any, tokenizer: Any, text: str) -> list[int]:
@@ -276,13 +301,13 @@ class Seq2SeqTask(Task):
     # ------------------------------------------------------------ decoding
 
     def decode(self, model: nn.Module, params: Any, sources: list[np.ndarray]) -> list[str]:
-        return decode_texts(model, params, sources, self.tokenizer, self.run.task, self.eval_batch_size)
+        return decode_texts(model, params, sources, self.tokenizer, self.run.task, self.run.task.decode_batch_size)
 
     def decoded_metrics(self, model: nn.Module, params: Any) -> dict[str, float]:
         if not self._decode_sources:
             return {}
         self._decoded = self.decode(model, params, self._decode_sources)
-        return text_scores(self._decoded, self._references)
+        return text_scores(self._decoded, self._references, placeholders)
 
     # ------------------------------------------------------------ accounting and reporting
 
@@ -293,33 +318,52 @@ class Seq2SeqTask(Task):
         """Source and target positions of every row."""
         return self.batch_size * (self.run.data.seq_len + self.run.task.target_len)
 
+    def _train_texts(self) -> tuple[list[str], list[str]]:
+        """The first retrieval.POOL train pairs' sources and targets (all of a smaller train split)."""
+        sources, targets = (self._cache.texts("train", f, retrieval.POOL) for f in ("source", "target"))
+        return sources, targets
+
+    @functools.cached_property
+    def eval_memory(self) -> tuple[list[str], np.ndarray]:
+        """The translation memory's proposal for each decoded eval source, in their order (that of
+        the decodes and references): (the target of the most similar train source by character
+        n-grams among the first retrieval.POOL train pairs, '' where none shares one; that cosine
+        similarity float32 (N,) in [0, 1]). The memory baseline's output, and what a model that
+        falls back on close matches reads."""
+        return retrieval.memory(*self._train_texts(), self._sources)
+
     @functools.cached_property
     def _baselines(self) -> dict[str, float]:
-        """BASELINES' BLEU/ROUGE over the decoded examples (none without decodes)."""
+        """BASELINES' scores over the decoded examples (none without decodes)."""
         if not self._references:
             return {}
-        train = [self._cache.texts("train", f, retrieval.POOL) for f in ("source", "target")]
-        return baseline_scores(self._sources, self._references, *train)
+        return baseline_scores(self._sources, self._references, *self._train_texts(),
+                               memory_targets=self.eval_memory[0])
 
     def describe(self, log: Log) -> None:
         b = self._baselines
-        scores = "; ".join(f"{what} BLEU {b[f'{name}_bleu']:.2f} ROUGE-L {b[f'{name}_rougeL']:.2f}"
-                           for name, what in BASELINES.items()) if b else "none"
-        pool = (f" (frequent and nearest from the first {retrieval.POOL:,} train pairs)"
+        if not b:
+            log(f"eval: {self.num_eval_batches} batches of {self.eval_batch_size} packed rows; no decodes, "
+                "no baselines")
+            return
+        pool = (f" (memory and frequent from the first {retrieval.POOL:,} train pairs)"
                 if self._train.num_examples > retrieval.POOL else "")
         log(f"eval: {self.num_eval_batches} batches of {self.eval_batch_size} packed rows; baselines over the "
-            f"{len(self._references)} decoded examples{pool}: {scores}")
+            f"{len(self._references):,} decoded examples{pool}: " + "; ".join(
+                f"{name}, {what}: {_scores_text(b, name + '_')}" for name, what in BASELINES.items()))
+        log("sacreBLEU signatures: " + ", ".join(f"{k.split('_')[0]} {v}" for k, v in signatures().items()))
 
-    def baselines(self) -> dict[str, float]:
-        return dict(self._baselines)
+    def baselines(self) -> dict[str, Any]:
+        """BASELINES' scores and sacreBLEU's signatures of bleu and chrf (none without decodes)."""
+        return {**self._baselines, **signatures()} if self._baselines else {}
 
     def eval_line(self, m: dict[str, float]) -> str:
         line = f"eval loss {m['loss']:.4f}, perplexity {m['perplexity']:.2f}, token accuracy {m['token_accuracy']:.4f}"
         if "bleu" in m:
             b = self._baselines
-            line += (f", BLEU {m['bleu']:.2f}, ROUGE-1/2/L {m['rouge1']:.2f}/{m['rouge2']:.2f}/{m['rougeL']:.2f} "
-                     f"(copy first line BLEU {b['copy_bleu']:.2f}, ROUGE-L {b['copy_rougeL']:.2f}; nearest train "
-                     f"pair BLEU {b['nearest_bleu']:.2f}, ROUGE-L {b['nearest_rougeL']:.2f})")
+            line += (f", {_scores_text(m)} (baselines BLEU/chrF: "
+                     + ", ".join(f"{name} {b[name + '_bleu']:.2f}/{b[name + '_chrf']:.2f}" for name in BASELINES)
+                     + ")")
         return line
 
     def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
@@ -331,6 +375,17 @@ class Seq2SeqTask(Task):
         log(f"decoded eval examples (beam {self.run.task.beam_size}):")
         for source, hyp, ref in zip(self._sources, decoded, self._references):
             log(f"--- source: {_first_line(source)[:100]}\n    decoded:   {hyp}\n    reference: {ref}")
+
+
+def _scores_text(m: dict[str, Any], prefix: str = "") -> str:
+    """BLEU, chrF, ROUGE-1/2/L and the placeholder accuracy (where references have placeholders)
+    of text_scores' keys under prefix, as words."""
+    text = (f"BLEU {m[prefix + 'bleu']:.2f}, chrF {m[prefix + 'chrf']:.2f}, ROUGE-1/2/L {m[prefix + 'rouge1']:.2f}/"
+            f"{m[prefix + 'rouge2']:.2f}/{m[prefix + 'rougeL']:.2f}")
+    if m.get(prefix + "placeholder_examples"):
+        text += (f", placeholders right in {m[prefix + 'placeholder_accuracy']:.1f}% of "
+                 f"{m[prefix + 'placeholder_examples']:,}")
+    return text
 
 
 def _tokenizer_sample(stream: PairStream, read: Callable[[str], str], budget: int) -> list[str]:

@@ -1,6 +1,7 @@
 """The seq2seq task end to end on the encoder-decoder: packed pairs train, eval reports loss,
-BLEU and ROUGE of beam-search decodes beside the baselines, resume is exact, bad configs are
-refused in one line before any work."""
+BLEU, chrF and ROUGE of beam-search decodes of the whole eval split (batched in order of length)
+beside the baselines and sacreBLEU's signatures, resume is exact, bad configs are refused in one
+line before any work."""
 import json
 import shutil
 
@@ -49,18 +50,20 @@ def test_trains_decodes_scores_and_resumes_exactly(tmp_path, options):
     out = train_and_evaluate(cfg, str(a), log=msgs.append)
     evals = [r for r in _rows(a) if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [6, 12]
-    for key in ("loss", "perplexity", "token_accuracy", "bleu", "rouge1", "rouge2", "rougeL"):
+    for key in ("loss", "perplexity", "token_accuracy", "bleu", "chrf", "rouge1", "rouge2", "rougeL"):
         assert np.isfinite(evals[-1][key]), key
     train_rows = [r for r in _rows(a) if r["split"] == "train"]
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]
     assert train_rows[0]["smoothed_loss"] > train_rows[0]["loss"]  # label smoothing 0.1 is trained
     results = json.loads((a / "results.json").read_text())
-    for key in ("bleu", "copy_bleu", "copy_rougeL", "frequent_bleu", "frequent_rougeL", "nearest_bleu",
-                "nearest_rougeL"):
+    for key in ("bleu", "chrf", "copy_bleu", "copy_chrf", "copy_rougeL", "frequent_bleu", "frequent_chrf",
+                "memory_bleu", "memory_chrf", "memory_rougeL"):
         assert key in results
-    assert any("baselines over the 6 decoded examples" in m and "nearest train pair's target BLEU" in m
+    assert "tok:13a" in results["bleu_signature"] and "nc:6" in results["chrf_signature"]
+    assert any("baselines over the 6 decoded examples" in m and "memory, the translation memory" in m
                for m in msgs)
-    assert any("nearest train pair BLEU" in m for m in msgs)  # beside each eval's scores
+    assert sum(m.startswith("sacreBLEU signatures: bleu nrefs:1") for m in msgs) == 1  # once a run
+    assert any("baselines BLEU/chrF: copy " in m for m in msgs)  # beside each eval's scores
     assert any(m.startswith("decoded eval examples") for m in msgs)
     assert any("reference:" in m for m in msgs)
     assert json.loads((a / "model.json").read_text())["name"] == "encdec"
@@ -85,6 +88,75 @@ def test_bad_configs_are_refused_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="target_len=40 exceeds config.model.max_len=32"):
         train_and_evaluate(cfg, str(tmp_path / "w"), log=lambda _: None)
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+
+
+def test_the_whole_eval_split_is_decoded_by_default_beside_the_translation_memory(tmp_path):
+    """decode_examples -1 (the default) decodes every eval pair; the memory proposes, for each in
+    order, the target of the most similar train source with its similarity; 0 decodes none."""
+    from llmjax.data.pairs import load_pairs
+    from llmjax.tasks import registry
+    from llmjax.tasks.seq2seq import Seq2SeqTaskConfig
+
+    assert Seq2SeqTaskConfig().decode_examples == -1
+    spec = write_pairs(tmp_path / "data", n=300)
+    p = load_pairs(spec, val_fraction=0.2, log=lambda _: None)
+    cfg = resolve(_config(spec, task__decode_examples=-1), num_devices=8)
+    task = registry.build(cfg)
+    msgs = []
+    task.prepare(str(tmp_path / "run"), msgs.append, resuming=False)
+    assert len(p.eval_targets) > 40 and task._references == p.eval_targets and task._sources == p.eval_sources
+    assert len(task._decode_sources) == len(p.eval_sources)
+    assert any("the whole eval split decoded at each eval (beam 2, 128 sources at a time)" in m for m in msgs)
+    proposals, sim_N = task.eval_memory
+    assert len(proposals) == len(p.eval_sources) and set(proposals) <= set(p.train_targets)
+    assert sim_N.shape == (len(p.eval_sources),) and ((sim_N > 0) & (sim_N <= 1)).all()
+    assert set(task.baselines()) >= {"memory_bleu", "copy_chrf", "frequent_rougeL", "bleu_signature"}
+
+    task = registry.build(resolve(_config(spec, task__decode_examples=0), num_devices=8))
+    msgs = []
+    task.prepare(str(tmp_path / "run"), msgs.append, resuming=False)
+    task.describe(msgs.append)
+    assert task._decode_sources == [] and task.baselines() == {}
+    assert any("none decoded (task.decode_examples=0)" in m for m in msgs)
+
+
+def test_decode_texts_batches_by_length_and_keeps_the_order(monkeypatch):
+    """Sources are beam-searched batch_size at a time in order of length, each batch padded to a
+    power-of-two width (at most the longest source), and come back in their own order: the
+    hypotheses of one batch of all the sources as given."""
+    import dataclasses
+
+    import jax
+
+    from llmjax.data.tokenizers import ByteTokenizer
+    from llmjax.generation.beam import beam_search
+    from llmjax.models.encdec import EncDecConfig
+    from llmjax.models.registry import build
+    from llmjax.tasks import seq2seq
+
+    model = build(EncDecConfig(vocab_size=262, num_layers=1, num_decoder_layers=1, d_model=32, num_heads=4,
+                               mlp_dim=64, max_len=16, init_std=0.5, position="learned", start_id=256))
+    params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32), np.zeros((1, 4), np.int32))["params"]
+    tok = ByteTokenizer()
+    rng = np.random.default_rng(0)
+    sources = [np.r_[rng.integers(97, 123, n), tok.eos_id] for n in (3, 12, 5, 2)]  # 4, 13, 6, 3 tokens
+    cfg = dataclasses.replace(seq2seq.Seq2SeqTaskConfig(), beam_size=2, target_len=5)
+    # The reference: the sources as given, two at a time at the longest's width (the shape of
+    # decode_texts's second batch: no third compilation).
+    ids = np.concatenate([beam_search(model, params, sources[i:i + 2], beam_size=2, max_new_tokens=5,
+                                      eos_id=tok.eos_id, pad_to=13)[0][:, 0] for i in (0, 2)])
+    want = [tok.decode(row[:row.index(tok.eos_id)] if tok.eos_id in row else row).strip()
+            for row in ids.tolist()]
+    calls = []
+
+    def spy(model, params, chunk, **kw):
+        calls.append(([len(s) for s in chunk], kw["pad_to"]))
+        return beam_search(model, params, chunk, **kw)
+
+    monkeypatch.setattr(seq2seq, "beam_search", spy)
+    got = seq2seq.decode_texts(model, params, sources, tok, cfg, batch_size=2)
+    assert calls == [([3, 4], 8), ([6, 13], 13)]
+    assert got == want and len(set(want)) > 1
 
 
 def test_decoder_input_dropout_replaces_inputs_after_the_start_token():
