@@ -6,8 +6,8 @@ at encdec_small's val_fraction 0.1; a run trained with `data.val_fraction=0.2` n
 so they are a dev split (`task.eval_split=dev` now carves the same band in any run). This script decodes the first
 --examples dev sources of such a run with every beam length penalty alpha in --alphas, every
 length reward in --length_rewards (and every checkpoint in --steps) and prints BLEU and ROUGE
-beside the same baselines the run prints (copying the source's first line; the most frequent
-train target; the nearest train pair's target).
+beside the same baselines the run prints (llmjax.tasks.seq2seq.BASELINES: the source copied;
+the translation memory's target; the most frequent train target).
 
   python -m llmjax.main --config=configs/encdec_small.py --workdir=runs/encdec_dev \\
       --config.data.val_fraction=0.2 --config.task.decode_examples=0
