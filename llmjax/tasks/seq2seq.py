@@ -15,7 +15,9 @@ task.decode_batch_size at a time in order of length. Baselines (BASELINES) over 
 examples: copying the source, the translation memory (the target of the train pair whose source
 is most similar by character n-grams: llmjax.data.retrieval.memory) and the most frequent train
 target; the last two over the first retrieval.POOL train pairs when the train split is larger.
-sacreBLEU's signatures are logged once with the baselines and stored in results.json.
+sacreBLEU's signatures are logged once with the baselines and stored in results.json. With
+task.memory_fallback the reported output takes the memory's target where its similarity reaches
+that threshold (the model's own scores beside, as model_*).
 
 Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), V padded vocabulary.
 """
@@ -55,7 +57,7 @@ _MIN_WIDTH = 8  # the narrowest decode batch (source tokens): shorter sources sh
 @dataclasses.dataclass(frozen=True)
 class Seq2SeqTaskConfig:
     name: str = "seq2seq"  # the task, looked up in llmjax.tasks.registry
-    dataset: str = "stdlib_docstrings"  # stdlib_docstrings (embedded) | pairs:GLOB (source<TAB>target lines) | tfds:NAME[/CONFIG]
+    dataset: str = "stdlib_docstrings"  # gettext:LANG[:ROOT] (the machine's message catalogs, English->LANG) | stdlib_docstrings (embedded) | pairs:GLOB (source<TAB>target lines) | tfds:NAME[/CONFIG]
     source_key: str = ""  # tfds: the source feature ('' = the dataset's supervised keys, e.g. de of de-en)
     target_key: str = ""  # tfds: the target feature ('' = the supervised keys' second)
     train_split: str = "train"  # tfds split to train on
@@ -65,6 +67,7 @@ class Seq2SeqTaskConfig:
     label_smoothing: float = 0.1  # target mass spread uniformly over the vocabulary (the Transformer's 0.1)
     decode_examples: int = -1  # eval sources decoded at each eval for BLEU/chrF/ROUGE (-1 = the whole eval split, 0 = none)
     decode_batch_size: int = 128  # eval sources beam-searched at once (in order of length: little padding)
+    memory_fallback: float = 0.0  # the translation memory's target replaces the decode where its similarity is at least this (0 = off; choose it on eval_split='dev')
     beam_size: int = 4  # beam width of those decodes (1 = greedy)
     alpha: float = 0.6  # length penalty ((5 + len) / 6) ** alpha of beam search
     length_reward: float = 0.0  # beam score bonus per token (Murray & Chiang 2018; set on a dev split: experiments/encdec_dev_decoding.py)
@@ -83,6 +86,7 @@ class Seq2SeqTaskConfig:
         for key in ("target_len", "beam_size", "decode_batch_size"):
             check_positive(f"task.{key}", getattr(self, key))
         check_fraction("task.label_smoothing", self.label_smoothing)
+        check_fraction("task.memory_fallback", self.memory_fallback)
         check_fraction("task.decoder_input_dropout", self.decoder_input_dropout)
         for key in ("length_reward", "no_repeat_ngram"):
             if self.beam_size == 1 and getattr(self, key):
@@ -307,7 +311,17 @@ class Seq2SeqTask(Task):
         if not self._decode_sources:
             return {}
         self._decoded = self.decode(model, params, self._decode_sources)
-        return text_scores(self._decoded, self._references, placeholders)
+        scores = text_scores(self._decoded, self._references, placeholders)
+        threshold = self.run.task.memory_fallback
+        if not threshold:
+            return scores
+        # Fallback on a close match, as a CAT tool's fuzzy-match threshold does: the reported
+        # output is the memory's target where its source is similar enough, else the decode.
+        targets, similarity = self.eval_memory
+        use = similarity >= threshold
+        output = [t if u else d for d, t, u in zip(self._decoded, targets, use.tolist())]
+        return {**text_scores(output, self._references, placeholders),
+                **{f"model_{k}": v for k, v in scores.items()}, "memory_share": float(np.mean(use))}
 
     # ------------------------------------------------------------ accounting and reporting
 
@@ -364,6 +378,9 @@ class Seq2SeqTask(Task):
             line += (f", {_scores_text(m)} (baselines BLEU/chrF: "
                      + ", ".join(f"{name} {b[name + '_bleu']:.2f}/{b[name + '_chrf']:.2f}" for name in BASELINES)
                      + ")")
+        if "memory_share" in m:
+            line += (f"; the memory's target for {m['memory_share']:.1%} of sources, the model alone: "
+                     f"BLEU {m['model_bleu']:.2f}, chrF {m['model_chrf']:.2f}")
         return line
 
     def after_training(self, model: nn.Module, params: Any, log: Log) -> None:

@@ -120,6 +120,29 @@ def test_the_whole_eval_split_is_decoded_by_default_beside_the_translation_memor
     assert any("none decoded (task.decode_examples=0)" in m for m in msgs)
 
 
+def test_memory_fallback_reports_the_memorys_target_above_the_threshold(tmp_path, monkeypatch):
+    """With task.memory_fallback the scored output takes the memory's target where its similarity
+    reaches the threshold and the decode elsewhere; the model alone is reported beside."""
+    from llmjax.evaluation.text_scores import text_scores
+    from llmjax.tasks import registry
+
+    spec = write_pairs(tmp_path / "data", n=300)
+    task = registry.build(resolve(_config(spec, task__memory_fallback=0.75), num_devices=8))
+    task.prepare(str(tmp_path / "run"), lambda _: None, resuming=False)
+    proposals, sim_N = task.eval_memory
+    assert 0 < (sim_N >= 0.75).sum() < len(sim_N)  # both kinds of source
+    decodes = [f"decoded {i}" for i in range(len(task._decode_sources))]
+    monkeypatch.setattr(task, "decode", lambda model, params, sources: decodes)
+    m = task.decoded_metrics(None, None)
+    output = [p if s >= 0.75 else d for d, p, s in zip(decodes, proposals, sim_N)]
+    assert m["bleu"] == text_scores(output, task._references)["bleu"]
+    assert m["model_bleu"] == text_scores(decodes, task._references)["bleu"]
+    assert m["memory_share"] == pytest.approx(float((sim_N >= 0.75).mean()))
+    assert "the model alone: BLEU" in task.eval_line({"loss": 1.0, "perplexity": 2.7, "token_accuracy": 0.5, **m})
+    with pytest.raises(ConfigError, match="memory_fallback"):
+        resolve(_config(spec, task__memory_fallback=1.5))
+
+
 def test_decode_texts_batches_by_length_and_keeps_the_order(monkeypatch):
     """Sources are beam-searched batch_size at a time in order of length, each batch padded to a
     power-of-two width (at most the longest source), and come back in their own order: the
