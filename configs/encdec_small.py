@@ -1,7 +1,7 @@
 """A small encoder-decoder Transformer on the embedded seq2seq task: a standard-library
 function's code to the first sentence of its docstring. About 7 minutes on a 2-core CPU; the
-eval reports BLEU and ROUGE of beam-search decodes beside two baselines (copying the source's
-first line, and the most frequent target).
+eval reports BLEU, chrF and ROUGE of beam-search decodes beside three baselines (copying the
+source, the translation memory and the most frequent target).
 
 Choices measured on this task and on a synthetic one (docs/encdec_experiments.md): copy attention
 (a summary's content words are mostly the function's own names), snake_case names split into
