@@ -332,8 +332,10 @@ class Seq2SeqTask(Task):
         """Source and target positions of every row."""
         return self.batch_size * (self.run.data.seq_len + self.run.task.target_len)
 
+    @functools.cached_property
     def _train_texts(self) -> tuple[list[str], list[str]]:
-        """The first retrieval.POOL train pairs' sources and targets (all of a smaller train split)."""
+        """The first retrieval.POOL train pairs' sources and targets (all of a smaller train split),
+        read from the cache once for the memory and the baselines."""
         sources, targets = (self._cache.texts("train", f, retrieval.POOL) for f in ("source", "target"))
         return sources, targets
 
@@ -344,14 +346,14 @@ class Seq2SeqTask(Task):
         n-grams among the first retrieval.POOL train pairs, '' where none shares one; that cosine
         similarity float32 (N,) in [0, 1]). The memory baseline's output, and what a model that
         falls back on close matches reads."""
-        return retrieval.memory(*self._train_texts(), self._sources)
+        return retrieval.memory(*self._train_texts, self._sources)
 
     @functools.cached_property
     def _baselines(self) -> dict[str, float]:
         """BASELINES' scores over the decoded examples (none without decodes)."""
         if not self._references:
             return {}
-        return baseline_scores(self._sources, self._references, *self._train_texts(),
+        return baseline_scores(self._sources, self._references, *self._train_texts,
                                memory_targets=self.eval_memory[0])
 
     def describe(self, log: Log) -> None:
