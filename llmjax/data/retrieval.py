@@ -50,7 +50,11 @@ def nearest(train_sources: Sequence[str], queries: Sequence[str], pool: int = PO
 
     vectorizer = TfidfVectorizer(tokenizer=words, lowercase=False, token_pattern=None,
                                  ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32)
-    return _most_similar(vectorizer, train_sources[:pool], queries)[0].tolist()
+    indexed = list(train_sources[:pool])
+    if not indexed or not len(queries):
+        return [-1] * len(queries)
+    index_NxW = vectorizer.fit_transform(indexed)
+    return _most_similar(index_NxW, vectorizer.transform(list(queries)), len(queries))[0].tolist()
 
 
 def memory(train_sources: Sequence[str], train_targets: Sequence[str], queries: Sequence[str],
@@ -58,29 +62,57 @@ def memory(train_sources: Sequence[str], train_targets: Sequence[str], queries: 
     """The translation memory's proposal for each query: (the target of its most similar source
     among the first `pool` train pairs by character n-grams (the first of equals; '' where none
     shares an n-gram), that cosine similarity float32 (Q,) in [0, 1], 0 where none)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     if len(train_sources) != len(train_targets):
         raise ValueError(f"{len(train_sources)} train sources but {len(train_targets)} targets: give them in pairs")
-    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=CHAR_NGRAMS, lowercase=True,
-                                 sublinear_tf=True, dtype=np.float32)
-    best_Q, sim_Q = _most_similar(vectorizer, train_sources[:pool], queries)
+    best_Q, sim_Q = memory_matches(train_sources, queries, pool=pool)
     return [train_targets[i] if i >= 0 else "" for i in best_Q.tolist()], sim_Q
 
 
-def _most_similar(vectorizer: Any, indexed: Sequence[str], queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(index int64 (Q,) of each query's most similar indexed text, -1 where the cosine is 0;
-    that cosine float32 (Q,)) under the vectorizer's TF-IDF."""
-    best_Q, sim_Q = np.full(len(queries), -1, np.int64), np.zeros(len(queries), np.float32)
-    if not len(indexed) or not len(queries):
+def memory_matches(train_sources: Sequence[str], queries: Sequence[str] | None = None,
+                   pool: int = POOL) -> tuple[np.ndarray, np.ndarray]:
+    """MemoryIndex(train_sources, pool).matches(queries), for one search."""
+    return MemoryIndex(train_sources, pool).matches(queries)
+
+
+class MemoryIndex:
+    """The translation memory's index of the first `pool` train sources (character n-gram TF-IDF,
+    fitted once), searched as often as wanted: the task's searches, llmjax.sample's prompts."""
+
+    def __init__(self, train_sources: Sequence[str], pool: int = POOL):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.sources = list(train_sources[:pool])
+        self._vectorizer = TfidfVectorizer(analyzer="char", ngram_range=CHAR_NGRAMS, lowercase=True,
+                                           sublinear_tf=True, dtype=np.float32)
+        self._index_NxW = self._vectorizer.fit_transform(self.sources) if self.sources else None
+
+    def matches(self, queries: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(index int64 (Q,) of each query's most similar indexed source (the first of equals), -1
+        where none shares an n-gram; that cosine float32 (Q,) in [0, 1]). queries=None queries
+        the indexed sources themselves, each matched to another one than itself: the memory a
+        training pair would have had without its own entry."""
+        if queries is None:
+            return _most_similar(self._index_NxW, self._index_NxW, len(self.sources), exclude_self=True)
+        query_QxW = self._vectorizer.transform(list(queries)) if self.sources and len(queries) else None
+        return _most_similar(self._index_NxW, query_QxW, len(queries))
+
+
+def _most_similar(index_NxW: Any, query_QxW: Any, num_queries: int,
+                  exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(index int64 (Q,) of each query's most similar indexed row, -1 where the cosine is 0; that
+    cosine float32 (Q,)) of TF-IDF rows (None: nothing indexed or queried); with exclude_self
+    query i is the indexed row i and never its own match."""
+    best_Q, sim_Q = np.full(num_queries, -1, np.int64), np.zeros(num_queries, np.float32)
+    if index_NxW is None or query_QxW is None:
         return best_Q, sim_Q
-    train_NxW = vectorizer.fit_transform(list(indexed))
-    query_QxW = vectorizer.transform(list(queries))
-    train_WxN = train_NxW.T.tocsr()
-    for start in range(0, query_QxW.shape[0], _CHUNK):
-        sim_CxN = (query_QxW[start:start + _CHUNK] @ train_WxN).toarray()
+    index_WxN = index_NxW.T.tocsr()
+    for start in range(0, num_queries, _CHUNK):
+        sim_CxN = (query_QxW[start:start + _CHUNK] @ index_WxN).toarray()
+        rows_C = np.arange(sim_CxN.shape[0])
+        if exclude_self:
+            sim_CxN[rows_C, start + rows_C] = -1.0
         top_C = sim_CxN.argmax(axis=1)
-        top_sim_C = sim_CxN[np.arange(len(top_C)), top_C]
+        top_sim_C = sim_CxN[rows_C, top_C]
         best_Q[start:start + len(top_C)] = np.where(top_sim_C > 0.0, top_C, -1)
         sim_Q[start:start + len(top_C)] = np.clip(top_sim_C, 0.0, 1.0)
     return best_Q, sim_Q

@@ -51,3 +51,17 @@ def test_memory_indexes_only_the_pool_and_wants_pairs():
     assert retrieval.memory(TRAIN, ["a", "b", "c", "d"], [])[0] == []
     with pytest.raises(ValueError, match="4 train sources but 1 targets"):
         retrieval.memory(TRAIN, ["a"], ["x"])
+
+
+def test_memory_matches_of_the_indexed_sources_skip_themselves():
+    """Training pairs' memory (queries=None): each source's best other source, never itself,
+    even where a duplicate ties it; -1 where no other source shares a character."""
+    sources = ["Open file", "Open files", "Close window", "Close window", "Q"]
+    best_Q, sim_Q = retrieval.memory_matches(sources)
+    assert best_Q.tolist() == [1, 0, 3, 2, -1]
+    assert sim_Q[2] == pytest.approx(1.0) and 0.0 < sim_Q[0] < 1.0 and sim_Q[4] == 0.0
+    # Against other queries nothing is excluded: a query equal to a source finds it.
+    assert retrieval.memory_matches(sources, ["open FILE"])[0].tolist() == [0]
+    many = [f"message number {i}" for i in range(600)]  # more than one chunk of queries
+    best, _ = retrieval.memory_matches(many)
+    assert (best != np.arange(600)).all() and (best >= 0).all()
