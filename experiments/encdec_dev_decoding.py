@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
     from llmjax.tasks.seq2seq import BASELINES, baseline_scores, decode_texts
 
     workdir = _WORKDIR.value
-    task_cls, task, data = saved_run.task(workdir)
+    task_cls, task, data, _ = saved_run.task(workdir)
     if _BEAM.value:
         task = dataclasses.replace(task, beam_size=_BEAM.value)
     sources_, references, train_sources, train_targets = dev_pairs(task, data, _DEV_FROM.value)
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
             for name, what in BASELINES.items()]
 
     cfg, tok = saved_run.model_config(workdir), saved_run.load_tokenizer(workdir)
-    ids = [task_cls.prompt_ids(task, data, tok, s) for s in sources_]  # as the eval reads its sources
+    ids = task_cls.prompt_ids(task, data, tok, sources_, workdir)  # as the eval reads its sources
     print(f"{len(references)} dev sources from {workdir} (files with {_DEV_FROM.value} <= h < "
           f"{data.val_fraction}), beam {task.beam_size}, no_repeat_ngram {task.no_repeat_ngram}")
     for step in [int(s) for s in _STEPS.value] or [None]:

@@ -59,7 +59,7 @@ class Run(NamedTuple):
     params: Any
     tokenizer: Any
     cfg: Any  # the finalized model config (its limits, whether a prompt is a source)
-    trained: Any = None  # saved_run.task(): (Task class, task config, data config), or None
+    trained: Any = None  # saved_run.task(): a TrainedTask, or None
     path: str = ""  # the checkpoint step's directory read
 
 
@@ -138,7 +138,7 @@ def model_config(workdir: str) -> Any:
 def use_run_decoding(trained: Any) -> str:
     """Set each decoding flag not given on the command line to the run's own setting (its task's,
     e.g. a seq2seq run's beam search); what was set, as text ('' if nothing)."""
-    settings = trained[0].decoding(trained[1]) if trained else {}
+    settings = trained.cls.decoding(trained.task) if trained else {}
     method = _METHOD.value if FLAGS["method"].present else settings.get("method", _METHOD.value)
     used = {}
     for name, value in settings.items():
@@ -154,8 +154,7 @@ def encode(tokenizer: Any, prompts: list[str], cfg: Any, max_new_tokens: int,
     (a converted workdir, a run trained through the library), the tokens, and EOS after a
     source. One the model cannot take with max_new_tokens is an error."""
     if trained:
-        task_cls, task, data = trained
-        ids = [task_cls.prompt_ids(task, data, tokenizer, p) for p in prompts]
+        ids = trained.cls.prompt_ids(trained.task, trained.data, tokenizer, prompts, trained.workdir)
     else:
         ids = [tokenizer.encode(p) + ([tokenizer.eos_id] if cfg.prompt_is_source else []) for p in prompts]
     for i, x in enumerate(ids):

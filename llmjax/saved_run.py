@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 
@@ -37,9 +37,17 @@ def model_config(workdir: str) -> Any:
                           "file") from None
 
 
-def task(workdir: str) -> tuple[Any, Any, Any] | None:
-    """(Task class, resolved task config, data config) of the run's config.json; None without
-    one (a workdir llmjax.convert wrote, or a run trained through the library, not the CLI)."""
+class TrainedTask(NamedTuple):
+    """What a run trained, as its config.json and workdir say."""
+    cls: Any  # the Task class
+    task: Any  # the resolved task config
+    data: Any  # the data config
+    workdir: str  # where the run keeps what its task derived (the seq2seq memory's example cache)
+
+
+def task(workdir: str) -> TrainedTask | None:
+    """The run's TrainedTask from its config.json; None without one (a workdir llmjax.convert
+    wrote, or a run trained through the library, not the CLI)."""
     import ml_collections
 
     from llmjax.config import DataConfig, from_group
@@ -52,8 +60,8 @@ def task(workdir: str) -> tuple[Any, Any, Any] | None:
         with open(path) as f:
             saved = json.load(f)
         group = ml_collections.ConfigDict(saved["task"])
-        return (registry.TASKS.entry(group.name).target, registry.resolve(group),
-                from_group(DataConfig, ml_collections.ConfigDict(saved["data"]), "data"))
+        return TrainedTask(registry.TASKS.entry(group.name).target, registry.resolve(group),
+                           from_group(DataConfig, ml_collections.ConfigDict(saved["data"]), "data"), workdir)
     except (ValueError, TypeError, KeyError, AttributeError, ConfigError) as e:
         raise ConfigError(f"{path} cannot be read ({str(e).splitlines()[0]}): retrain, or fix the "
                           "file") from None

@@ -335,7 +335,7 @@ def test_an_encoder_decoder_run_decodes_as_its_eval_did(capsys, family_runs):
     assert out.splitlines()[1] == ("decoding: method beam, beam_size 3, alpha 0.6, no_repeat_ngram 2, "
                                    "length_reward 0.2, max_new_tokens 16 (the run's own settings; a flag "
                                    "overrides each)")
-    _, task, data = saved_run.task(str(workdir))
+    _, task, data, _ = saved_run.task(str(workdir))
     run = _library_run(workdir)
     tok = run.tokenizer
     source = example_ids(tok.encode(split_identifiers(prompt)), tok.eos_id, data.seq_len)

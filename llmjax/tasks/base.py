@@ -16,6 +16,7 @@ Batches are dicts of numpy arrays with the global batch on axis 0.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -34,10 +35,11 @@ class Task(abc.ABC):
     # ------------------------------------------------------------ prompts (llmjax.sample)
 
     @staticmethod
-    def prompt_ids(task: Any, data: Any, tokenizer: Any, text: str) -> list[int]:
-        """A prompt's ids as this task's inputs read the same text in training (task and data are
-        the run's resolved config groups); most tasks take the tokens as they are."""
-        return list(tokenizer.encode(text))
+    def prompt_ids(task: Any, data: Any, tokenizer: Any, texts: Sequence[str], workdir: str) -> list[list[int]]:
+        """Prompts' ids as this task's inputs read the same texts in training (task and data are
+        the run's resolved config groups, workdir its directory); most tasks take the tokens as
+        they are."""
+        return [list(tokenizer.encode(text)) for text in texts]
 
     @staticmethod
     def decoding(task: Any) -> dict[str, Any]:

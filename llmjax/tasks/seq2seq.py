@@ -17,7 +17,10 @@ is most similar by character n-grams: llmjax.data.retrieval.memory) and the most
 target; the last two over the first retrieval.POOL train pairs when the train split is larger.
 sacreBLEU's signatures are logged once with the baselines and stored in results.json. With
 task.memory_fallback the reported output takes the memory's target where its similarity reaches
-that threshold (the model's own scores beside, as model_*).
+that threshold (the model's own scores beside, as model_*). With task.memory_input the model reads
+the memory's target too: each source becomes source + [SEP] + the target of its closest train
+pair where the similarity reaches that threshold (llmjax.data.memory_input), so that it edits a
+close match instead of translating from nothing.
 
 Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), V padded vocabulary.
 """
@@ -37,6 +40,7 @@ import numpy as np
 
 from llmjax.config import ConfigError, check_fraction, check_positive, fail
 from llmjax.data import example_cache, retrieval
+from llmjax.data.memory_input import JoinedSources, matches_over
 from llmjax.data.gettext_catalogs import placeholders
 from llmjax.data.packed_pairs import PackedPairs, example_ids
 from llmjax.data.pairs import (PairStream, check_pairs_spec, describe, files_key, open_pairs,
@@ -68,6 +72,7 @@ class Seq2SeqTaskConfig:
     decode_examples: int = -1  # eval sources decoded at each eval for BLEU/chrF/ROUGE (-1 = the whole eval split, 0 = none)
     decode_batch_size: int = 128  # eval sources beam-searched at once (in order of length: little padding)
     memory_fallback: float = 0.0  # the translation memory's target replaces the decode where its similarity is at least this (0 = off; choose it on eval_split='dev')
+    memory_input: float = 0.0  # the memory's target joined to the source after [SEP] where its similarity is at least this, for the model to edit (neural fuzzy repair, llmjax.data.memory_input; 0 = off); train pairs read another train pair's
     beam_size: int = 4  # beam width of those decodes (1 = greedy)
     alpha: float = 0.6  # length penalty ((5 + len) / 6) ** alpha of beam search
     length_reward: float = 0.0  # beam score bonus per token (Murray & Chiang 2018; set on a dev split: experiments/encdec_dev_decoding.py)
@@ -87,6 +92,7 @@ class Seq2SeqTaskConfig:
             check_positive(f"task.{key}", getattr(self, key))
         check_fraction("task.label_smoothing", self.label_smoothing)
         check_fraction("task.memory_fallback", self.memory_fallback)
+        check_fraction("task.memory_input", self.memory_input)
         check_fraction("task.decoder_input_dropout", self.decoder_input_dropout)
         for key in ("length_reward", "no_repeat_ngram"):
             if self.beam_size == 1 and getattr(self, key):
@@ -203,13 +209,14 @@ class Seq2SeqTask(Task):
         log(f"data {cfg.dataset}: {describe(cache.meta['stats'])}")
         pack = functools.partial(PackedPairs, source_len=d.seq_len, target_len=cfg.target_len, seed=t.seed,
                                  eos_id=tok.eos_id, pad_id=tok.pad_id, start_id=tok.eos_id)
-        self._train = pack(cache.field("train", "source"), cache.field("train", "target"),
-                           batch_size=t.batch_size, shuffle=True)
-        eval_sources = cache.field("eval", "source")
-        self._eval = pack(eval_sources, cache.field("eval", "target"),
-                          batch_size=self.eval_batch_size, shuffle=False)
+        train_sources, eval_sources = cache.field("train", "source"), cache.field("eval", "source")
         want = len(eval_sources) if cfg.decode_examples < 0 else cfg.decode_examples
         self._sources = cache.texts("eval", "source", want)  # as the dataset gives them
+        if cfg.memory_input:
+            train_sources, eval_sources = self._join_memory(train_sources, eval_sources, log)
+        self._train = pack(train_sources, cache.field("train", "target"), batch_size=t.batch_size, shuffle=True)
+        self._eval = pack(eval_sources, cache.field("eval", "target"),
+                          batch_size=self.eval_batch_size, shuffle=False)
         self._references = cache.texts("eval", "target", want)
         n = len(self._sources)  # at most the texts the cache kept
         # Decoded sources are what training sees: ids + EOS, cut to data.seq_len.
@@ -221,11 +228,35 @@ class Seq2SeqTask(Task):
         log(f"data: {self._train.num_examples:,} train pairs in {self._train.num_rows:,} packed rows, "
             f"{self._eval.num_examples:,} eval pairs in {self._eval.num_rows:,}; {decoded}")
 
+    def _join_memory(self, train_sources: example_cache.Ragged, eval_sources: example_cache.Ragged,
+                     log: Log) -> tuple[JoinedSources, JoinedSources]:
+        """Both splits' sources with the memory's target joined where its similarity reaches
+        task.memory_input: train pairs matched to another of the first retrieval.POOL train pairs
+        (those past the pool read their source alone), eval pairs to those train pairs."""
+        threshold, sep, memory = self.run.task.memory_input, self.tokenizer.sep_id, self._cache.field("train", "target")
+        train_index, train_sim = self._memory_index.matches()
+        eval_index, eval_sim = self._eval_matches
+        train_N = matches_over(train_index, train_sim, threshold, len(train_sources))
+        eval_N = matches_over(eval_index, eval_sim, threshold, len(eval_sources))
+        log(f"data: the memory's target joined to {np.mean(train_N >= 0):.1%} of train sources and "
+            f"{np.mean(eval_N >= 0):.1%} of eval sources (similarity >= {threshold})")
+        return JoinedSources(train_sources, memory, train_N, sep), JoinedSources(eval_sources, memory, eval_N, sep)
+
     @staticmethod
-    def prompt_ids(task: Seq2SeqTaskConfig, data: Any, tokenizer: Any, text: str) -> list[int]:
-        """A source as training and the eval's decodes read it: identifiers split as the run
-        split them, then ids + EOS cut to data.seq_len."""
-        return example_ids(tokenizer.encode(as_source(task)(text)), tokenizer.eos_id, data.seq_len).tolist()
+    def prompt_ids(task: Seq2SeqTaskConfig, data: Any, tokenizer: Any, texts: Sequence[str],
+                   workdir: str) -> list[list[int]]:
+        """Sources as training and the eval's decodes read them: identifiers split as the run
+        split them, with task.memory_input the target of the closest of the run's train pairs
+        joined as in training (its example cache in workdir is the memory), then ids + EOS cut
+        to data.seq_len."""
+        ids = tokenizer.encode_batch([as_source(task)(text) for text in texts])
+        if task.memory_input and texts:
+            index, targets = _saved_memory(workdir)
+            best_N, sim_N = index.matches(texts)
+            match_N = matches_over(best_N, sim_N, task.memory_input, len(texts))
+            ids = JoinedSources(example_cache.Ragged.from_arrays(ids), targets, match_N, tokenizer.sep_id)
+            ids = [ids[i] for i in range(len(texts))]
+        return [example_ids(x, tokenizer.eos_id, data.seq_len).tolist() for x in ids]
 
     @staticmethod
     def decoding(task: Seq2SeqTaskConfig) -> dict[str, Any]:
@@ -346,7 +377,22 @@ class Seq2SeqTask(Task):
         n-grams among the first retrieval.POOL train pairs, '' where none shares one; that cosine
         similarity float32 (N,) in [0, 1]). The memory baseline's output, and what a model that
         falls back on close matches reads."""
-        return retrieval.memory(*self._train_texts, self._sources)
+        index_N, similarity_N = self._eval_matches
+        targets = self._train_texts[1]
+        n = len(self._sources)
+        return [targets[i] if i >= 0 else "" for i in index_N[:n].tolist()], similarity_N[:n]
+
+    @functools.cached_property
+    def _eval_matches(self) -> tuple[np.ndarray, np.ndarray]:
+        """The memory's matches of every eval source (the cache keeps all their texts) among
+        the first retrieval.POOL train sources: the memory baseline's, the fallback's and the
+        memory input's one search."""
+        return self._memory_index.matches(self._cache.texts("eval", "source", _EVERY))
+
+    @functools.cached_property
+    def _memory_index(self) -> retrieval.MemoryIndex:
+        """The translation memory over the first retrieval.POOL train pairs, fitted once."""
+        return retrieval.MemoryIndex(self._train_texts[0])
 
     @functools.cached_property
     def _baselines(self) -> dict[str, float]:
@@ -405,6 +451,19 @@ def _scores_text(m: dict[str, Any], prefix: str = "") -> str:
         text += (f", placeholders right in {m[prefix + 'placeholder_accuracy']:.1f}% of "
                  f"{m[prefix + 'placeholder_examples']:,}")
     return text
+
+
+@functools.lru_cache(maxsize=2)
+def _saved_memory(workdir: str) -> tuple[retrieval.MemoryIndex, example_cache.Ragged]:
+    """A finished run's translation memory (its first retrieval.POOL train pairs) from the example
+    cache in its workdir: the index of the sources and the target ids, as its training read them."""
+    directory = os.path.join(workdir, "data", "examples")
+    manifest = example_cache.read_manifest(directory)
+    if manifest is None:
+        raise ConfigError(f"{directory} holds no finished example cache, and the run joins the translation "
+                          "memory to its sources (task.memory_input): resume the run once to build it again")
+    cache = example_cache.ExampleCache(directory, manifest, verify=False)
+    return retrieval.MemoryIndex(cache.texts("train", "source", retrieval.POOL)), cache.field("train", "target")
 
 
 def _tokenizer_sample(stream: PairStream, read: Callable[[str], str], budget: int) -> list[str]:

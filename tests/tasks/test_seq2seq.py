@@ -41,7 +41,8 @@ def _rows(workdir):
 
 @pytest.mark.parametrize("options", [pytest.param({}, marks=pytest.mark.slow),  # the options off: covered by the models' tests
                                      dict(model__copy_attention=True, task__decoder_input_dropout=0.2,
-                                          task__split_identifiers=True, task__no_repeat_ngram=2)])
+                                          task__split_identifiers=True, task__no_repeat_ngram=2,
+                                          task__memory_input=0.5)])
 def test_trains_decodes_scores_and_resumes_exactly(tmp_path, options):
     spec = write_pairs(tmp_path / "data")
     cfg = resolve(_config(spec, **options), num_devices=8)
@@ -198,6 +199,47 @@ def test_decoder_input_dropout_replaces_inputs_after_the_start_token():
     assert not dropped[positions_BxT == 0].any()  # start tokens and padding stay
     assert abs(dropped[positions_BxT > 0].mean() - 0.25) < 0.02
     assert set(np.unique(out)) == {3, 7}
+
+
+def test_memory_input_joins_the_memorys_target_to_train_and_eval_sources(tmp_path):
+    """With task.memory_input each source reads source + [SEP] + the target of its memory match
+    where the similarity reaches the threshold: train pairs another train pair (never their own),
+    eval pairs a train pair (the memory baseline's); what is packed and decoded is that join."""
+    from llmjax.data import retrieval
+    from llmjax.data.packed_pairs import PackedPairs
+    from llmjax.tasks import registry
+
+    spec = write_pairs(tmp_path / "data", n=300)
+    cfg = resolve(_config(spec, task__memory_input=0.6, task__decode_examples=-1), num_devices=8)
+    task = registry.build(cfg)
+    msgs = []
+    task.prepare(str(tmp_path / "run"), msgs.append, resuming=False)
+    tok, cache = task.tokenizer, task._cache
+    train_src, train_tgt = (cache.texts("train", f, 10**9) for f in ("source", "target"))
+    train_best, train_sim = retrieval.memory_matches(train_src)
+    eval_best, eval_sim = retrieval.memory_matches(train_src, task._sources)
+    assert (train_best != np.arange(len(train_src))).all()
+    for sims in (train_sim, eval_sim):
+        assert 0 < (sims >= 0.6).sum() < len(sims)  # joined and alone
+    join = lambda text, best, sim: tok.encode(text) + ([tok.sep_id] + tok.encode(train_tgt[best]) if sim >= 0.6 else [])  # noqa: E731
+    want = [join(*x) for x in zip(train_src, train_best, train_sim)]
+    packed = PackedPairs(want, tok.encode_batch(train_tgt), source_len=32, target_len=24, seed=cfg.train.seed,
+                         batch_size=cfg.train.batch_size, shuffle=True, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                         start_id=tok.eos_id)
+    for step in (0, 3):
+        for k, v in packed.batch(step).items():
+            np.testing.assert_array_equal(task.train_batch(step)[k], v, err_msg=k)
+    assert [s.tolist() for s in task._decode_sources] == [
+        (join(*x) + [tok.eos_id])[:32] for x in zip(task._sources, eval_best, eval_sim)]
+    assert any(m.startswith("data: the memory's target joined to ") for m in msgs)
+    # llmjax.sample reads a prompt as the eval read its source: the run's cache is the memory.
+    from llmjax.tasks.seq2seq import Seq2SeqTask
+    got = Seq2SeqTask.prompt_ids(cfg.task, cfg.data, tok, task._sources, str(tmp_path / "run"))
+    assert got == [s.tolist() for s in task._decode_sources]
+    with pytest.raises(ConfigError, match="holds no finished example cache"):
+        Seq2SeqTask.prompt_ids(cfg.task, cfg.data, tok, ["x"], str(tmp_path / "elsewhere"))
+    with pytest.raises(ConfigError, match="memory_input"):
+        resolve(_config(spec, task__memory_input=-0.1))
 
 
 @pytest.mark.parametrize("tokenizer", ["byte", "sentencepiece"])
