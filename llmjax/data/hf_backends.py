@@ -17,6 +17,8 @@ import json
 import re
 from collections.abc import Sequence
 
+from llmjax.data.tokenizers import char_offsets
+
 _SPACE = "\u2581"  # sentencepiece's whitespace marker
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
@@ -40,6 +42,12 @@ class TokenizersBackend:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list]]:
+        """Ids and the library's own character spans: byte-level BPE's hold the space before a
+        word unless a tokenizer.json post-processor trims offsets; BERT's never hold a space."""
+        return [(e.ids, e.offsets)
+                for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: list[int]) -> str:
         text = self.tok.decode(ids, skip_special_tokens=True)
@@ -120,27 +128,56 @@ class SentencePieceBackend:
         return next((j for j, (c, _) in self.added.items() if c == content), None)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        plan = [self._segments(t) for t in texts]  # per text: literal ids and texts to encode
-        pieces = [p for segs in plan for p in segs if isinstance(p, str)]
-        encoded = iter(self.sp.encode(pieces))
-        return [[x for p in segs for x in (next(encoded) if isinstance(p, str) else [p])]
-                for segs in plan]
+        return [ids for ids, _ in self._encode_segments(texts)]
 
-    def _segments(self, text: str) -> list[str | int]:
-        out: list[str | int] = []
-        start = 0
-        for m in (self._split.finditer(text) if self._literal else ()):
-            self._add_text(out, text[start:m.start()], start == 0)
-            out.append(self._literal[m.group()])
-            start = m.end()
-        self._add_text(out, text[start:], start == 0)
+    def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list]]:
+        """Ids and character spans: a piece's span is the text it stands for, a special
+        token's the string it matched; the prefix space added before a text is in no span."""
+        lengths = [len(b) for b in self.piece_bytes()]
+        out = []
+        for text, (ids, segs) in zip(texts, self._encode_segments(texts)):
+            spans = []
+            for seg, start, end, seg_ids in segs:
+                if not isinstance(seg, str):
+                    spans.append((start, end))
+                    continue
+                # a "▁" in the text stands for a space here, so spans are taken on seg's bytes
+                extra = len(seg) - (end - start)  # the added prefix space, 0 or 1
+                offsets = char_offsets(seg.replace(_SPACE, " "), [lengths[i] for i in seg_ids])
+                spans += [(start + max(a - extra, 0), start + max(b - extra, 0))
+                          for a, b in offsets.tolist()]
+            out.append((ids, spans))
         return out
 
-    def _add_text(self, out: list[str | int], text: str, first: bool) -> None:
+    def _encode_segments(self, texts: Sequence[str]) -> list[tuple[list[int], list]]:
+        """Per text: its ids and segments (segment, start, end, ids), a segment a text to
+        encode or a literal's id, start:end where it is in the text."""
+        plan = [self._segments(t) for t in texts]  # per text: literal ids and texts to encode
+        pieces = [p for segs in plan for p, _, _ in segs if isinstance(p, str)]
+        encoded = iter(self.sp.encode(pieces))
+        out = []
+        for segs in plan:
+            done = [(p, a, b, next(encoded) if isinstance(p, str) else [p]) for p, a, b in segs]
+            out.append(([x for *_, ids in done for x in ids], done))
+        return out
+
+    def _segments(self, text: str) -> list[tuple[str | int, int, int]]:
+        out: list[tuple[str | int, int, int]] = []
+        start = 0
+        for m in (self._split.finditer(text) if self._literal else ()):
+            self._add_text(out, text, start, m.start())
+            out.append((self._literal[m.group()], m.start(), m.end()))
+            start = m.end()
+        self._add_text(out, text, start, len(text))
+        return out
+
+    def _add_text(self, out: list, full: str, start: int, end: int) -> None:
+        text = full[start:end]
         if not text:
             return
-        prefix = self.prepend == "always" or (self.prepend == "first" and first)
-        out.append(" " + text if prefix and not text.startswith((" ", _SPACE)) else text)
+        prefix = self.prepend == "always" or (self.prepend == "first" and start == 0)
+        out.append((" " + text if prefix and not text.startswith((" ", _SPACE)) else text,
+                    start, end))
 
     def decode(self, ids: list[int]) -> str:
         parts, run = [], []

@@ -111,6 +111,11 @@ class HFTokenizer(Tokenizer):
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         return [np.array(ids, np.int32) for ids in self.backend.encode(texts)]
 
+    def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Ids as encode_batch and character spans as the backend gives them (see there)."""
+        return [(np.array(ids, np.int32), np.array(spans, np.int32).reshape(-1, 2))
+                for ids, spans in self.backend.encode_with_offsets(texts)]
+
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         skip = {self._eos, *self._specials.values()}
         own = self.backend.vocab_size  # ids past it (a padded model vocabulary) render as nothing

@@ -12,6 +12,13 @@ checkpoints keep their meaning), they are derived from the vocabulary rather tha
 ordinary text can never encode to them: in sentencepiece they are not user-defined symbols
 (which a literal "[CLS]" in the text would produce) but ids past the model's own pieces.
 
+`encode_with_offsets` gives each token's span [start, end) in characters (str indices) of
+the text, for label alignment and span decoding. A span is exactly the text the token stands
+for: a sentencepiece piece "▁x" covers the space before x (this sentencepiece never invents
+a space), so the spans of a text's tokens, concatenated, are the text. A byte-level token that
+holds part of a multi-byte character gets that whole character's span (several tokens then
+share it); a token that stands for no text would get [end, end) of the token before it.
+
 A tokenizer lives in a directory as `tokenizer.json` (+ `tokenizer.model` for sentencepiece);
 files are written atomically so a crash never leaves a half-written tokenizer behind.
 """
@@ -117,6 +124,16 @@ class Tokenizer(abc.ABC):
     def encode(self, text: str) -> list[int]:
         return self.encode_batch([text])[0].tolist()
 
+    def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per text: (ids int32 (N,) = encode_batch's, offsets_Nx2 int32 character spans).
+
+        Here from byte_lengths, which is exact for tokenizers whose tokens' bytes are the
+        text's UTF-8 bytes in order (byte, sentencepiece); the others override it.
+        """
+        lengths = self.byte_lengths()
+        return [(ids, char_offsets(text, lengths[ids]))
+                for text, ids in zip(texts, self.encode_batch(texts))]
+
     def fingerprint(self) -> str:
         """Changes exactly when the id assignment changes (used to key the token cache)."""
         return hashlib.sha1(json.dumps(self._spec(), sort_keys=True).encode()).hexdigest()[:16]
@@ -209,6 +226,14 @@ class CharTokenizer(Tokenizer):
             ids = np.minimum(np.searchsorted(self._codes, codes), max(len(self.chars) - 1, 0))
             known = self._codes[ids] == codes if len(self.chars) else np.zeros(len(codes), bool)
             out.append(np.where(known, ids, self.unk_id).astype(np.int32))
+        return out
+
+    def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One token per character (an unseen one is [UNK] over its own character)."""
+        out = []
+        for ids in self.encode_batch(texts):
+            starts_N = np.arange(len(ids), dtype=np.int32)
+            out.append((ids, np.stack([starts_N, starts_N + 1], axis=1)))
         return out
 
     def decode(self, ids) -> str:
@@ -454,6 +479,27 @@ def train_or_load_tokenizer(cfg: DataConfig, train_texts: Sequence[str], directo
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def char_offsets(text: str, token_bytes_N: np.ndarray) -> np.ndarray:
+    """int32 (N, 2) character spans of N consecutive tokens that stand for token_bytes_N
+    UTF-8 bytes each of text, in order from its start; a token's span is that of every
+    character it touches, so a byte inside a multi-byte character spans the whole character.
+
+    A one-line ValueError when the bytes are not the text's (a tokenizer that is not lossless).
+    """
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    char_ends = np.cumsum(1 + (codes >= 0x80) + (codes >= 0x800) + (codes >= 0x10000))
+    token_bytes_N = np.asarray(token_bytes_N, np.int64)
+    ends = np.cumsum(token_bytes_N)
+    total = int(ends[-1]) if len(ends) else 0
+    if total != (int(char_ends[-1]) if len(char_ends) else 0):
+        raise ValueError(f"the tokens stand for {total} bytes but the text has "
+                         f"{len(text.encode('utf-8', 'surrogatepass'))}: character offsets "
+                         "need a tokenizer that keeps the text's bytes")
+    begin_N = np.searchsorted(char_ends, ends - token_bytes_N, side="right")
+    end_N = np.where(token_bytes_N > 0, np.searchsorted(char_ends, ends, side="left") + 1, begin_N)
+    return np.stack([begin_N, end_N], axis=1).astype(np.int32).reshape(-1, 2)
 
 
 def _chunks(text: str, size: int) -> Iterator[str]:

@@ -3,6 +3,7 @@ llmjax's special ids and byte accounting, and survives save/load. Every tokenize
 here on stdlib source (nothing is downloaded): byte-level BPE as vocab.json + merges.txt and
 as tokenizer.json, BERT WordPiece as vocab.txt, Llama-style sentencepiece as tokenizer.model."""
 import io
+import itertools
 import json
 import os
 import sysconfig
@@ -14,6 +15,7 @@ pytest.importorskip("tokenizers", reason="HFTokenizer is built on the tokenizers
 
 from llmjax.data.hf_tokenizer import HFTokenizer  # noqa: E402
 from llmjax.data.tokenizers import load_tokenizer  # noqa: E402
+from tests.data.test_tokenizers import OFFSET_TEXTS, check_offsets_well_formed  # noqa: E402
 
 SAMPLES = ["Hello world. The quick brown fox jumps over the lazy dog!",
            "def f(x):\n\tif x:\t# tab\n\t\treturn x  * 2\n    \n",
@@ -221,3 +223,44 @@ def test_errors_are_one_line(dirs, tmp_path):
     _one_line_error(tmp_path, "eos_token '<eot>' is not in the vocabulary")
     _write_json(tmp_path / "tokenizer_config.json", {"tokenizer_class": "T5Tokenizer"})
     _one_line_error(tmp_path, "only Llama-style sentencepiece")
+
+
+@pytest.mark.parametrize("name", ["gpt2_files", "gpt2_json", "bert", "llama", "llama_legacy"])
+def test_offsets_are_character_spans(dirs, gpt2_json, tmp_path, name):
+    """Byte-level BPE and Llama: a token's span is its text (a space before a word included,
+    except the prefix space Llama adds, which is in no span; a byte of a multi-byte character
+    spans that character), so the spans are the text; BERT's spans hold no space and never
+    overlap. Special tokens span the string they matched."""
+    import unicodedata
+    path = (gpt2_json if name == "gpt2_json" else dirs[name] if name in dirs else
+            _variant(dirs["llama"], tmp_path, "tokenizer.model", {"legacy": True}))
+    tok = HFTokenizer.from_dir(path)
+    pieces, special = tok.pieces(), tok.backend.special
+    texts = [*OFFSET_TEXTS, *SAMPLES, *WITH_SPECIALS]
+    for text, (ids, offsets) in zip(texts, check_offsets_well_formed(tok, texts)):
+        spans, after_special = [], True
+        for i, (s, e) in zip(ids.tolist(), offsets.tolist()):
+            piece, got = pieces[i], text[s:e]
+            if name.startswith("llama"):  # sentencepiece reads a "▁" in the text as a space
+                got = got.replace("\u2581", " ")
+            if i in special:  # the string it matched; BERT's [UNK]: the word it replaced
+                assert got.strip() == got != "" and (name == "bert" or got in WITH_SPECIALS[0])
+            elif piece == "\ufffd":
+                assert e - s == 1
+            elif name == "bert":
+                assert got and not any(c.isspace() for c in got)
+            else:
+                assert got == piece or (after_special and piece.startswith(" ")
+                                        and got == piece[1:]), (got, piece)
+            after_special = i in special
+            if s < e and (not spans or spans[-1] != (s, e)):
+                spans.append((s, e))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+        if name == "bert":  # what it drops: spaces, controls (clean_text), stripped accents
+            covered = {k for s, e in spans for k in range(s, e)}
+            assert all(c.isspace() or unicodedata.category(c)[0] in "CM"
+                       for k, c in enumerate(text) if k not in covered), text
+        else:
+            assert "".join(text[s:e] for s, e in spans) == text
+    (ids, offsets), = tok.encode_with_offsets(["é🙂"])
+    assert offsets.max() <= 2  # characters, not bytes

@@ -1,5 +1,6 @@
 """Tokenizers: exact round trips on real stdlib source, byte accounting, save/load/reuse,
-and the BERT specials (appended ids no text can produce)."""
+the BERT specials (appended ids no text can produce) and character offsets."""
+import itertools
 import json
 import os
 import string
@@ -243,3 +244,84 @@ def test_files_without_specials_load_with_the_same_ids(kind, tmp_path, stdlib_te
     path.write_text(json.dumps(dict(spec, special_ids=dict(tok.special_ids, cls=3))))
     with pytest.raises(ValueError, match="records special ids .* delete"):
         load_tokenizer(str(tmp_path))
+
+
+# ---------------------------------------------------------------- character offsets
+
+LONG = "héllo 🙂 wörld\tx  y \u2581z\n" * 3500  # > _SPM_ENCODE_CHUNK: encoded in chunks
+OFFSET_TEXTS = ["ä ö ß", "e\u0301 café", "emoji 🙂🙂x", "日本語のテキスト 中文",
+                "\ttab\nnew\r\n  many   spaces  ", "a\u2581b \u2581\u2581 c\u2581", "", " ", "\n",
+                TRICKY, LONG]
+
+
+def check_offsets_well_formed(tok, texts):
+    """ids are encode_batch's; spans int32 (N, 2), inside the text, in order. Returns them."""
+    got = tok.encode_with_offsets(texts)
+    assert len(got) == len(texts)
+    for text, want, (ids, offsets) in zip(texts, tok.encode_batch(texts), got):
+        assert ids.dtype == np.int32 and ids.tolist() == want.tolist()
+        assert offsets.dtype == np.int32 and offsets.shape == (len(ids), 2)
+        starts, ends = offsets.T
+        assert (starts >= 0).all() and (starts <= ends).all() and (ends <= len(text)).all()
+        assert (np.diff(starts) >= 0).all() and (np.diff(ends) >= 0).all()
+    return got
+
+
+def _check_offsets_round_trip(tok, texts):
+    """Each token's span is its text (a byte of a multi-byte character: that character), and
+    the distinct spans in order are the whole text, each character once."""
+    assert len(LONG) > tokenizers._SPM_ENCODE_CHUNK and LONG in texts
+    pieces = tok.pieces()
+    for text, (ids, offsets) in zip(texts, check_offsets_well_formed(tok, texts)):
+        spans = []
+        for i, (s, e) in zip(ids.tolist(), offsets.tolist()):
+            if pieces[i] in ("\ufffd", ""):  # part of a character, or char's [UNK]
+                assert e - s == 1, (tok.kind, text[s:e])
+            else:
+                assert text[s:e] == pieces[i].replace("\u2581", " ")
+            if not spans or spans[-1] != (s, e):
+                spans.append((s, e))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+        assert "".join(text[s:e] for s, e in spans) == text
+
+
+def test_byte_and_char_offsets():
+    _check_offsets_round_trip(ByteTokenizer(), OFFSET_TEXTS)
+    (ids, offsets), = ByteTokenizer().encode_with_offsets(["a🙂"])
+    assert offsets.tolist() == [[0, 1]] + [[1, 2]] * 4  # every byte of 🙂 spans the emoji
+    char = CharTokenizer.train(["abc ä\n"])
+    _check_offsets_round_trip(char, OFFSET_TEXTS)
+    (ids, offsets), = char.encode_with_offsets(["a🙂ä"])
+    assert ids[1] == char.unk_id and offsets.tolist() == [[0, 1], [1, 2], [2, 3]]
+
+
+def test_sentencepiece_offsets(spm_bpe, stdlib_texts):
+    plain_long = LONG.replace("\u2581", "_")  # chunks encoded on threads, not split at "▁"
+    _check_offsets_round_trip(spm_bpe, OFFSET_TEXTS + stdlib_texts[1][:3] + [plain_long])
+    unigram = SentencePieceTokenizer.train(stdlib_texts[0][:5], 320, "unigram", 30_000)
+    _check_offsets_round_trip(unigram, OFFSET_TEXTS)
+    (ids, offsets), = spm_bpe.encode_with_offsets(["x  = 1"])
+    spaced = [(spm_bpe.sp.id_to_piece(int(i)), s, e) for i, (s, e) in zip(ids, offsets)
+              if spm_bpe.sp.id_to_piece(int(i)).startswith("\u2581")]
+    assert spaced and all(e - s == len(p) for p, s, e in spaced)  # "▁" covers its space
+
+
+def test_sentencepiece_offsets_agree_with_its_own_spans(spm_bpe):
+    """sentencepiece's own byte spans (proto begin/end), as characters, where it gives one."""
+    text = "".join(OFFSET_TEXTS[:5]) + "def f(x):\n    return 'héllo 🙂'\n"
+    (ids, offsets), = spm_bpe.encode_with_offsets([text])
+    try:
+        proto = spm_bpe.sp.encode(text, return_type="proto")
+    except TypeError:  # sentencepiece 0.2.0
+        proto = spm_bpe.sp.encode(text, out_type="immutable_proto")
+    data = text.encode()
+    chars = [(len(data[:p.begin].decode()), len(data[:p.end].decode()))
+             for p in proto.pieces if p.begin < p.end]  # a character's last byte holds it
+    ours = [tuple(o) for o, p in zip(offsets.tolist(), proto.pieces) if p.begin < p.end]
+    assert [p.id for p in proto.pieces] == ids.tolist() and ours == chars
+
+
+def test_offsets_need_the_texts_bytes():
+    with pytest.raises(ValueError, match="stand for 3 bytes but the text has 2"):
+        tokenizers.char_offsets("é", np.array([1, 2]))
+    assert tokenizers.char_offsets("", np.zeros(0, np.int32)).shape == (0, 2)
