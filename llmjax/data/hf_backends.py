@@ -13,6 +13,7 @@ decode with specials skipped (= `skip_special_tokens=True`) and the bytes each i
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -133,7 +134,7 @@ class SentencePieceBackend:
     def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list]]:
         """Ids and character spans: a piece's span is the text it stands for, a special
         token's the string it matched; the prefix space added before a text is in no span."""
-        lengths = [len(b) for b in self.piece_bytes()]
+        lengths = self._piece_lengths
         out = []
         for text, (ids, segs) in zip(texts, self._encode_segments(texts)):
             spans = []
@@ -191,6 +192,11 @@ class SentencePieceBackend:
                 run.append(i)
         text = "".join(parts) + self.sp.decode(run)
         return text[1:] if self.prepend != "never" and text.startswith(" ") else text
+
+    @functools.cached_property
+    def _piece_lengths(self) -> list[int]:
+        """len(piece_bytes()) of each id, walked once for every encode_with_offsets."""
+        return [len(b) for b in self.piece_bytes()]
 
     def piece_bytes(self) -> list[bytes]:
         """Bytes of each id's text; "▁" counts as a space byte, so the prefix space added

@@ -8,7 +8,7 @@ the other (Bulte & Tezcan 2019, "Neural Fuzzy Repair"; Xu et al. 2020). Copy att
 
 An example's source becomes source + [SEP] + the target of its match, where the match's
 similarity reaches the threshold, else the source alone. Training pairs are matched to another
-training pair (never themselves: llmjax.data.retrieval.memory_matches(queries=None)), eval pairs
+training pair (never themselves: llmjax.data.retrieval.MemoryIndex.matches()), eval pairs
 to the training pairs, as the memory baseline is.
 
 `JoinedSources` is a view, not a copy: it reads both sides from their Ragged arrays (the run's

@@ -25,6 +25,7 @@ files are written atomically so a crash never leaves a half-written tokenizer be
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import io
 import json
@@ -130,9 +131,14 @@ class Tokenizer(abc.ABC):
         Here from byte_lengths, which is exact for tokenizers whose tokens' bytes are the
         text's UTF-8 bytes in order (byte, sentencepiece); the others override it.
         """
-        lengths = self.byte_lengths()
+        lengths = self._byte_lengths
         return [(ids, char_offsets(text, lengths[ids]))
                 for text, ids in zip(texts, self.encode_batch(texts))]
+
+    @functools.cached_property
+    def _byte_lengths(self) -> np.ndarray:
+        """byte_lengths, walked once (a sentencepiece vocabulary in Python) for every encode."""
+        return self.byte_lengths()
 
     def fingerprint(self) -> str:
         """Changes exactly when the id assignment changes (used to key the token cache)."""

@@ -40,8 +40,8 @@ import numpy as np
 
 from llmjax.config import ConfigError, check_fraction, check_positive, fail
 from llmjax.data import example_cache, retrieval
-from llmjax.data.memory_input import JoinedSources, matches_over
 from llmjax.data.gettext_catalogs import placeholders
+from llmjax.data.memory_input import JoinedSources, matches_over
 from llmjax.data.packed_pairs import PackedPairs, example_ids
 from llmjax.data.pairs import (PairStream, check_pairs_spec, describe, files_key, open_pairs,
                                split_identifiers)
@@ -254,8 +254,8 @@ class Seq2SeqTask(Task):
             index, targets = _saved_memory(workdir)
             best_N, sim_N = index.matches(texts)
             match_N = matches_over(best_N, sim_N, task.memory_input, len(texts))
-            ids = JoinedSources(example_cache.Ragged.from_arrays(ids), targets, match_N, tokenizer.sep_id)
-            ids = [ids[i] for i in range(len(texts))]
+            joined = JoinedSources(example_cache.Ragged.from_arrays(ids), targets, match_N, tokenizer.sep_id)
+            ids = [joined[i] for i in range(len(joined))]
         return [example_ids(x, tokenizer.eos_id, data.seq_len).tolist() for x in ids]
 
     @staticmethod
