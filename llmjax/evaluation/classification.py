@@ -67,6 +67,18 @@ def classification_metrics(confusion_KxK: np.ndarray, label_names: Sequence[str]
     }
 
 
+def majority_baselines(train_labels_N: np.ndarray, eval_labels_N: np.ndarray,
+                       num_classes: int) -> dict[str, float]:
+    """The majority-class (train's most frequent class, predicted for every eval example) and
+    chance baselines of the eval labels: what a classifier must beat."""
+    n = len(eval_labels_N)
+    top = int(np.bincount(np.asarray(train_labels_N, np.int64), minlength=num_classes).argmax())
+    acc = float(np.mean(np.asarray(eval_labels_N) == top)) if n else 0.0
+    # Predicting one class always: F1 of that class is 2acc/(1+acc), the others' 0.
+    return {"majority_accuracy": acc, "majority_f1_macro": 2 * acc / (1 + acc) / num_classes,
+            "chance_accuracy": 1.0 / num_classes}
+
+
 def _safe_div(num_K: np.ndarray, den_K: np.ndarray) -> np.ndarray:
     """num / den, 0 where den is 0 (scikit-learn's zero_division=0)."""
     return np.divide(num_K, den_K, out=np.zeros_like(num_K), where=den_K > 0)

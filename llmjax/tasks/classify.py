@@ -31,7 +31,8 @@ from llmjax.data import example_cache
 from llmjax.data.labelled import LabelledStream, describe, open_labelled
 from llmjax.data.order import EpochOrder
 from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_tokenizer
-from llmjax.evaluation.classification import classification_metrics, confusion_sums
+from llmjax.evaluation.classification import (classification_metrics, confusion_sums,
+                                              majority_baselines)
 from llmjax.tasks.base import Batch, Log, Task
 from llmjax.tasks.registry import register
 from llmjax.training.objectives import token_nll
@@ -234,12 +235,7 @@ class ClassifyTask(Task):
     def _majority(self) -> dict[str, float]:
         """The majority-class and chance baselines over the evaluated examples (once per run)."""
         n = min(len(self._labels["eval"]), self.num_eval_batches * self.eval_batch_size)
-        labels = self._labels["eval"][:n]
-        top = int(np.bincount(self._labels["train"], minlength=self.num_labels).argmax())
-        acc = float(np.mean(labels == top)) if n else 0.0
-        # Predicting one class always: F1 of that class is 2acc/(1+acc), the others' 0.
-        return {"majority_accuracy": acc, "majority_f1_macro": 2 * acc / (1 + acc) / self.num_labels,
-                "chance_accuracy": 1.0 / self.num_labels}
+        return majority_baselines(self._labels["train"], self._labels["eval"][:n], self.num_labels)
 
     def describe(self, log: Log) -> None:
         b = self._majority
