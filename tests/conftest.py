@@ -55,14 +55,15 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture()
 def mocked_tfds(tmp_path, monkeypatch):
-    """Real glue / imdb_reviews / wmt14_translate builder code over tfds.testing.mock_data's
-    random examples.
+    """Real glue / imdb_reviews / wmt14_translate / conll2003 builder code over
+    tfds.testing.mock_data's random examples.
 
     MockPolicy.USE_CODE leaves the builder unprepared with no splits, so we write each builder's
     own metadata (features from its code, array_record, the splits) and mock with USE_FILES.
     The mock's `__getitems__` drops `self` (tfds 4.9), so batch reads fall back to one by one.
     """
     # tfds imports its dataset modules lazily: these register the builders.
+    import tensorflow_datasets.text.conll2003
     import tensorflow_datasets.text.glue
     import tensorflow_datasets.text.imdb
     import tensorflow_datasets.translate.wmt14  # noqa: F401
@@ -74,7 +75,8 @@ def mocked_tfds(tmp_path, monkeypatch):
     for name, splits in (("glue/sst2", ("train", "validation", "test")),
                          ("glue/mrpc", ("train", "validation", "test")),
                          ("imdb_reviews", ("train", "test", "unsupervised")),
-                         ("wmt14_translate/de-en", ("train", "validation", "test"))):
+                         ("wmt14_translate/de-en", ("train", "validation", "test")),
+                         ("conll2003", ("train", "dev", "test"))):
         b = tfds.builder(name, data_dir=str(tmp_path), file_format="array_record")
         b.info.set_splits(splits_lib.SplitDict([splits_lib.SplitInfo(
             name=s, shard_lengths=[9], num_bytes=0,
