@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 
 import ml_collections
 from absl import flags
@@ -105,8 +106,10 @@ def _one_line(msg: str) -> str:
     return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
 
 
-def parse(argv: list[str]) -> list[str]:
-    """absl/config_flags parse the command line; their errors become one line and exit code 2."""
+def parse(argv: list[str], unknown_key: Callable[[list[str]], str | None] | None = None) -> list[str]:
+    """absl/config_flags parse the command line; their errors become one line and exit code 2.
+    unknown_key names an unknown --config.KEY override (default: for llmjax.main's configs)."""
+    unknown_key = unknown_key or _unknown_override
     try:
         rest = flags.FLAGS(argv)
     except SystemExit as e:  # a help flag printed the usage; absl exits 1 after it
@@ -115,13 +118,13 @@ def parse(argv: list[str]) -> list[str]:
     except flags.UnrecognizedFlagError as e:
         if not e.flagname.startswith("config."):
             die(f"unknown flag --{e.flagname}: see --helpfull")
-        die(_config_problem() or _unknown_override(argv) or f"unknown config key {e.flagname}")
+        die(_config_problem() or unknown_key(argv) or f"unknown config key {e.flagname}")
     except flags.Error as e:
         die(f"{_one_line(str(e))} (see --helpfull)")
     except OSError as e:  # config_flags applying overrides to a config file that failed to load
         die(_load_error(e))
     except (KeyError, AttributeError) as e:  # config_flags: an override names no field
-        die(_unknown_override(argv) or f"{_one_line(str(e))} (see --helpfull)")
+        die(unknown_key(argv) or f"{_one_line(str(e))} (see --helpfull)")
     problem = _config_problem()
     if problem:
         die(problem)

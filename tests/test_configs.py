@@ -20,6 +20,10 @@ def test_config_file_resolves(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     cfg = module.get_config()
+    if "features" in cfg:  # a classic baseline's (python -m llmjax.baseline)
+        from llmjax.classic.config import resolve
+        assert resolve(cfg).task.name in ("classify", "tag")
+        return
     if cfg.data.dataset.startswith("text:"):  # shakespeare_char's text is not shipped
         cfg.data.dataset = "stdlib"
     cfg.init_from = ""  # fine-tuning configs name a pretraining run's workdir, made by another config

@@ -1,0 +1,17 @@
+"""TF-IDF + logistic regression on the embedded stdlib-package task (the classify task's data
+and splits; results beside the neural runs'):
+
+python -m llmjax.baseline --config=configs/tfidf_classify.py [--workdir=runs/tfidf_classify]
+"""
+from llmjax.classic.config import base_config
+
+
+def get_config():
+    c = base_config(task="classify", kind="tfidf")
+    c.task.dataset = "stdlib_packages"
+    c.features.units = "words"
+    c.features.ngram_min, c.features.ngram_max = 1, 2
+    c.features.min_df = 2
+    c.classifier.C = 10.0
+    c.classifier.max_iter = 1000
+    return c

@@ -1,0 +1,72 @@
+"""The averaged-embedding representation: a text's vector is the mean of its tokens' Word2Vec
+vectors (tokens the file lacks are skipped; a text with none is the zero vector), then
+standardised with the train texts' mean and spread so the regression's L2 penalty weighs every
+dimension alike.
+
+The file must fit the run's tokens: vectors trained on words (no tokenizer fingerprint) are
+looked up by the word, so features.units must be words; vectors trained on a tokenizer's
+pieces follow its ids, so features.units must be pieces with that very tokenizer (the Word2Vec
+run's, through features.tokenizer_from).
+
+Shape key: N texts, V tokens of the file, D dimensions.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from llmjax.config import UserError
+from llmjax.data.tokenizers import Tokenizer
+
+
+def check_fit(path: str, count: int, fingerprint: str | None, units: str,
+              tok: Tokenizer | None) -> None:
+    """UserError when the file's vectors cannot be the run's tokens (read from its header,
+    before any data)."""
+    if fingerprint is None and units != "words":
+        raise UserError(f"config.features.embeddings={path!r} holds word vectors (no tokenizer "
+                        "fingerprint) but config.features.units='pieces': set units='words'")
+    if fingerprint is not None and units != "pieces":
+        raise UserError(f"config.features.embeddings={path!r} holds the vectors of a tokenizer's "
+                        f"pieces (fingerprint {fingerprint}) but config.features.units={units!r}: "
+                        "set units='pieces' and features.tokenizer_from to the Word2Vec run's workdir")
+    if tok is None or fingerprint is None:
+        return
+    if tok.fingerprint() != fingerprint:
+        raise UserError(f"config.features.embeddings={path!r} was trained on the pieces of tokenizer "
+                        f"{fingerprint} but this run's is {tok.name} ({tok.fingerprint()}): set "
+                        "config.features.tokenizer_from to the Word2Vec run's workdir")
+    if count > tok.vocab_size:
+        raise UserError(f"config.features.embeddings={path!r} has {count} rows but the tokenizer "
+                        f"has {tok.vocab_size} ids: the file is damaged; save it again")
+
+
+def token_rows(tokens: Sequence[str], units: str) -> dict[str, int]:
+    """The file's row of each token string as llmjax.classic.units writes them: words by the
+    word, pieces by their id ("17")."""
+    if units == "pieces":
+        return {str(i): i for i in range(len(tokens))}
+    return {t: i for i, t in enumerate(tokens)}
+
+
+def mean_vectors(texts: Sequence[Sequence[str]], rows: dict[str, int], vectors_VxD: np.ndarray
+                 ) -> tuple[np.ndarray, float]:
+    """((N, D) float32 mean vectors, the share of the texts' tokens the file has)."""
+    out_NxD = np.zeros((len(texts), vectors_VxD.shape[1]), np.float32)
+    found = total = 0
+    for i, tokens in enumerate(texts):
+        ids = [rows[t] for t in tokens if t in rows]
+        found, total = found + len(ids), total + len(tokens)
+        if ids:
+            out_NxD[i] = vectors_VxD[ids].mean(axis=0)
+    return out_NxD, found / max(total, 1)
+
+
+def standardise(train_NxD: np.ndarray, *others_NxD: np.ndarray) -> list[np.ndarray]:
+    """Each array shifted and scaled by train's per-dimension mean and standard deviation (a
+    constant dimension is left unscaled)."""
+    mean_D = train_NxD.mean(axis=0)
+    std_D = train_NxD.std(axis=0)
+    std_D = np.where(std_D > 0, std_D, 1.0)
+    return [(x - mean_D) / std_D for x in (train_NxD, *others_NxD)]
