@@ -59,9 +59,9 @@ def main(argv: list[str]) -> None:
         run = resolve(cfg)
         workdir = check_writable(_WORKDIR.value or os.path.join("runs", name))
         print(f"workdir: {workdir}", flush=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
         run_baseline(run, workdir, log=lambda msg: print(msg, flush=True))
+        with open(os.path.join(workdir, "config.json"), "w") as f:  # what made its results.json
+            json.dump(cfg.to_dict(), f, indent=2, sort_keys=True)
     except config_lib.UserError as e:  # a bad key, bad input found before fitting: one line
         die(str(e))
 

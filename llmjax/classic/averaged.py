@@ -21,9 +21,9 @@ from llmjax.data.tokenizers import Tokenizer
 
 
 def check_fit(path: str, count: int, fingerprint: str | None, units: str,
-              tok: Tokenizer | None) -> None:
-    """UserError when the file's vectors cannot be the run's tokens (read from its header,
-    before any data)."""
+              tok: Tokenizer | None, tokenizer_from: str = "") -> None:
+    """UserError when the file's vectors cannot be the run's tokens: from its header alone
+    (tok None: before any data), then against the run's tokenizer."""
     if fingerprint is None and units != "words":
         raise UserError(f"config.features.embeddings={path!r} holds word vectors (no tokenizer "
                         "fingerprint) but config.features.units='pieces': set units='words'")
@@ -31,6 +31,10 @@ def check_fit(path: str, count: int, fingerprint: str | None, units: str,
         raise UserError(f"config.features.embeddings={path!r} holds the vectors of a tokenizer's "
                         f"pieces (fingerprint {fingerprint}) but config.features.units={units!r}: "
                         "set units='pieces' and features.tokenizer_from to the Word2Vec run's workdir")
+    if fingerprint is not None and tok is None and not tokenizer_from:
+        raise UserError(f"config.features.embeddings={path!r} holds the vectors of a tokenizer's "
+                        "pieces but config.features.tokenizer_from is empty (a tokenizer trained "
+                        "now would number its pieces otherwise): set it to the Word2Vec run's workdir")
     if tok is None or fingerprint is None:
         return
     if tok.fingerprint() != fingerprint:

@@ -39,11 +39,14 @@ def fit(run: BaselineConfig, workdir: str, log: Callable[[str], None]) -> Outcom
     """Fit and score the baseline; UserError for bad input, before any fitting."""
     f = run.features
     header = _embeddings_header(run) if f.kind == "embedding" else None
+    if header is not None:  # words or pieces: from the header alone, before any data
+        averaged.check_fit(f.embeddings, header["count"], header["tokenizer_fingerprint"], f.units,
+                           None, f.tokenizer_from)
     data = load(run, log)
     names = data.label_names
     checks.check_splits(run.task.dataset, data.train_labels, data.eval_labels, names)
     tok = (tokens.tokenizer(run, data.train_texts, workdir, log) if f.units == "pieces" else None)
-    if header is not None:
+    if header is not None and tok is not None:  # the very tokenizer the pieces were trained on
         averaged.check_fit(f.embeddings, header["count"], header["tokenizer_fingerprint"], f.units, tok)
     train = tokens.text_tokens(run, tok, data.train_texts, data.train_pairs)
     evals = tokens.text_tokens(run, tok, data.eval_texts, data.eval_pairs)

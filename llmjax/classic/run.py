@@ -4,6 +4,7 @@ task's baselines and "step", here the L-BFGS iterations) and metrics.jsonl (a tr
 fit's loss, accuracy, feature count and seconds; an eval row: the eval metrics)."""
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ def run_baseline(run: BaselineConfig, workdir: str, log: Callable[[str], None] =
     else:
         from llmjax.classic import classify as fitter
     outcome = fitter.fit(run, workdir, log)
+    os.makedirs(workdir, exist_ok=True)
     writer = MetricsWriter(workdir, resume_step=0, tensorboard=False)  # an earlier fit's rows move aside
     writer.write({"step": outcome.step, "split": "train", **outcome.train})
     writer.write({"step": outcome.step, "split": "eval", **outcome.metrics})

@@ -41,6 +41,10 @@ def test_a_file_that_does_not_fit_the_tokens_is_one_line():
     with pytest.raises(UserError, match=r"trained on the pieces of tokenizer abc but this run's is .*"
                                         r"set config.features.tokenizer_from to the Word2Vec run's workdir"):
         averaged.check_fit("p.npy", 10, "abc", "pieces", tok)
+    with pytest.raises(UserError, match=r"pieces but config.features.tokenizer_from is empty .*"
+                                        r"set it to the Word2Vec run's workdir"):
+        averaged.check_fit("p.npy", 10, "abc", "pieces", None, "")
+    averaged.check_fit("p.npy", 10, "abc", "pieces", None, "runs/w2v")  # checked once it is loaded
     with pytest.raises(UserError, match="has 999 rows but the tokenizer has 262 ids"):
         averaged.check_fit("p.npy", 999, tok.fingerprint(), "pieces", tok)
     averaged.check_fit("p.npy", tok.vocab_size, tok.fingerprint(), "pieces", tok)
