@@ -71,10 +71,7 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
     shared = {name: C.from_group(cls, cfg[name], name) for name, cls in C.SHARED_GROUPS.items()}
     run = RunConfig(model=models.resolve(cfg.model), task=tasks.resolve(cfg.task), **shared, **top)
     fork.check_key(run)
-    served = getattr(run.model, "tasks", ())
-    if run.task.name not in served:
-        C.fail("task.name", run.task.name, f"config.model.name={run.model.name!r} is trained on the tasks "
-               f"{', '.join(served) or '(none declared)'}: pick one, or another model family")
+    check_pairing(run.model, run.task)
     if run.init_from:
         warm_start.check_model(run.init_from, cfg.model.to_dict())
     sizes = None if num_devices is None else C.mesh_shape(run.mesh, num_devices)
@@ -86,6 +83,18 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
             C.fail("train.batch_size", run.train.batch_size,
                    f"the per-update micro-batch {micro} must be divisible by mesh data*fsdp={shards} devices")
     return run
+
+
+def check_pairing(model: Any, task: Any) -> None:
+    """The family must serve the task: one of its own-head tasks (`tasks`), or a task whose head
+    (`head`, llmjax.models.heads) it lists in `heads`."""
+    heads = getattr(model, "heads", ())
+    served = [*getattr(model, "tasks", ()),
+              *(n for n in tasks.names() if getattr(tasks.TASKS.entry(n).config_cls, "head", "") in heads)]
+    if task.name not in served:
+        need = f" (it needs a {task.head} head)" if getattr(task, "head", "") else ""
+        C.fail("task.name", task.name, f"config.model.name={model.name!r} is trained on the tasks "
+               f"{', '.join(served) or '(none declared)'}{need}: pick one, or another model family")
 
 
 # What a checkpoint and its token cache depend on: changing these under an existing workdir

@@ -125,12 +125,12 @@ def read_prompts() -> list[str]:
 
 
 def model_config(workdir: str) -> Any:
-    """The run's finalized model config; a classifier cannot be sampled from."""
+    """The run's finalized model config; a model with a task head cannot be sampled from."""
     from llmjax import saved_run
 
     cfg = saved_run.model_config(workdir)
-    if getattr(cfg, "num_labels", 0):
-        raise ConfigError(f"the run in {workdir} trained a classifier (num_labels={cfg.num_labels}): "
+    if getattr(cfg, "head", ""):
+        raise ConfigError(f"the run in {workdir} trained a {cfg.head} head (a fine-tuning task): "
                           "sampling needs a language model")
     return cfg
 

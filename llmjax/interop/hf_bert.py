@@ -4,9 +4,10 @@ llmjax BERT is HF BERT's architecture (post-LN, learned positions, GELU, tied ML
 the conversion is a renaming plus layout: torch Linear weights are (out, in), llmjax kernels
 are (in..., out...) with attention heads split out: query/key/value (E, H, D), attention
 output (H, D, E). Import reads BertForPreTraining, BertForMaskedLM (no pooler, no NSP head),
-BertModel (no "bert." prefix, no heads) and BertForSequenceClassification (a classifier,
-num_labels > 0); heads the checkpoint lacks start fresh. Export writes BertForPreTraining, or
-BertForSequenceClassification for a classifier.
+BertModel (no "bert." prefix, no heads) and the task models BertForSequenceClassification,
+BertForTokenClassification and BertForQuestionAnswering (llmjax's sequence, token and span heads,
+ARCHITECTURES); heads the checkpoint lacks start fresh. Export writes BertForPreTraining, or the
+task model of a run's head.
 
 Shape key: V vocabulary, E width (hidden_size), H heads, D head dim, M mlp width
 (intermediate_size), T token types, C classes.
@@ -25,14 +26,18 @@ import numpy as np
 
 from llmjax.config import ConfigError, fail
 from llmjax.models.bert import BertConfig
+from llmjax.models.heads import HEAD_PARAMS as HEADS_OF
 from llmjax.models.registry import build
 
 MODEL_TYPES = ("bert",)
 # HF hidden_act -> llmjax ffn; the llmjax MLM head's GELU follows ffn as HF's follows hidden_act
 ACTIVATIONS = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
 EXPORT_ACTIVATIONS = {"gelu_exact": "gelu", "gelu": "gelu_new"}
-HEADS = ("pooler", "mlm_head", "nsp_head", "classifier")  # may be fresh; everything else is required
-CLASSIFIER = "BertForSequenceClassification"
+HEADS = ("pooler", "mlm_head", "nsp_head", "classifier", "token_classifier", "qa_outputs")  # may be fresh; everything else is required
+# llmjax task head -> the HF architecture that has it, and that head's HF module
+ARCHITECTURES = {"sequence": "BertForSequenceClassification", "token": "BertForTokenClassification",
+                 "span": "BertForQuestionAnswering"}
+HF_HEAD_MODULES = {"sequence": "classifier", "token": "classifier", "span": "qa_outputs"}
 REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 # Older (TF-converted) checkpoints name LayerNorm parameters gamma/beta, and the MLM output bias
 # may only be present as the decoder's (tied) bias.
@@ -69,9 +74,11 @@ def _layout(cfg: BertConfig, prefix: str) -> list[Entry]:
                     *_linear(f"{ours}/ffn/w1", f"{hf}.intermediate.dense"),
                     *_linear(f"{ours}/ffn/w2", f"{hf}.output.dense"),
                     *_norm(f"{ours}/ffn_norm", f"{hf}.output.LayerNorm")]
+    if cfg.head in ("token", "span"):  # no pooler, as llmjax's and HF's token and QA models
+        return entries + _linear(HEADS_OF[cfg.head], HF_HEAD_MODULES[cfg.head])
     entries += _linear("pooler", f"{prefix}pooler.dense")
-    if cfg.num_labels:
-        return entries + _linear("classifier", "classifier")
+    if cfg.head == "sequence":
+        return entries + _linear(HEADS_OF[cfg.head], HF_HEAD_MODULES[cfg.head])
     return entries + [*_linear("mlm_head/transform", "cls.predictions.transform.dense"),
                       *_norm("mlm_head/norm", "cls.predictions.transform.LayerNorm"),
                       ("mlm_head/output_bias", "cls.predictions.bias", "vector"),
@@ -83,8 +90,8 @@ def _layout(cfg: BertConfig, prefix: str) -> list[Entry]:
 
 def config_from_hf(hf: dict[str, Any]) -> BertConfig:
     """The runtime llmjax BertConfig of a config.json: exact vocabulary (vocab_multiple 1), max_len
-    = max_position_embeddings, xla attention, float32; a classifier when the architecture is
-    BertForSequenceClassification. What llmjax cannot express is a one-line ConfigError."""
+    = max_position_embeddings, xla attention, float32; the task head of a task architecture
+    (ARCHITECTURES). What llmjax cannot express is a one-line ConfigError."""
     def unsupported(key: str, fix: str) -> None:
         raise ConfigError(f"config.json {key}={hf.get(key)!r}: {fix}")
 
@@ -104,9 +111,11 @@ def config_from_hf(hf: dict[str, Any]) -> BertConfig:
         unsupported("hidden_act", f"llmjax BERT supports {', '.join(ACTIVATIONS)}")
     if not hf.get("layer_norm_eps", 1e-12) > 0:
         unsupported("layer_norm_eps", "must be positive (llmjax reads 0 as its default 1e-5)")
+    head = next((h for h, arch in ARCHITECTURES.items() if arch in (hf.get("architectures") or ())), "")
     num_labels = 0
-    if CLASSIFIER in (hf.get("architectures") or ()):
+    if head in ("sequence", "token"):
         num_labels = len(hf["id2label"]) if "id2label" in hf else hf.get("num_labels", 2)
+    if head:
         if hf.get("classifier_dropout") not in (None, hf.get("hidden_dropout_prob", 0.1)):
             unsupported("classifier_dropout", "llmjax's classifier dropout is hidden_dropout_prob; "
                         "set it to null")
@@ -117,7 +126,7 @@ def config_from_hf(hf: dict[str, Any]) -> BertConfig:
         dropout=hf.get("hidden_dropout_prob", 0.1), attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
         max_len=hf.get("max_position_embeddings", 512), type_vocab_size=hf.get("type_vocab_size", 2),
         init_std=hf.get("initializer_range", 0.02), vocab_multiple=1, attention_backend="xla",
-        num_labels=num_labels)
+        head=head, num_labels=num_labels)
     cfg.validate()
     return cfg.finalize(hf["vocab_size"], cfg.max_len, "cpu", "float32")
 
@@ -141,12 +150,12 @@ def _check_exportable(cfg: BertConfig) -> None:
 
 
 def config_to_hf(cfg: BertConfig) -> dict[str, Any]:
-    """config.json of cfg as BertForPreTraining (BertForSequenceClassification when num_labels > 0).
+    """config.json of cfg as BertForPreTraining, or the task architecture of its head.
 
     vocab_size is cfg.vocab_size: exact for an imported model, padded to vocab_multiple for one
     trained in llmjax (transformers accepts any size; the tokenizer's ids are all below it)."""
     _check_exportable(cfg)
-    hf = {"architectures": [CLASSIFIER if cfg.num_labels else "BertForPreTraining"], "model_type": "bert",
+    hf = {"architectures": [ARCHITECTURES.get(cfg.head, "BertForPreTraining")], "model_type": "bert",
           "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model, "num_hidden_layers": cfg.num_layers,
           "num_attention_heads": cfg.num_heads, "intermediate_size": cfg.mlp_dim,
           "hidden_act": EXPORT_ACTIVATIONS[cfg.ffn], "hidden_dropout_prob": cfg.dropout,

@@ -127,7 +127,7 @@ def _check_exportable(cfg) -> None:
                           f"(d_model {cfg.d_model} / base_width {cfg.base_width}): GPT-2 has no logit and "
                           "attention-scale multipliers; export a standard model or one at its base width")
     for key, needed in (("position", "learned"), ("norm", "layernorm"), ("norm_position", "pre"),
-                        ("use_bias", True), ("num_labels", 0)):
+                        ("use_bias", True), ("head", "")):
         if getattr(cfg, key) != needed:
             raise ConfigError(f"config.model.{key}={getattr(cfg, key)!r}: GPT-2 supports only {needed!r}")
     if cfg.ffn not in _ACTIVATION_OF:

@@ -135,7 +135,7 @@ def _check_exportable(cfg) -> None:
                           f"(d_model {cfg.d_model} / base_width {cfg.base_width}): Llama has no logit and "
                           "attention-scale multipliers; export a standard model or one at its base width")
     for key, needed in (("position", "rope"), ("norm", "rmsnorm"), ("ffn", "swiglu"),
-                        ("norm_position", "pre"), ("use_bias", False), ("num_labels", 0)):
+                        ("norm_position", "pre"), ("use_bias", False), ("head", "")):
         if getattr(cfg, key) != needed:
             raise ConfigError(f"config.model.{key}={getattr(cfg, key)!r}: Llama supports only {needed!r}")
 

@@ -1,16 +1,18 @@
 """BERT: a bidirectional Transformer encoder (Devlin et al. 2019) wired from the shared blocks,
-with its pretraining heads (masked LM + next-sentence prediction) or a sequence classifier.
+with its pretraining heads (masked LM + next-sentence prediction) or a task head
+(llmjax.models.heads: sequence on the pooled [CLS], token, span).
 
 The defaults are BERT's own choices (post-LN, erf GELU, LayerNorm eps 1e-12, learned positions,
 dropout 0.1, two token types) at BERT-Small's size (Turc et al. 2019: 4 layers, width 512,
 8 heads), so a Hugging Face BERT maps onto it parameter for parameter. Parameter tree:
   embeddings/{token/embedding, token_type/embedding, position/embedding, norm}
   layer_0..layer_{n-1} (or layers, scanned), final_norm (pre-LN only), pooler
-  pretraining: mlm_head/{transform, norm, output_bias}, nsp_head   classifier: classifier
-The encoder and pooler are the same in both modes, so fine-tuning warm-starts by path.
+  pretraining: mlm_head/{transform, norm, output_bias}, nsp_head   task heads: classifier (with
+  the pooler), token_classifier, qa_outputs
+The encoder and pooler are the same in every mode, so fine-tuning warm-starts by path.
 
 Shape key: B batch, L length, P predicted (masked) positions per row, E embed width (d_model),
-V padded vocabulary, T token types, C classes (num_labels).
+V padded vocabulary, T token types, C classes (num_labels), K a task head's outputs.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding
 from llmjax.blocks.transformer import run_layers
 from llmjax.config import check_positive, fail
+from llmjax.models import heads as task_heads
 from llmjax.models.registry import register
 from llmjax.models.token_model import TokenModelConfig
 
@@ -36,7 +39,8 @@ from llmjax.models.token_model import TokenModelConfig
 @dataclasses.dataclass(frozen=True)
 class BertConfig(TokenModelConfig):
     """config.model for name="bert": the Transformer stack's keys (BERT's defaults) plus these."""
-    tasks: ClassVar[tuple[str, ...]] = ("mlm", "classify")  # the tasks (task.name) it can be trained on
+    tasks: ClassVar[tuple[str, ...]] = ("mlm",)  # the tasks (task.name) it trains on with its own heads
+    heads: ClassVar[tuple[str, ...]] = task_heads.HEADS  # the task heads it serves
     num_layers: int = 4  # transformer layers (BERT-Small)
     d_model: int = 512  # residual width
     num_heads: int = 8  # query heads; d_model must be divisible by it
@@ -58,16 +62,16 @@ class BertConfig(TokenModelConfig):
                  "tied MLM head are not wired for mup: use standard, or model.name='gpt'")
 
     def summary(self) -> str:
-        heads = (f"classifier over {self.num_labels} labels" if self.num_labels
-                 else "MLM + NSP heads")
+        heads = task_heads.describe(self.head, self.num_labels) if self.head else "MLM + NSP heads"
         return (f"vocab {self.vocab_size}, {self.position} positions, "
                 f"{self.attention_backend} attention, {heads}")
 
     def matmul_params(self) -> int:
-        """Parameters in the encoder's matmuls (attention and FFN kernels). The MLM head is
-        counted per predicted token (mlm_head_flops); the pooler, NSP and classifier act once
-        per sequence and are left out (under 1/L of a layer)."""
-        return self.num_layers * self.layer_matmul_params()
+        """Parameters in the encoder's matmuls (attention and FFN kernels) and a token or span
+        head's kernel. The MLM head is counted per predicted token (mlm_head_flops); the pooler,
+        NSP and a sequence head act once per row and are left out (under 1/L of a layer)."""
+        return (self.num_layers * self.layer_matmul_params()
+                + task_heads.per_token_params(self.head, self.num_labels, self.d_model))
 
     def flops_per_token(self, seq_len: int) -> float:
         """Encoder training FLOPs per token, forward + backward: 6 N_matmul + 12 n_layers d_model T
@@ -135,8 +139,8 @@ class MLMHead(nn.Module):
 
 
 class BERT(nn.Module):
-    """tokens (B, L) int32 -> (mlm_logits, nsp_logits) with cfg.num_labels == 0, else
-    classifier logits (B, num_labels); all float32.
+    """tokens (B, L) int32 -> (mlm_logits, nsp_logits) without a task head, else the head's
+    logits (llmjax.models.heads: (B, C), (B, L, C) or (B, L, 2)); all float32.
 
     token_types default to 0; attention_mask (B, L) is 1 on real tokens and 0 on padding (it
     becomes the attention's segment ids, so padding is never attended and padded rows stay
@@ -166,15 +170,15 @@ class BERT(nn.Module):
         if cfg.norm_position == "pre":  # post-norm layers already end normalised
             x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm", epsilon=cfg.norm_epsilon)(x_BxLxE)
 
-        pooled_BxE = jnp.tanh(Projection((cfg.d_model,), (sh.EMBED, sh.EMBED_OUT), init_std=cfg.init_std,
-                                         dtype=cfg.dtype, name="pooler")(x_BxLxE[:, 0]))
-        pooled_BxE = nn.with_logical_constraint(pooled_BxE, (sh.BATCH, sh.ACT_EMBED))
-        if cfg.num_labels:
-            pooled_BxE = nn.Dropout(cfg.dropout)(pooled_BxE, deterministic=deterministic)
-            logits_BxC = Projection((cfg.num_labels,), (sh.EMBED, sh.LABELS), init_std=cfg.init_std,
-                                    dtype=cfg.dtype, name="classifier")(pooled_BxE)
-            return nn.with_logical_constraint(logits_BxC.astype(jnp.float32), (sh.BATCH, None))
-
+        if cfg.head:  # a token or span head reads every position: no pooler (as Hugging Face's)
+            pooled_BxE = None
+            if cfg.head == "sequence":
+                pooled_BxE = nn.Dropout(cfg.dropout)(self._pool(x_BxLxE), deterministic=deterministic)
+            dense = task_heads.projection(cfg.head, cfg.num_labels, cfg.init_std, cfg.dtype,
+                                          name=task_heads.HEAD_PARAMS[cfg.head])
+            return task_heads.apply(cfg.head, dense, x_BxLxE, pooled_BxE, nn.Dropout(cfg.dropout),
+                                    deterministic)
+        pooled_BxE = self._pool(x_BxLxE)
         if masked_positions is not None:
             index_BxPx1 = jnp.asarray(masked_positions, jnp.int32)[..., None]
             x_BxLxE = jnp.take_along_axis(x_BxLxE, index_BxPx1, axis=1)  # now (B, P, E)
@@ -182,6 +186,13 @@ class BERT(nn.Module):
         nsp_logits_Bx2 = Projection((2,), (sh.EMBED, sh.LABELS), init_std=cfg.init_std, dtype=cfg.dtype,
                                     name="nsp_head")(pooled_BxE).astype(jnp.float32)
         return mlm_logits, nn.with_logical_constraint(nsp_logits_Bx2, (sh.BATCH, None))
+
+    def _pool(self, x_BxLxE: jax.Array) -> jax.Array:
+        """BERT's pooler: tanh of a dense layer on the [CLS] position (NSP and sequence heads)."""
+        cfg = self.cfg
+        pooled_BxE = jnp.tanh(Projection((cfg.d_model,), (sh.EMBED, sh.EMBED_OUT), init_std=cfg.init_std,
+                                         dtype=cfg.dtype, name="pooler")(x_BxLxE[:, 0]))
+        return nn.with_logical_constraint(pooled_BxE, (sh.BATCH, sh.ACT_EMBED))
 
 
 @register("bert", BertConfig)

@@ -15,21 +15,22 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from llmjax import sharding as sh
-from llmjax.blocks.attention import Projection
 from llmjax.blocks.embed import Embed, Unembed
 from llmjax.blocks.norms import make_norm
 from llmjax.blocks.positions import LearnedPositions, sinusoidal_embedding, token_positions
 from llmjax.blocks.transformer import run_layers
 from llmjax.config import fail
+from llmjax.models import heads as task_heads
 from llmjax.models.registry import register
 from llmjax.models.token_model import TokenModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class GPTConfig(TokenModelConfig):
-    """config.model for name="gpt": the Transformer stack's keys plus these. num_labels > 0
-    (set by a task) puts a classifier on the last real token instead of the LM head."""
-    tasks: ClassVar[tuple[str, ...]] = ("lm", "classify")  # the tasks (task.name) it can be trained on
+    """config.model for name="gpt": the Transformer stack's keys plus these. A task head (set
+    by a task: llmjax.models.heads) replaces the LM head; a sequence head reads the last real token."""
+    tasks: ClassVar[tuple[str, ...]] = ("lm",)  # the tasks (task.name) it trains on with its own head
+    heads: ClassVar[tuple[str, ...]] = task_heads.HEADS  # the task heads it serves
     name: str = "gpt"  # model family, looked up in llmjax.models.registry
     tie_embeddings: bool = True  # output projection shares the token embedding
     inputs: ClassVar[tuple[str, ...]] = ("positions", "segment_ids")  # optional batch inputs it takes
@@ -42,7 +43,7 @@ class GPTConfig(TokenModelConfig):
                  "logits scaled by 1/m, while the input table keeps its init): set it False")
 
     def summary(self) -> str:
-        head = f", classifier over {self.num_labels} labels" if self.num_labels else ""
+        head = f", {task_heads.describe(self.head, self.num_labels)}" if self.head else ""
         mup = (f", mup (width multiplier {self.width_multiplier:g})"
                if self.parametrization == "mup" else "")
         return (f"vocab {self.vocab_size}, {self.position} positions, "
@@ -50,7 +51,7 @@ class GPTConfig(TokenModelConfig):
 
     @property
     def readout_init_std(self) -> float:
-        """Init std of the LM head and the classifier: 0 under mup (zero readout)."""
+        """Init std of the LM head and a task head: 0 under mup (zero readout)."""
         return 0.0 if self.parametrization == "mup" else self.init_std
 
     def readout(self, logits: jnp.ndarray) -> jnp.ndarray:
@@ -59,9 +60,11 @@ class GPTConfig(TokenModelConfig):
 
     def matmul_params(self) -> int:
         """Parameters that take part in matmuls: attention and FFN kernels and the output head
-        (the token table once when tied; none for a classifier, whose head acts once per
-        sequence). Excluded: lookups (untied input table, learned positions), biases, norms."""
-        head = 0 if self.num_labels else self.d_model * self.vocab_size
+        (the token table once when tied; a task head's per-token kernel, none for a sequence
+        head, which acts once per row). Excluded: lookups (untied input table, learned
+        positions), biases, norms."""
+        head = (task_heads.per_token_params(self.head, self.num_labels, self.d_model) if self.head
+                else self.d_model * self.vocab_size)
         return self.num_layers * self.layer_matmul_params() + head
 
     def flops_per_token(self, seq_len: int) -> float:
@@ -71,8 +74,9 @@ class GPTConfig(TokenModelConfig):
 
 
 class GPT(nn.Module):
-    """tokens (B, L) int32 -> next-token logits (B, L, V) float32, or with cfg.num_labels > 0
-    class logits (B, num_labels) float32 from each row's last real token.
+    """tokens (B, L) int32 -> next-token logits (B, L, V) float32, or with a task head
+    (cfg.head) its float32 logits (llmjax.models.heads; a sequence head reads each row's last
+    real token).
 
     positions default to 0..L-1 (while decoding: each row continuing from its cached tokens);
     packed rows pass per-document positions and segment_ids (id 0 = padding), which also
@@ -111,8 +115,12 @@ class GPT(nn.Module):
 
         if cfg.norm_position == "pre":  # post-norm layers already end normalised
             x_BxLxE = make_norm(cfg.norm, cfg.dtype, name="final_norm", epsilon=cfg.norm_epsilon)(x_BxLxE)
-        if cfg.num_labels:
-            return self._classify(x_BxLxE, segment_ids)
+        if cfg.head:
+            dense = task_heads.projection(cfg.head, cfg.num_labels, cfg.readout_init_std, cfg.dtype,
+                                          name=task_heads.HEAD_PARAMS[cfg.head])
+            pooled_BxE = task_heads.last_real(x_BxLxE, segment_ids) if cfg.head == "sequence" else None
+            return task_heads.apply(cfg.head, lambda x: cfg.readout(dense(x).astype(jnp.float32)),
+                                    x_BxLxE, pooled_BxE, nn.Dropout(cfg.dropout), deterministic)
         if cfg.tie_embeddings:
             logits_BxLxV = embed.attend(x_BxLxE)
         else:
@@ -120,21 +128,6 @@ class GPT(nn.Module):
                                    name="head")(x_BxLxE)
         logits_BxLxV = cfg.readout(logits_BxLxV.astype(jnp.float32))
         return nn.with_logical_constraint(logits_BxLxV, (sh.BATCH, sh.ACT_LENGTH, sh.ACT_VOCAB))
-
-    def _classify(self, x_BxLxE: jnp.ndarray, segment_ids: jnp.ndarray | None) -> jnp.ndarray:
-        """Dense "classifier" on the final hidden state of each row's last real token (the
-        only one that has seen the whole row under the causal mask)."""
-        B, L, _ = x_BxLxE.shape
-        index_L = jnp.arange(L, dtype=jnp.int32)
-        if segment_ids is None:
-            last_B = jnp.full((B,), L - 1, jnp.int32)
-        else:  # the last non-padding position; a row of padding only reads position 0
-            last_B = jnp.max(jnp.where(jnp.asarray(segment_ids) != 0, index_L[None], 0), axis=1)
-        last_BxE = jnp.take_along_axis(x_BxLxE, last_B[:, None, None], axis=1)[:, 0]
-        logits_BxC = Projection((self.cfg.num_labels,), (sh.EMBED, sh.LABELS),
-                                init_std=self.cfg.readout_init_std, dtype=self.cfg.dtype,
-                                name="classifier")(last_BxE)
-        return nn.with_logical_constraint(self.cfg.readout(logits_BxC.astype(jnp.float32)), (sh.BATCH, None))
 
     # ---------------------------------------------------------- the generation protocol
 

@@ -21,6 +21,7 @@ from llmjax import sharding as sh
 from llmjax.blocks.attention import Projection
 from llmjax.blocks.embed import Embed, Unembed
 from llmjax.config import RUNTIME, DataConfig, check_fraction, check_positive, fail
+from llmjax.models import heads as task_heads
 from llmjax.models.registry import register
 from llmjax.models.token_model import pad_vocab
 
@@ -30,7 +31,8 @@ _FULL, _PREFILL, _EXTEND = "full", "prefill", "extend"  # how a layer treats its
 @dataclasses.dataclass(frozen=True)
 class LSTMConfig:
     """config.model for name="lstm". No positions, heads or attention: order lives in the state."""
-    tasks: ClassVar[tuple[str, ...]] = ("lm",)  # the tasks (task.name) it can be trained on
+    tasks: ClassVar[tuple[str, ...]] = ("lm",)  # the tasks (task.name) it trains on with its own head
+    heads: ClassVar[tuple[str, ...]] = task_heads.HEADS  # the task heads it serves (sequence: the last real state)
     inputs: ClassVar[tuple[str, ...]] = ("segment_ids",)  # optional batch inputs it takes
     prompt_is_source: ClassVar[bool] = False  # a generation prompt is a prefix to continue
     name: str = "lstm"  # model family, looked up in llmjax.models.registry
@@ -45,6 +47,8 @@ class LSTMConfig:
     # the tokenizer's own ids: the logits of ids >= it (the padding) are masked (0 = none padded)
     real_vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)
     dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
+    head: str = dataclasses.field(default="", metadata=RUNTIME)  # a task head (llmjax.models.heads); '' = the LM head
+    num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)  # classes of a sequence or token head
 
     @property
     def width(self) -> int:
@@ -88,6 +92,9 @@ class LSTMConfig:
                                    real_vocab_size=vocab_size, dtype=dtype)
 
     def summary(self) -> str:
+        if self.head:
+            return (f"vocab {self.vocab_size}, {self.num_layers} LSTM layers of {self.width} units, "
+                    f"{task_heads.describe(self.head, self.num_labels)}")
         head = "untied head" if not self.tie_embeddings else (
             f"tied head via a {self.width} -> {self.d_model} projection" if self.projects else "tied head")
         return f"vocab {self.vocab_size}, {self.num_layers} LSTM layers of {self.width} units, {head}"
@@ -96,9 +103,12 @@ class LSTMConfig:
         """Parameters that take part in matmuls. Layer l maps [x_t, h_{t-1}] (I_l + H) to the 4
         gates i, f, g, o of H units each: 4 (I_l + H) H, with I_0 = d_model and I_l = H after.
         Head: the token table once (tied, plus H d_model for the projection when H != d_model)
-        or the untied H x V kernel. Excluded: the input lookup, biases."""
+        or the untied H x V kernel; a task head's per-token kernel instead. Excluded: the input
+        lookup, biases."""
         E, H, V = self.d_model, self.width, self.vocab_size
         layers = 4 * (E + H) * H + (self.num_layers - 1) * 4 * (H + H) * H
+        if self.head:
+            return layers + task_heads.per_token_params(self.head, self.num_labels, H)
         head = (H * E if self.projects else 0) + (E if self.tie_embeddings else H) * V
         return layers + head
 
@@ -163,7 +173,8 @@ class LSTMLayer(nn.Module):
 
 
 class LSTM(nn.Module):
-    """tokens (B, L) int32 -> next-token logits (B, L, V) float32.
+    """tokens (B, L) int32 -> next-token logits (B, L, V) float32, or with a task head (cfg.head)
+    its float32 logits (llmjax.models.heads; a sequence head reads each row's last real state).
 
     segment_ids (B, L) (0 = padding, k > 0 = document k of a packed row) reset the state at each
     document start and keep it at zero over padding, so packed documents never see each other
@@ -177,6 +188,9 @@ class LSTM(nn.Module):
         self.embed = Embed(cfg.vocab_size, cfg.d_model, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
         self.layers = [LSTMLayer(cfg.width, cfg.dtype) for _ in range(cfg.num_layers)]
         self.drop = nn.Dropout(cfg.dropout)
+        if cfg.head:  # named as in every family (heads.HEAD_PARAMS), so warm starts match by path
+            setattr(self, task_heads.HEAD_PARAMS[cfg.head],
+                    task_heads.projection(cfg.head, cfg.num_labels, cfg.init_std, cfg.dtype))
         if cfg.projects:
             self.project = Projection((cfg.d_model,), (sh.RNN_HIDDEN, sh.EMBED), init_std=cfg.init_std,
                                       use_bias=False, dtype=cfg.dtype)
@@ -184,10 +198,17 @@ class LSTM(nn.Module):
             self.head = Unembed(cfg.vocab_size, cfg.init_std, cfg.dtype, cfg.real_vocab_size)
 
     def __call__(self, tokens_BxL: jnp.ndarray, *, segment_ids: jnp.ndarray | None = None,
-                 deterministic: bool = True) -> jnp.ndarray:
-        if segment_ids is None:
-            segment_ids = jnp.ones_like(tokens_BxL)
-        return self._logits(self._hidden(tokens_BxL, segment_ids, _FULL, deterministic))
+                 attention_mask: jnp.ndarray | None = None, deterministic: bool = True) -> jnp.ndarray:
+        """attention_mask (1 real, 0 right padding) is the one-document form of segment_ids."""
+        mask = attention_mask if attention_mask is not None else segment_ids
+        segment_ids = jnp.ones_like(tokens_BxL) if mask is None else mask
+        h_BxLxH = self._hidden(tokens_BxL, segment_ids, _FULL, deterministic)
+        head = self.cfg.head
+        if not head:
+            return self._logits(h_BxLxH)
+        pooled_BxH = task_heads.last_real(h_BxLxH, segment_ids) if head == "sequence" else None
+        return task_heads.apply(head, getattr(self, task_heads.HEAD_PARAMS[head]), h_BxLxH, pooled_BxH,
+                                self.drop, deterministic)
 
     def prefill(self, prompt_BxP: jnp.ndarray, prompt_mask_BxP: jnp.ndarray, *,
                 max_new_tokens: int) -> jnp.ndarray:

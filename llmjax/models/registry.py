@@ -13,8 +13,10 @@ A family's config is a frozen dataclass whose fields (with defaults) are the key
   lr_multipliers() (optional)         parameter path -> learning-rate multiplier (µP), or None
   inputs (ClassVar)                   the optional batch inputs its model takes as keywords, e.g.
                                       ("positions", "segment_ids"); a task passes only these
-  num_labels (RUNTIME field)          > 0 turns the model into a sequence classifier (classify;
-                                      only families that serve it)
+  heads (ClassVar)                    the task heads it serves (llmjax.models.heads: sequence,
+                                      token, span), checked on resolve against the task's `head`
+  head, num_labels (RUNTIME fields)   the task head a task put on it ('' = the family's own) and
+                                      its classes (families that serve heads)
 A family that generates also has (llmjax.generation.decode):
   prompt_is_source (ClassVar)         True: a prompt is a whole source ending in EOS (encoder-
                                       decoder); False: a prefix to continue
@@ -30,6 +32,7 @@ from typing import Any, Callable
 import flax.linen as nn
 
 from llmjax.config import Registry
+from llmjax.models import heads
 
 
 def _load() -> None:
@@ -43,6 +46,7 @@ register, names, default_group, resolve = (FAMILIES.register, FAMILIES.names,
 
 def build(cfg: Any) -> nn.Module:
     """The model of cfg's family, built from cfg (a finalized family config)."""
+    heads.check(getattr(cfg, "head", ""), getattr(cfg, "num_labels", 0), getattr(cfg, "heads", ()))
     return FAMILIES.entry(cfg.name).target(cfg)
 
 
@@ -66,4 +70,6 @@ def config_from_dict(values: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"model config of family {entry.name!r} has unknown keys {unknown}: it was "
                          "written by another llmjax version; retrain or edit model.json")
+    if values.get("num_labels") and "head" in known and "head" not in values:
+        values = dict(values, head="sequence")  # written before heads had names: a classifier
     return entry.config_cls(**values)

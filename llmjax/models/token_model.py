@@ -1,12 +1,13 @@
 """What every token-in family config shares: the checks of the Transformer stack's keys (the
 blocks define them but never import the config layer) and, beyond the stack, its name, the
-positional table, the padded vocabulary and the optional classifier head, with their checks
-and the runtime finalisation. GPT, BERT and the encoder-decoder extend it (one copy of this
+positional table, the padded vocabulary and the optional task head (llmjax.models.heads), with
+their checks and the runtime finalisation. GPT, BERT and the encoder-decoder extend it (one copy of this
 logic, not three).
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from llmjax.blocks import mup
 from llmjax.blocks.attention import BACKENDS
@@ -25,6 +26,7 @@ def pad_vocab(vocab_size: int, multiple: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class TokenModelConfig(TransformerConfig):
+    heads: ClassVar[tuple[str, ...]] = ()  # the task heads (llmjax.models.heads) it serves
     name: str = ""  # model family, looked up in llmjax.models.registry
     max_len: int = 0  # positional table / KV-cache length (0 = data.seq_len)
     vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
@@ -32,7 +34,9 @@ class TokenModelConfig(TransformerConfig):
     dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
     # the tokenizer's own ids: the logits of ids >= it (the padding) are masked (0 = none padded)
     real_vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)
-    # 0 = the family's own head (LM, MLM + NSP); k > 0 = a k-class sequence classifier (set by a task)
+    # a task head (llmjax.models.heads.HEADS) set by a task; '' = the family's own (LM, MLM + NSP)
+    head: str = dataclasses.field(default="", metadata=RUNTIME)
+    # classes of a sequence or token head (set by the task with head)
     num_labels: int = dataclasses.field(default=0, metadata=RUNTIME)
 
     def validate(self) -> None:
@@ -40,9 +44,6 @@ class TokenModelConfig(TransformerConfig):
         self._validate_stack()
         check_positive("model.vocab_multiple", self.vocab_multiple)
         check_positive("model.max_len", self.max_len, allow_zero=True)
-        if self.num_labels < 0:
-            raise ValueError(f"num_labels={self.num_labels} is negative: 0 keeps the family's own "
-                             "head, k > 0 makes a k-class classifier")
 
     def _validate_stack(self) -> None:
         """The Transformer stack's keys (llmjax.blocks.transformer), checked here: blocks never

@@ -1,7 +1,7 @@
 """Sequence classification (fine-tuning): one label per text or text pair.
 
-Serves every family whose config has `num_labels` (BERT: the pooled [CLS]; GPT: the last real
-token). Data: a labelled set from llmjax.data.labelled (the embedded stdlib-package task, or a
+Serves every family with a sequence head (llmjax.models.heads; BERT: the pooled [CLS]; GPT and
+the LSTM: the last real token). Data: a labelled set from llmjax.data.labelled (the embedded stdlib-package task, or a
 prepared tfds dataset such as glue/sst2 or imdb_reviews), tokenized once with the run's tokenizer
 (the pretraining run's, when config.init_from names one; else one trained on a random sample of
 the train texts, up to data.spm_train_chars) into a cache in the workdir that is memory-mapped
@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -40,6 +40,7 @@ from llmjax.training.objectives import token_nll
 
 @dataclasses.dataclass(frozen=True)
 class ClassifyTaskConfig:
+    head: ClassVar[str] = "sequence"  # the model head it trains (llmjax.models.heads)
     name: str = "classify"  # the task, looked up in llmjax.tasks.registry
     dataset: str = "stdlib_packages"  # stdlib_packages (embedded) | tfds:NAME[/CONFIG]
     text_keys: str = ""  # tfds: the text feature(s), comma-separated for pairs ('' = the dataset's usual)
@@ -157,7 +158,7 @@ class ClassifyTask(Task):
 
     def model_config(self, platform: str) -> Any:
         return dataclasses.replace(self.finalized_model(self.tokenizer.vocab_size, platform),
-                                   num_labels=self.num_labels)
+                                   head="sequence", num_labels=self.num_labels)
 
     def _model_inputs(self, batch: Batch) -> dict[str, Any]:
         extra = {"token_types": batch["token_types"]} if self._bert_style else {}

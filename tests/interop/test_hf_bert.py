@@ -200,17 +200,29 @@ def test_export_reloads_in_transformers_with_the_same_logits(pretraining, tmp_pa
     _close(_torch_run(masked_lm, tokens, types, mask).logits, before.prediction_logits, mask)
 
 
-def test_sequence_classifier_imports_and_exports(tmp_path):
-    hf = _hf_model(transformers.BertForSequenceClassification, num_labels=3,
-                   architectures=["BertForSequenceClassification"])
+@pytest.mark.parametrize("head, arch, labels", [
+    ("sequence", "BertForSequenceClassification", 3), ("token", "BertForTokenClassification", 5),
+    ("span", "BertForQuestionAnswering", 2)])
+def test_task_heads_import_and_export(tmp_path, head, arch, labels):
+    """Each task architecture maps onto its llmjax head (span: HF's start/end logits are the
+    head's [..., 0] / [..., 1]), and exports back as that architecture."""
+    cls = getattr(transformers, arch)
+    hf = _hf_model(cls, num_labels=labels, architectures=[arch])
     cfg, params, fresh = _convert(_numpy(hf), hf.config.to_dict())
-    assert cfg.num_labels == 3 and fresh == [] and "mlm_head" not in params
+    assert cfg.head == head and cfg.num_labels == (0 if head == "span" else labels)
+    assert fresh == [] and "mlm_head" not in params and ("pooler" in params) == (head == "sequence")
     tokens, types, mask = _inputs(3, 10)
-    theirs_BxC = _torch_run(hf, tokens, types, mask).logits
-    _close(_apply(build(cfg), params, tokens, types, mask), theirs_BxC)
+
+    def theirs(model):
+        out = _torch_run(model, tokens, types, mask)
+        if head == "span":
+            return torch.stack([out.start_logits, out.end_logits], -1)
+        return out.logits
+
+    ours = _apply(build(cfg), params, tokens, types, mask)
+    _close(ours, theirs(hf), mask if head != "sequence" else None)
     _export(cfg, params, tmp_path)
-    again = transformers.BertForSequenceClassification.from_pretrained(tmp_path).eval()
-    _close(_torch_run(again, tokens, types, mask).logits, theirs_BxC)
+    _close(theirs(cls.from_pretrained(tmp_path).eval()), theirs(hf), mask if head != "sequence" else None)
 
 
 @pytest.mark.parametrize("key, value", [

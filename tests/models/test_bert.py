@@ -43,7 +43,7 @@ def test_head_shapes_and_same_encoder_in_both_modes():
     assert mlm.dtype == nsp.dtype == jnp.float32
     mlm_p, _ = _apply(model, {"params": p}, TOKENS, masked_positions=np.array([[0, 3, 7], [1, 1, 2]]))
     assert mlm_p.shape == (2, 3, 64)
-    clf, pc = _init(dataclasses.replace(CFG, num_labels=3))
+    clf, pc = _init(dataclasses.replace(CFG, head="sequence", num_labels=3))
     logits = _apply(clf, {"params": pc}, TOKENS)
     assert logits.shape == (2, 3) and logits.dtype == jnp.float32
     assert set(p) - set(pc) == {"mlm_head", "nsp_head"} and set(pc) - set(p) == {"classifier"}
@@ -64,7 +64,7 @@ def _mesh_axes(spec):
 
 @pytest.mark.parametrize("mode", ["pretrain", "classifier", "scanned"])
 def test_every_parameter_has_logical_axes_and_no_mesh_axis_twice(mode):
-    cfg = {"pretrain": CFG, "classifier": dataclasses.replace(CFG, num_labels=3),
+    cfg = {"pretrain": CFG, "classifier": dataclasses.replace(CFG, head="sequence", num_labels=3),
            "scanned": dataclasses.replace(CFG, scan_layers=True)}[mode]
     boxed = jax.eval_shape(build(cfg).init, jax.random.key(0), TOKENS)["params"]
     leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
@@ -83,7 +83,7 @@ def test_padding_does_not_change_real_positions():
     query rows stay finite (they see no key at all). (Relative positions with a mask: the
     scan test runs rope.)"""
     cfg = CFG
-    clf_cfg = dataclasses.replace(cfg, num_labels=3)
+    clf_cfg = dataclasses.replace(cfg, head="sequence", num_labels=3)
     model, p = _init(cfg)
     clf, pc = _init(clf_cfg)
     lengths = (6, 4)
@@ -244,7 +244,7 @@ def test_parity_with_float64_reference():
     # the same check would catch LayerNorm eps 1e-5 (the embedding LN sees variance ~1e-6)
     assert np.max(np.abs(_reference(p, tokens, types, mask, eps=1e-5)["nsp"] - ref["nsp"])) > 1e-2
 
-    clf, pc = _init(dataclasses.replace(cfg, num_labels=3), tokens)
+    clf, pc = _init(dataclasses.replace(cfg, head="sequence", num_labels=3), tokens)
     pc = {**{k: v for k, v in p.items() if k not in HEADS}, "classifier": _randomise(pc, 1)["classifier"]}
     logits = _apply(clf, {"params": pc}, tokens, token_types=types, attention_mask=mask)
     np.testing.assert_allclose(logits, _reference(pc, tokens, types, mask)["classifier"], rtol=2e-4, atol=2e-5)
@@ -283,7 +283,7 @@ def test_config_defaults_checks_and_registry():
     f = c.finalize(30522, 128, "cpu", "bfloat16")
     assert (f.vocab_size, f.max_len, f.attention_backend, f.dtype, f.num_kv_heads) == (30528, 512, "xla", "bfloat16", 8)
     assert BertConfig(max_len=0).finalize(100, 128, "gpu", "float32").max_len == 128
-    assert "MLM + NSP" in f.summary() and "3 labels" in dataclasses.replace(f, num_labels=3).summary()
+    assert "MLM + NSP" in f.summary() and "3 labels" in dataclasses.replace(f, head="sequence", num_labels=3).summary()
     with pytest.raises(ConfigError, match="seq_len"):
         c.check_run(DataConfig(seq_len=1024), None)
     with pytest.raises(ConfigError, match="mesh.tensor"):

@@ -181,7 +181,7 @@ def test_scanned_layers_equal_unrolled(remat):
 def test_classifier_reads_each_rows_last_real_token(tie):
     """Ragged right padding: each row's class logits = that row run alone, unpadded (whose last
     token is its last real one). Reading position L-1 instead would see a padding row."""
-    cfg = dataclasses.replace(CFG, num_labels=3, tie_embeddings=tie)
+    cfg = dataclasses.replace(CFG, head="sequence", num_labels=3, tie_embeddings=tie)
     model, v = _init(cfg)
     assert "classifier" in v["params"] and "head" not in v["params"] and "embed" in v["params"]
     lengths = (8, 5, 2)

@@ -156,7 +156,7 @@ def _family_trees():
     bert = dict(token_types=t, attention_mask=t + 1)
     cases = {"gpt": (GPTConfig(**small, position="learned", tie_embeddings=False), (t,), {}),
              "bert": (BertConfig(**small), (t,), {**bert, "masked_positions": t[:, :2]}),
-             "bert_classifier": (BertConfig(**small, num_labels=3), (t,), bert),
+             "bert_classifier": (BertConfig(**small, head="sequence", num_labels=3), (t,), bert),
              "encdec": (EncDecConfig(**small, position="learned", share_embeddings=False,
                                      tie_embeddings=False, copy_attention=True), (t, t), {}),
              "lstm": (LSTMConfig(num_layers=1, d_model=32, hidden=48), (t,), {})}
