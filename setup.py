@@ -40,7 +40,7 @@ setup(
         # --extra-index-url https://download.pytorch.org/whl/cpu. filelock: the lock of the JAX
         # compilation cache that the test session shares between workers (tests/conftest.py).
         "test": ["pytest", "pytest-xdist", "filelock", "scikit-learn", "tokenizers", "protobuf",
-                 "transformers>=4.50", "torch==2.13.0", "seqeval",
+                 "transformers>=4.50", "torch==2.13.0", "seqeval", "gensim",  # gensim: experiments/bench_word2vec.py
                  "nbformat", "nbclient", "ipykernel", "matplotlib"],  # tests/test_notebooks.py runs notebooks/
         "plots": ["matplotlib"],
     },

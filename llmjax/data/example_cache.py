@@ -9,6 +9,11 @@ field (classification: a, and b for text pairs; seq2seq: source, target):
   {split}.{field}.text.bin       the UTF-8 text of the split's first examples (as many as the
   {split}.{field}.text.offsets.npy  builder was asked to keep: what reports and baselines show)
   {split}.labels.npy             int32 (N,) class ids, where the examples have labels
+
+With `encode` a task writes its own columns instead of one token field per text: per chunk of
+records it returns column -> one integer array per record (token ids aligned with per-token
+tags, answer positions, ...), stored as {split}.{column}.bin like the token fields, each column
+with its arrays' dtype (manifest "dtypes"); the records' texts are still what keep_text keeps.
   manifest.json                  written last: the examples per split, the size and sha1 of every
                                  file, the key it was built from (the dataset's settings and the
                                  tokenizer's fingerprint) and what the dataset reported (stats)
@@ -41,6 +46,8 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
 CHUNK = 4096  # examples encoded at once
 Record = tuple[str, Sequence[str], "int | None"]  # (split, one text per field, label or None)
+# A task's own columns for a chunk of records: (tokenizer, records) -> column -> an array per record
+Encode = Callable[[Tokenizer, Sequence[Record]], "dict[str, Sequence[np.ndarray]]"]
 
 
 class Ragged:
@@ -127,6 +134,11 @@ class _Column:
                 f"{self.name}.offsets.npy": _entry(off_path)}
 
 
+def _text_name(fields: Sequence[str], j: int, encode: Encode | None) -> str:
+    """The name a record's j-th text is kept under: its field's, or text{j} beside encode's columns."""
+    return fields[j] if encode is None else f"text{j}"
+
+
 def _entry(path: str) -> dict:
     return {"bytes": os.path.getsize(path), "sha1": token_cache.file_sha1(path)}
 
@@ -139,13 +151,14 @@ def build(directory: str, key: dict, tok: Tokenizer, records: Iterable[Record],
           fields: Sequence[str], labelled: bool, meta: Callable[[], dict],
           keep_text: dict[str, int] | None = None,
           transforms: dict[str, Callable[[str], str]] | None = None,
-          chunk: int = CHUNK) -> ExampleCache:
+          chunk: int = CHUNK, encode: Encode | None = None) -> ExampleCache:
     """Encode records (train's before eval's) into directory, then write the manifest.
 
     key: what the examples are built from (the manifest's "key"); meta(): JSON-able facts known
     once the records are read (the dataset's stats); keep_text: per split, how many first
     examples keep their text; transforms: per field, how a text is read before tokenizing
-    (the stored text stays as it was).
+    (the stored text stays as it was); encode: the task's own columns (named by fields) instead
+    of tokenizing each text (the module docstring).
     """
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):  # the manifest first: never one beside half-written files
@@ -153,6 +166,7 @@ def build(directory: str, key: dict, tok: Tokenizer, records: Iterable[Record],
             os.remove(os.path.join(directory, name))
     keep_text, transforms = keep_text or {}, transforms or {}
     dtype = token_cache.token_dtype(tok.vocab_size)
+    dtypes: dict[str, str] = {}  # encode's columns: the dtype each was written with
     writers: dict[str, dict] = {}
     pending: dict[str, list] = {}
     counts = dict.fromkeys(SPLITS, 0)
@@ -163,9 +177,11 @@ def build(directory: str, key: dict, tok: Tokenizer, records: Iterable[Record],
         if split in writers:
             raise ValueError(f"split {split!r} read again after another split: give each "
                              "split's records together")
-        writers[split] = {"tokens": {f: _Column(directory, f"{split}.{f}", dtype) for f in fields},
-                          "text": {f: _Column(directory, f"{split}.{f}.text", np.uint8)
-                                   for f in fields} if keep_text.get(split) else {},
+        texts = range(len(fields)) if encode is None else range(len(first_texts))
+        writers[split] = {"tokens": {} if encode else {f: _Column(directory, f"{split}.{f}", dtype)
+                                                        for f in fields},
+                          "text": {j: _Column(directory, f"{split}.{_text_name(fields, j, encode)}.text",
+                                              np.uint8) for j in texts} if keep_text.get(split) else {},
                           "labels": [] if labelled else None}
         pending[split] = []
 
@@ -173,25 +189,38 @@ def build(directory: str, key: dict, tok: Tokenizer, records: Iterable[Record],
         rows, w = pending[split], writers[split]
         if not rows:
             return
-        for j, f in enumerate(fields):
+        if encode is not None:
+            columns = encode(tok, rows)
+            if set(columns) != set(fields):
+                raise ValueError(f"encode returned the columns {sorted(columns)}, fields are {list(fields)}")
+            for f in fields:
+                if f not in w["tokens"]:
+                    dtypes.setdefault(f, np.asarray(columns[f][0]).dtype.name if len(columns[f]) else "int32")
+                    w["tokens"][f] = _Column(directory, f"{split}.{f}", np.dtype(dtypes[f]))
+                w["tokens"][f].append([np.asarray(a) for a in columns[f]])
+        for j, column in w["text"].items():
+            texts = [r[1][j] for r in rows]
+            room = keep_text.get(split, 0) - sum(map(len, column.lengths))
+            if room > 0:
+                column.append([np.frombuffer(t.encode("utf-8", "surrogatepass"), np.uint8)
+                               for t in texts[:room]])
+        for j, f in enumerate(fields if encode is None else ()):
             read = transforms.get(f)
             texts = [r[1][j] for r in rows]
             w["tokens"][f].append(tok.encode_batch([read(t) for t in texts] if read else texts))
-            room = keep_text.get(split, 0) - sum(map(len, w["text"][f].lengths)) if w["text"] else 0
-            if room > 0:
-                w["text"][f].append([np.frombuffer(t.encode("utf-8", "surrogatepass"), np.uint8)
-                                     for t in texts[:room]])
         if labelled:
             w["labels"].append(np.asarray([r[2] for r in rows], np.int32))
         pending[split] = []
 
     current = None
+    first_texts: Sequence[str] = ()
     for record in records:
         split = record[0]
+        first_texts = first_texts or record[1]
         if split != current:
             open_split(split)
             current = split
-        if len(record[1]) != len(fields):
+        if encode is None and len(record[1]) != len(fields):
             raise ValueError(f"a {split} record has {len(record[1])} texts, fields are {fields}")
         pending[split].append(record)
         counts[split] += 1
@@ -203,6 +232,9 @@ def build(directory: str, key: dict, tok: Tokenizer, records: Iterable[Record],
             open_split(split)  # an empty split: empty files, the task says whether that is fine
         flush(split)
         w = writers[split]
+        for f in fields if encode else ():  # a column no record reached (an empty split)
+            if f not in w["tokens"]:
+                w["tokens"][f] = _Column(directory, f"{split}.{f}", np.dtype(dtypes.get(f, "int32")))
         for column in [*w["tokens"].values(), *w["text"].values()]:
             files.update(column.close(directory))
         if labelled:
@@ -211,7 +243,7 @@ def build(directory: str, key: dict, tok: Tokenizer, records: Iterable[Record],
             atomic_write(path, lambda f, labels=labels: np.save(f, labels))
             files[f"{split}.labels.npy"] = _entry(path)
     manifest = {"format": FORMAT, "key": key, "fields": list(fields), "labelled": labelled,
-                "dtype": dtype.name, "files": files, "meta": meta(),
+                "dtype": dtype.name, "dtypes": dtypes, "files": files, "meta": meta(),
                 "examples": counts,
                 "text_examples": {s: min(counts[s], keep_text.get(s, 0)) for s in SPLITS}}
     atomic_write(os.path.join(directory, MANIFEST),
@@ -266,7 +298,8 @@ class ExampleCache:
         return Ragged(flat, np.load(os.path.join(self.directory, f"{name}.offsets.npy"), mmap_mode="r"))
 
     def field(self, split: str, name: str) -> Ragged:
-        return self._ragged(f"{split}.{name}", self.dtype)
+        dtype = self.manifest.get("dtypes", {}).get(name)
+        return self._ragged(f"{split}.{name}", np.dtype(dtype) if dtype else self.dtype)
 
     def labels(self, split: str) -> np.ndarray:
         return np.load(os.path.join(self.directory, f"{split}.labels.npy"), mmap_mode="r")

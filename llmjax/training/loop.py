@@ -184,11 +184,12 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
     Returns the final eval metrics with the task's baselines and the step reached."""
     t0 = time.time()
     mesh = sharding.make_mesh(mesh_shape(cfg.mesh, jax.device_count()))
-    put_train = functools.partial(_put, mesh, task.train_batch, rows=task.batch_size)
-    put_eval = functools.partial(_put, mesh, task.eval_batch, rows=task.eval_batch_size)
 
     with sharding.use_mesh(mesh):
         run = _setup(task, cfg, workdir, mesh, log)
+        # Batch rows are read once the data is prepared (a task may size them from it).
+        put_train = functools.partial(_put, mesh, task.train_batch, rows=task.batch_size)
+        put_eval = functools.partial(_put, mesh, task.eval_batch, rows=task.eval_batch_size)
         t = run.train
         model, model_cfg, state, start, ckpt, horizon = (run.model, run.model_cfg, run.state, run.start,
                                                          run.ckpt, run.horizon)

@@ -41,6 +41,30 @@ def test_round_trip(tmp_path):
     assert len(r) == 3 and r[1].tolist() == [] and r.lengths().tolist() == [2, 0, 1]
 
 
+def _tagging_columns(tok, records):
+    """A token-labelling task's columns: each text's bytes, and per byte 1 for a letter else -1."""
+    ids = [np.asarray(tok.encode(r[1][0]), np.int32) for r in records]
+    tags = [np.where(np.isin(i, list(b"abcdefghijklmnopqrstuvwxyz")), 1, -1).astype(np.int8) for i in ids]
+    return {"ids": ids, "tags": tags}
+
+
+def test_a_tasks_own_columns_keep_their_dtypes_texts_and_labels(tmp_path):
+    """encode= writes the task's columns (each with its arrays' dtype, memory-mapped back), the
+    records' texts under text0/text1, the labels; an empty split gets empty columns."""
+    records = RECORDS[:3]
+    for c in (_build(tmp_path, records, fields=("ids", "tags"), encode=_tagging_columns),
+              ExampleCache(str(tmp_path), example_cache.read_manifest(str(tmp_path)), verify=True)):
+        ids, tags = c.field("train", "ids"), c.field("train", "tags")
+        assert ids.flat.dtype == np.int32 and tags.flat.dtype == np.int8
+        assert [ids[i].tolist() for i in range(3)] == [TOK.encode(r[1][0]) for r in records]
+        assert tags[2].tolist() == [1, 1, 1] and tags[0].tolist()[:2] == [1, -1]  # é's bytes are not letters
+        assert c.texts("train", "text0", 9) == ["héllo", ""] and c.texts("train", "text1", 9) == ["a", "bb"]
+        np.testing.assert_array_equal(c.labels("train"), [1, 0, 2])
+        assert len(c.field("eval", "ids")) == 0 and c.field("eval", "tags").flat.dtype == np.int8
+    with pytest.raises(ValueError, match=r"encode returned the columns \['ids', 'tags'\], fields are \['ids'\]"):
+        _build(tmp_path, records, fields=("ids",), encode=_tagging_columns)
+
+
 def test_a_split_read_twice_or_unknown_is_refused(tmp_path):
     with pytest.raises(ValueError, match="split 'train' read again"):
         _build(tmp_path, [*RECORDS, ("train", ("z", "z"), 0)])
