@@ -17,7 +17,7 @@ from typing import Any, Callable, TypeVar
 import ml_collections
 
 DTYPES = ("float32", "bfloat16")
-TOKENIZERS = ("sentencepiece", "byte", "char", "hf")
+TOKENIZERS = ("sentencepiece", "byte", "char", "hf", "word")
 SPM_TYPES = ("bpe", "unigram")
 # data.dataset's kinds (llmjax.data.sources reads each): the embedded corpus, a prepared tfds
 # dataset, files matched by a glob, a Hugging Face `datasets` directory from save_to_disk.
@@ -190,10 +190,10 @@ class DataConfig:
     train_split: str = "train"  # tfds (or hf_disk DatasetDict) split for training
     eval_split: str = ""  # tfds (or hf_disk DatasetDict) split for evaluation ('' = validation, else test)
     val_fraction: float = 0.05  # held-out share: stdlib and text: by file (the last val_fraction of the bytes for <10 files), jsonl/parquet/hf_disk by document content hash
-    tokenizer: str = "sentencepiece"  # sentencepiece | byte | char | hf (a Hugging Face checkpoint's own, from init_from or llmjax.convert)
-    vocab_size: int = 4096  # sentencepiece vocabulary size (byte/char ignore it)
+    tokenizer: str = "sentencepiece"  # sentencepiece | byte | char | hf (a Hugging Face checkpoint's own, from init_from or llmjax.convert) | word (llmjax.data.word_tokenizer)
+    vocab_size: int = 4096  # sentencepiece vocabulary size; word: the most frequent words (+ 6 specials) kept (byte/char ignore it)
     spm_model_type: str = "bpe"  # bpe | unigram
-    spm_train_chars: int = 5_000_000  # characters of train documents sentencepiece trains on (a random sample: those of smallest content hash)
+    spm_train_chars: int = 5_000_000  # characters of train documents sentencepiece (or the word tokenizer) trains on (a random sample: those of smallest content hash)
     seq_len: int = 128  # tokens per training row
     document_mask: bool = False  # mask attention across packed documents (and restart positions)
     max_train_chars: int = 0  # cap on train text read (0 = all), for quick experiments
@@ -214,6 +214,8 @@ class DataConfig:
         if self.tokenizer == "sentencepiece" and not 300 <= self.vocab_size < 2**31:
             fail("data.vocab_size", self.vocab_size,
                  "sentencepiece needs at least 300 (byte fallback uses 256) and less than 2**31")
+        if self.tokenizer == "word" and self.vocab_size <= 6:
+            fail("data.vocab_size", self.vocab_size, "the word tokenizer needs more than its 6 specials")
         _check_dataset(self.dataset)
 
 

@@ -300,7 +300,7 @@ def build(cfg: DataConfig, directory: str, source_key: dict, fingerprint: Callab
     if tokenizer_dir and not has_tokenizer(tok_dir) and shard[0] == 0:
         shutil.copytree(tokenizer_dir, tok_dir, dirs_exist_ok=True)
     need_sample = not tokenizer_dir and not has_tokenizer(tok_dir) \
-        and cfg.tokenizer in ("sentencepiece", "char")
+        and cfg.tokenizer in ("sentencepiece", "char", "word")
     log(f"data: preparing {cfg.dataset} in {directory}: {len(units)} units, {workers} workers"
         + (f", machine {shard[0]} of {shard[1]}" if shard[1] > 1 else ""))
     pool = Workers(workers)

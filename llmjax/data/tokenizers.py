@@ -420,9 +420,12 @@ def load_tokenizer(directory: str) -> Tokenizer:
     elif kind == "hf":  # a Hugging Face checkpoint's tokenizer, files under directory/hf/
         from llmjax.data.hf_tokenizer import load_hf
         tok = load_hf(directory, spec)
+    elif kind == "word":
+        from llmjax.data.word_tokenizer import WordTokenizer
+        tok = WordTokenizer(spec["words"])
     else:
         raise ValueError(f"{path}: unknown tokenizer kind {kind!r}: expected byte, char, "
-                         "sentencepiece or hf")
+                         "sentencepiece, hf or word")
     if recorded is not None and recorded != tok.special_ids:
         raise ValueError(f"{path} records special ids {recorded} but this version assigns "
                          f"{tok.special_ids}: delete {directory} to retrain, or use the llmjax "
@@ -439,11 +442,14 @@ def train_tokenizer(cfg: DataConfig, train_texts: Sequence[str]) -> Tokenizer:
     if cfg.tokenizer == "sentencepiece":
         return SentencePieceTokenizer.train(train_texts, cfg.vocab_size, cfg.spm_model_type,
                                             cfg.spm_train_chars)
+    if cfg.tokenizer == "word":
+        from llmjax.data.word_tokenizer import WordTokenizer
+        return WordTokenizer.train(train_texts, cfg.vocab_size)
     if cfg.tokenizer == "hf":
         raise ConfigError("config.data.tokenizer='hf' is a Hugging Face checkpoint's own tokenizer, never "
                          "trained here: set config.init_from to the checkpoint's directory, or run "
                          "python -m llmjax.convert --from_hf=DIR --workdir=RUN first")
-    raise ValueError(f"config.data.tokenizer={cfg.tokenizer!r}: must be sentencepiece, byte, char or hf")
+    raise ValueError(f"config.data.tokenizer={cfg.tokenizer!r}: must be sentencepiece, byte, char, hf or word")
 
 
 def check_compatible(tok: Tokenizer, cfg: DataConfig, directory: str) -> None:
@@ -456,6 +462,9 @@ def check_compatible(tok: Tokenizer, cfg: DataConfig, directory: str) -> None:
     if tok.kind != cfg.tokenizer:
         raise ValueError(f"the tokenizer in {directory} is {tok.kind} but "
                          f"config.data.tokenizer={cfg.tokenizer!r}: {fix}")
+    if tok.kind == "word" and tok.vocab_size > cfg.vocab_size:
+        raise ValueError(f"the tokenizer in {directory} has {tok.vocab_size} words and specials but "
+                         f"config.data.vocab_size={cfg.vocab_size}: {fix}")
     if isinstance(tok, SentencePieceTokenizer):
         if tok.requested_vocab_size != cfg.vocab_size:
             raise ValueError(f"the tokenizer in {directory} has vocab_size "

@@ -1,0 +1,162 @@
+"""Word2Vec (Mikolov et al. 2013): skip-gram or CBOW with negative sampling, two tables.
+
+The input table ("input"/"embedding", the vectors one keeps) is initialised uniform in
+[-0.5/D, 0.5/D) and the output table ("output"/"embedding") at zero, as word2vec.c and gensim do.
+A row of a batch scores 1 + k output vectors against one input vector: the true token first,
+then its k negatives. The input vector is the center token's (skip-gram) or the mean of the
+context tokens' (CBOW, gensim's cbow_mean=1). Sampling the pairs, the negatives and the
+subsampling of frequent tokens is the task's (llmjax.tasks.word2vec); the loss is
+llmjax.tasks.word2vec.negative_sampling_loss.
+
+Shape key: B rows (pairs or centers), C input slots (1 skip-gram, 2 * window CBOW), K 1 + k
+candidates (the true token, then k negatives), D dim, V padded vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from llmjax import sharding as sh
+from llmjax.config import RUNTIME, DataConfig, check_choice, check_positive, fail
+from llmjax.models.registry import register
+from llmjax.models.token_model import pad_vocab
+
+ARCHITECTURES = ("skipgram", "cbow")
+
+
+@dataclasses.dataclass(frozen=True)
+class Word2VecConfig:
+    """config.model for name="word2vec"."""
+    tasks: ClassVar[tuple[str, ...]] = ("word2vec",)
+    inputs: ClassVar[tuple[str, ...]] = ()  # no optional batch inputs
+    heads: ClassVar[tuple[str, ...]] = ()  # no task heads: the vectors are the product
+    name: str = "word2vec"  # model family, looked up in llmjax.models.registry
+    architecture: str = "skipgram"  # skipgram (center -> each context token) | cbow (mean of the context -> center)
+    dim: int = 100  # vector width D of both tables
+    window: int = 5  # largest distance between center and context (each center draws its own 1..window)
+    negatives: int = 5  # k noise tokens per true one, drawn from the unigram^0.75 distribution
+    vocab_multiple: int = 8  # pad the vocabulary to a multiple of this (padded rows are never drawn)
+    vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
+    real_vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # the tokenizer's own ids
+    dtype: str = dataclasses.field(default="float32", metadata=RUNTIME)  # compute dtype (train.dtype)
+
+    @property
+    def input_slots(self) -> int:
+        """C: tokens feeding one input vector."""
+        return 1 if self.architecture == "skipgram" else 2 * self.window
+
+    def validate(self) -> None:
+        check_choice("model.architecture", self.architecture, ARCHITECTURES)
+        for key in ("dim", "window", "negatives", "vocab_multiple"):
+            check_positive(f"model.{key}", getattr(self, key))
+
+    def check_run(self, data: DataConfig, mesh_sizes: tuple[int, int, int] | None) -> None:
+        """fsdp splits the vector width."""
+        if mesh_sizes is not None and self.dim % mesh_sizes[1]:
+            fail("mesh.fsdp", mesh_sizes[1], f"must divide config.model.dim={self.dim}")
+
+    def finalize(self, vocab_size: int, max_len: int, platform: str, dtype: str) -> Word2VecConfig:
+        """Vocabulary padded (the real size kept: the noise never draws padding). No lengths."""
+        del max_len, platform
+        return dataclasses.replace(self, vocab_size=pad_vocab(vocab_size, self.vocab_multiple),
+                                   real_vocab_size=vocab_size, dtype=dtype)
+
+    def summary(self) -> str:
+        return (f"{self.architecture}, vocab {self.real_vocab_size}, dim {self.dim}, window "
+                f"{self.window}, {self.negatives} negatives")
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per batch row (a pair, or a center for CBOW), forward + backward: 1 + k
+        dot products of D (2 FLOPs per multiply-add, twice that backward), plus the CBOW mean."""
+        del seq_len
+        mean = 2 * self.input_slots * self.dim if self.architecture == "cbow" else 0
+        return 6.0 * (1 + self.negatives) * self.dim + 3.0 * mean
+
+
+@jax.custom_vjp
+def take_rows(table_VxD: jax.Array, ids: jax.Array) -> jax.Array:
+    """table[ids], whose gradient moves each row by the *mean* of the gradients of its
+    occurrences in the batch, not their sum.
+
+    word2vec.c takes one small SGD step per example, so a frequent token's many occurrences
+    each see the row the previous ones left. A batch computes them all at the same parameters:
+    summed, a token drawn as a negative a thousand times in a batch takes a thousand steps in one
+    direction at once, and every vector is driven onto the same direction (measured: cosine ~1
+    between any two words). The mean gives a row one step per batch whatever its count: a token
+    seen once moves as in word2vec.c, a frequent one is averaged (it has more batches to learn
+    from).
+    """
+    return jnp.take(table_VxD, ids, axis=0)
+
+
+def _take_rows_fwd(table_VxD, ids):
+    return jnp.take(table_VxD, ids, axis=0), (ids, table_VxD.shape[0])
+
+
+def _take_rows_bwd(res, g):
+    ids, V = res
+    flat = ids.reshape(-1)
+    g_NxD = g.reshape(flat.shape[0], -1).astype(jnp.float32)
+    sums_VxD = jnp.zeros((V, g_NxD.shape[1]), jnp.float32).at[flat].add(g_NxD)
+    counts_V = jnp.zeros((V,), jnp.float32).at[flat].add(1.0)
+    return sums_VxD / jnp.maximum(counts_V, 1.0)[:, None], None
+
+
+take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
+
+
+class Table(nn.Module):
+    """One (V, D) table; its leaf is named `embedding` like every lookup table."""
+
+    vocab_size: int
+    dim: int
+    init: nn.initializers.Initializer
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("embedding", nn.with_logical_partitioning(self.init, (sh.VOCAB, sh.EMBED)),
+                          (self.vocab_size, self.dim), jnp.float32)
+
+
+def _uniform(scale: float) -> nn.initializers.Initializer:
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -scale, scale)
+    return init
+
+
+class Word2Vec(nn.Module):
+    """inputs (B, C) int32, input_mask (B, C) (1 = a real context slot; None: all) and
+    candidates (B, K) int32 -> scores (B, K) float32: the dot of each candidate's output vector
+    with the row's input vector (the center's, or the mean of the masked context)."""
+
+    cfg: Word2VecConfig
+
+    def setup(self):
+        cfg = self.cfg
+        self.input = Table(cfg.vocab_size, cfg.dim, _uniform(0.5 / cfg.dim))
+        self.output = Table(cfg.vocab_size, cfg.dim, nn.initializers.zeros_init())
+
+    def __call__(self, inputs_BxC: jax.Array, candidates_BxK: jax.Array,
+                 input_mask_BxC: jax.Array | None = None) -> jax.Array:
+        dtype = self.cfg.dtype
+        x_BxCxD = take_rows(self.input(), inputs_BxC).astype(dtype)
+        if input_mask_BxC is None:
+            h_BxD = jnp.mean(x_BxCxD, axis=1)
+        else:
+            m_BxC = input_mask_BxC.astype(dtype)
+            h_BxD = jnp.einsum("bcd,bc->bd", x_BxCxD, m_BxC) / jnp.maximum(m_BxC.sum(1), 1.0)[:, None]
+        y_BxKxD = take_rows(self.output(), candidates_BxK).astype(dtype)
+        return jnp.einsum("bd,bkd->bk", h_BxD, y_BxKxD).astype(jnp.float32)
+
+    def vectors(self) -> jax.Array:
+        """The input table (V, D): the word vectors."""
+        return self.input()
+
+
+@register("word2vec", Word2VecConfig)
+def build_word2vec(cfg: Word2VecConfig) -> Word2Vec:
+    return Word2Vec(cfg)
