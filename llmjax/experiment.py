@@ -17,7 +17,7 @@ import ml_collections
 from llmjax import config as C
 from llmjax.models import registry as models
 from llmjax.tasks import registry as tasks
-from llmjax.training import fork, warm_start
+from llmjax.training import embed_init, fork, warm_start
 
 GROUPS = ("model", "task", *C.SHARED_GROUPS)
 # Keys at the top of the config, beside the groups, with their defaults.
@@ -76,6 +76,8 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
         warm_start.check_model(run.init_from, cfg.model.to_dict())
     sizes = None if num_devices is None else C.mesh_shape(run.mesh, num_devices)
     run.model.check_run(run.data, sizes)
+    if getattr(run.model, "embed_init", ""):  # the file's width and kind, from its header
+        embed_init.check_file(run.model)
     if sizes is not None:
         shards = sizes[0] * sizes[1]
         micro = run.train.batch_size // run.train.grad_accum_steps

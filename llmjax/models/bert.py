@@ -53,6 +53,7 @@ class BertConfig(TokenModelConfig):
     name: str = "bert"  # model family, looked up in llmjax.models.registry
     max_len: int = 512  # learned position table length (0 = data.seq_len)
     type_vocab_size: int = 2  # token types (segments A/B)
+    embed_init: str = ""  # a Word2Vec run's embeddings.npy (this run's tokenizer, width d_model) the token table starts from (llmjax.training.embed_init)
 
     def validate(self) -> None:
         super().validate()

@@ -33,6 +33,7 @@ class GPTConfig(TokenModelConfig):
     heads: ClassVar[tuple[str, ...]] = task_heads.HEADS  # the task heads it serves
     name: str = "gpt"  # model family, looked up in llmjax.models.registry
     tie_embeddings: bool = True  # output projection shares the token embedding
+    embed_init: str = ""  # a Word2Vec run's embeddings.npy (this run's tokenizer, width d_model) the token table starts from (llmjax.training.embed_init)
     inputs: ClassVar[tuple[str, ...]] = ("positions", "segment_ids")  # optional batch inputs it takes
     prompt_is_source: ClassVar[bool] = False  # a generation prompt is a prefix to continue
 

@@ -43,6 +43,7 @@ class LSTMConfig:
     tie_embeddings: bool = True  # output head shares the token embedding (via a hidden -> d_model projection when they differ)
     vocab_multiple: int = 64  # pad the vocabulary to a multiple of this (fast matmuls)
     init_std: float = 0.02  # std of the normal initialiser of the embedding, head and projection
+    embed_init: str = ""  # a Word2Vec run's embeddings.npy (this run's tokenizer, width d_model) the token table starts from (llmjax.training.embed_init)
     vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)  # padded, from the tokenizer
     # the tokenizer's own ids: the logits of ids >= it (the padding) are masked (0 = none padded)
     real_vocab_size: int = dataclasses.field(default=0, metadata=RUNTIME)

@@ -21,7 +21,7 @@ from llmjax import sharding
 from llmjax.config import ConfigError, UserError, mesh_shape
 from llmjax.models import registry
 from llmjax.tasks.base import Task
-from llmjax.training import budget, fork, optim, warm_start
+from llmjax.training import budget, embed_init, fork, optim, warm_start
 from llmjax.training.checkpoint import Checkpointer, CheckpointError
 from llmjax.training.metrics import (MetricsWriter, peak_flops, write_eval_details, write_json,
                                     write_results)
@@ -158,6 +158,8 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
         state = create(init, state_sh)
         if init_from:  # a new run warm-started from another's parameters (a resumed one is not)
             state = state.replace(params=warm_start.restore_params(init_from, state.params, log))
+        if getattr(model_cfg, "embed_init", ""):  # trained token vectors (llmjax.training.embed_init)
+            state = state.replace(params=embed_init.apply(state.params, model_cfg, workdir, log))
         return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state,
                       state_sh, t, 0, horizon, ckpt)
     state, meta = restored

@@ -80,7 +80,8 @@ def locate(path: str) -> tuple[str, int]:
 
 # Model keys a fine-tuning run may change: regularisation, how the same function is computed,
 # and how the parameters it does not restore (a new head) start.
-MAY_DIFFER = ("dropout", "attention_dropout", "remat", "attention_backend", "init_std")
+MAY_DIFFER = ("dropout", "attention_dropout", "remat", "attention_backend", "init_std",
+              "embed_init")  # embed_init: where a new run's table starts, not its shape
 
 
 def check_model(path: str, model: dict) -> None:
