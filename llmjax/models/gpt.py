@@ -29,7 +29,7 @@ from llmjax.models.token_model import TokenModelConfig
 class GPTConfig(TokenModelConfig):
     """config.model for name="gpt": the Transformer stack's keys plus these. A task head (set
     by a task: llmjax.models.heads) replaces the LM head; a sequence head reads the last real token."""
-    tasks: ClassVar[tuple[str, ...]] = ("lm",)  # the tasks (task.name) it trains on with its own head
+    tasks: ClassVar[tuple[str, ...]] = ("lm", "seq2seq")  # the tasks (task.name) it trains on with its own head
     heads: ClassVar[tuple[str, ...]] = task_heads.HEADS  # the task heads it serves
     name: str = "gpt"  # model family, looked up in llmjax.models.registry
     tie_embeddings: bool = True  # output projection shares the token embedding

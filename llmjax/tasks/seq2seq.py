@@ -1,4 +1,5 @@
-"""Sequence-to-sequence training (translation, summarisation) of encoder-decoder families.
+"""Sequence-to-sequence training (translation, summarisation) of encoder-decoder families, and of
+decoder-only ones (GPT) as prompt -> completion fine-tuning.
 
 Data: (source, target) pairs from llmjax.data.pairs (the embedded stdlib task: a function's code
 to the first line of its docstring; `pairs:GLOB` tab-separated files; tfds translation datasets),
@@ -22,13 +23,22 @@ the memory's target too: each source becomes source + [SEP] + the target of its 
 pair where the similarity reaches that threshold (llmjax.data.memory_input), so that it edits a
 close match instead of translating from nothing.
 
-Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), V padded vocabulary.
+A family whose generation prompt is a prefix to continue (`prompt_is_source` False: GPT) reads
+the same pairs as one sequence per example, source + [SEP] + target + EOS in rows of data.seq_len
+tokens, its context as in pretraining (llmjax.data.packed_completions: the source keeps its first
+data.seq_len - task.target_len - 1 tokens, the target task.target_len with EOS), with the loss on
+the completion (target + EOS) only; it decodes by continuing source + [SEP] with the same beam
+search, and is scored with the same metrics beside the same baselines.
+
+Shape key: B batch, S source length (data.seq_len), T target length (task.target_len), L a
+decoder-only row (data.seq_len), V padded vocabulary.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +52,8 @@ from llmjax.config import ConfigError, check_fraction, check_positive, fail
 from llmjax.data import example_cache, retrieval
 from llmjax.data.gettext_catalogs import placeholders
 from llmjax.data.memory_input import JoinedSources, matches_over
+from llmjax.data.packed_completions import PackedCompletions
+from llmjax.data.packed_completions import prompt_ids as completion_prompt
 from llmjax.data.packed_pairs import PackedPairs, example_ids
 from llmjax.data.pairs import (PairStream, check_pairs_spec, describe, files_key, open_pairs,
                                split_identifiers)
@@ -49,9 +61,11 @@ from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_token
 from llmjax.evaluation.text_scores import signatures, text_scores
 from llmjax.generation.beam import beam_search
 from llmjax.generation.decode import generate
+from llmjax.models import registry as models
 from llmjax.tasks.base import Batch, Log, Task
 from llmjax.tasks.registry import register
 from llmjax.training.objectives import cross_entropy_sums
+from llmjax.training.workdir import MODEL_JSON
 
 _MODEL_KEYS = ("source_segment_ids", "source_positions", "target_segment_ids", "target_positions")
 _EVERY = 1 << 62  # keep_text's count for all of a split's texts
@@ -180,6 +194,13 @@ class Seq2SeqTask(Task):
     def __init__(self, run: Any):
         super().__init__(run)
         cfg, max_len = run.task, run.model.max_len
+        if getattr(run.model, "prompt_is_source", None) is None:
+            raise ConfigError(f"config.model.name={run.model.name!r} does not generate (no prompt_is_source, "
+                              "prefill, extend): the seq2seq task decodes; pick a family that generates")
+        if self._decoder_only and run.data.seq_len - cfg.target_len < 2:
+            raise ConfigError(f"config.task.target_len={cfg.target_len} leaves no room for a source in "
+                              f"config.data.seq_len={run.data.seq_len} (a decoder-only row holds source + [SEP] "
+                              "+ target): raise seq_len or lower target_len")
         if max_len and cfg.target_len > max_len:
             raise ConfigError(f"config.task.target_len={cfg.target_len} exceeds config.model.max_len={max_len} "
                               "(the positional table): raise max_len or lower target_len")
@@ -207,8 +228,9 @@ class Seq2SeqTask(Task):
             keep_text={"train": retrieval.POOL, "eval": _EVERY},
             transforms={"source": read})
         log(f"data {cfg.dataset}: {describe(cache.meta['stats'])}")
-        pack = functools.partial(PackedPairs, source_len=d.seq_len, target_len=cfg.target_len, seed=t.seed,
-                                 eos_id=tok.eos_id, pad_id=tok.pad_id, start_id=tok.eos_id)
+        pack = (functools.partial(PackedCompletions, seq_len=d.seq_len, sep_id=tok.sep_id) if self._decoder_only
+                else functools.partial(PackedPairs, source_len=d.seq_len, start_id=tok.eos_id))
+        pack = functools.partial(pack, target_len=cfg.target_len, seed=t.seed, eos_id=tok.eos_id, pad_id=tok.pad_id)
         train_sources, eval_sources = cache.field("train", "source"), cache.field("eval", "source")
         want = len(eval_sources) if cfg.decode_examples < 0 else cfg.decode_examples
         self._sources = cache.texts("eval", "source", want)  # as the dataset gives them
@@ -219,8 +241,9 @@ class Seq2SeqTask(Task):
                           batch_size=self.eval_batch_size, shuffle=False)
         self._references = cache.texts("eval", "target", want)
         n = len(self._sources)  # at most the texts the cache kept
-        # Decoded sources are what training sees: ids + EOS, cut to data.seq_len.
-        self._decode_sources = [example_ids(eval_sources[i], tok.eos_id, d.seq_len) for i in range(n)]
+        # Decoded sources are what training sees (source_prompt).
+        self._decode_sources = [source_prompt(eval_sources[i], tok, d.seq_len, cfg.target_len, self._decoder_only)
+                                for i in range(n)]
         self._decoded: list[str] = []
         which = "the whole eval split" if n == len(eval_sources) else f"the first {n:,} eval sources"
         decoded = (f"{which} decoded at each eval (beam {cfg.beam_size}, {cfg.decode_batch_size} sources at a time)"
@@ -242,13 +265,18 @@ class Seq2SeqTask(Task):
             f"{np.mean(eval_N >= 0):.1%} of eval sources (similarity >= {threshold})")
         return JoinedSources(train_sources, memory, train_N, sep), JoinedSources(eval_sources, memory, eval_N, sep)
 
+    @property
+    def _decoder_only(self) -> bool:
+        """The family continues a prompt (GPT): it reads prompt -> completion rows."""
+        return not self.run.model.prompt_is_source
+
     @staticmethod
     def prompt_ids(task: Seq2SeqTaskConfig, data: Any, tokenizer: Any, texts: Sequence[str],
                    workdir: str) -> list[list[int]]:
         """Sources as training and the eval's decodes read them: identifiers split as the run
         split them, with task.memory_input the target of the closest of the run's train pairs
-        joined as in training (its example cache in workdir is the memory), then ids + EOS cut
-        to data.seq_len."""
+        joined as in training (its example cache in workdir is the memory), then as the run's
+        family reads a source (source_prompt; the family from workdir's model.json)."""
         ids = tokenizer.encode_batch([as_source(task)(text) for text in texts])
         if task.memory_input and texts:
             index, targets = _saved_memory(workdir)
@@ -256,7 +284,8 @@ class Seq2SeqTask(Task):
             match_N = matches_over(best_N, sim_N, task.memory_input, len(texts))
             joined = JoinedSources(example_cache.Ragged.from_arrays(ids), targets, match_N, tokenizer.sep_id)
             ids = [joined[i] for i in range(len(joined))]
-        return [example_ids(x, tokenizer.eos_id, data.seq_len).tolist() for x in ids]
+        decoder_only = _continues_prompts(workdir)
+        return [source_prompt(x, tokenizer, data.seq_len, task.target_len, decoder_only).tolist() for x in ids]
 
     @staticmethod
     def decoding(task: Seq2SeqTaskConfig) -> dict[str, Any]:
@@ -269,11 +298,15 @@ class Seq2SeqTask(Task):
 
     def model_config(self, platform: str) -> Any:
         cfg = self.finalized_model(self.tokenizer.vocab_size, platform)
+        if self._decoder_only:  # rows of data.seq_len: its context, as in pretraining
+            return cfg
         max_len = self.run.model.max_len or max(self.run.data.seq_len, self.run.task.target_len)
         return dataclasses.replace(cfg, max_len=max_len, start_id=self.tokenizer.eos_id)
 
     def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
         source = jnp.zeros((1, self.run.data.seq_len), jnp.int32)
+        if self._decoder_only:
+            return model.init(rng, source, deterministic=True)["params"]
         target = jnp.zeros((1, self.run.task.target_len), jnp.int32)
         return model.init(rng, source, target, deterministic=True)["params"]
 
@@ -292,6 +325,10 @@ class Seq2SeqTask(Task):
     # ------------------------------------------------------------ objective
 
     def _logits(self, model, params, batch, deterministic: bool, rng=None) -> jax.Array:
+        if self._decoder_only:  # the packed rows' positions and segments, as the family takes them
+            return model.apply({"params": params}, batch["inputs"], deterministic=deterministic,
+                               rngs=None if rng is None else {"dropout": rng},
+                               **{k: batch[k] for k in self.run.model.inputs if k in batch})
         return model.apply({"params": params}, batch["source"], batch["decoder_inputs"],
                            deterministic=deterministic, rngs=None if rng is None else {"dropout": rng},
                            **{k: batch[k] for k in _MODEL_KEYS})
@@ -302,9 +339,13 @@ class Seq2SeqTask(Task):
     def objective(self, model, params, batch, denoms, rng):
         if self.run.task.decoder_input_dropout:
             rng, word_rng = jax.random.split(rng)
-            batch = self._drop_words(batch, word_rng)
-        sums = training_sums(model, params, batch, rng, label_smoothing=self.run.task.label_smoothing,
-                             num_classes=self.tokenizer.vocab_size, z_loss=self.run.train.z_loss)
+            batch = (self._drop_completion_words if self._decoder_only else self._drop_words)(batch, word_rng)
+        smoothing = {"label_smoothing": self.run.task.label_smoothing, "num_classes": self.tokenizer.vocab_size}
+        if self._decoder_only:
+            sums = cross_entropy_sums(self._logits(model, params, batch, False, rng), batch["targets"],
+                                      batch["weights"], self.run.train.z_loss, **smoothing)
+        else:
+            sums = training_sums(model, params, batch, rng, z_loss=self.run.train.z_loss, **smoothing)
         return sums["loss_sum"], {"nll_sum": sums["nll_sum"], "loss_sum": sums["loss_sum"]}
 
     def _drop_words(self, batch: Batch, rng: jax.Array) -> Batch:
@@ -314,6 +355,16 @@ class Seq2SeqTask(Task):
         drop_BxT = jax.random.bernoulli(rng, self.run.task.decoder_input_dropout, inputs_BxT.shape)
         drop_BxT &= batch["target_positions"] > 0
         return dict(batch, decoder_inputs=jnp.where(drop_BxT, self.tokenizer.unk_id, inputs_BxT))
+
+    def _drop_completion_words(self, batch: Batch, rng: jax.Array) -> Batch:
+        """A decoder-only row's target tokens among its inputs (those after [SEP]: the position
+        before predicted a completion token of the same example) replaced by [UNK] at rate
+        decoder_input_dropout, as _drop_words does to the decoder's."""
+        inputs_BxL, segments_BxL = batch["inputs"], batch["segment_ids"]
+        after_BxL = (batch["weights"][:, :-1] > 0) & (segments_BxL[:, 1:] == segments_BxL[:, :-1])
+        drop_BxL = jax.random.bernoulli(rng, self.run.task.decoder_input_dropout, inputs_BxL.shape)
+        drop_BxL &= jnp.pad(after_BxL, ((0, 0), (1, 0)))
+        return dict(batch, inputs=jnp.where(drop_BxL, self.tokenizer.unk_id, inputs_BxL))
 
     def train_metrics(self, sums, denoms):
         count = jnp.maximum(denoms["tokens"], 1.0)
@@ -357,10 +408,14 @@ class Seq2SeqTask(Task):
     # ------------------------------------------------------------ accounting and reporting
 
     def flops_per_step(self, model_cfg: Any) -> float:
+        if self._decoder_only:
+            return model_cfg.flops_per_token(self.run.data.seq_len) * self.tokens_per_step()
         return self.batch_size * model_cfg.flops_per_row(self.run.data.seq_len, self.run.task.target_len)
 
     def tokens_per_step(self) -> int:
-        """Source and target positions of every row."""
+        """Source and target positions of every row (a decoder-only row holds both)."""
+        if self._decoder_only:
+            return self.batch_size * self.run.data.seq_len
         return self.batch_size * (self.run.data.seq_len + self.run.task.target_len)
 
     @functools.cached_property
@@ -451,6 +506,29 @@ def _scores_text(m: dict[str, Any], prefix: str = "") -> str:
         text += (f", placeholders right in {m[prefix + 'placeholder_accuracy']:.1f}% of "
                  f"{m[prefix + 'placeholder_examples']:,}")
     return text
+
+
+def source_prompt(ids: np.ndarray, tokenizer: Tokenizer, seq_len: int, target_len: int,
+                  decoder_only: bool) -> np.ndarray:
+    """A source's ids as the model reads them to decode its target: for an encoder-decoder
+    ids + EOS cut to seq_len (packed_pairs.example_ids), for a decoder-only family the prompt of
+    its rows, ids cut to seq_len - target_len - 1 then [SEP] (packed_completions.prompt_ids)."""
+    if decoder_only:
+        return completion_prompt(ids, tokenizer.sep_id, seq_len - target_len)
+    return example_ids(ids, tokenizer.eos_id, seq_len)
+
+
+def _continues_prompts(workdir: str) -> bool:
+    """Whether the run in workdir trained a family that continues a prompt (GPT), from its
+    model.json; a workdir without one (prepared, never trained) reads as the encoder-decoder's."""
+    path = os.path.join(workdir, MODEL_JSON)
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path) as f:
+            return not models.config_from_dict(json.load(f)).prompt_is_source
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{path} cannot be read ({str(e).splitlines()[0]}): retrain, or fix the file") from None
 
 
 @functools.lru_cache(maxsize=2)

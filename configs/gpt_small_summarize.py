@@ -1,0 +1,53 @@
+"""Fine-tune gpt_small on the embedded seq2seq task (a standard-library function's code to the first
+sentence of its docstring) as prompt -> completion: each row reads source + [SEP] + target + EOS,
+the loss is on target + EOS only, and the eval decodes source + [SEP] with the encoder-decoder's
+beam search and scores it with the same BLEU, chrF and ROUGE beside the same baselines (copy, the
+translation memory, the most frequent target); configs/encdec_small.py is the encoder-decoder on
+the same pairs and split. Rows are gpt_small's 128 positions, so the pretrained position table
+restores: a source keeps its first 103 tokens (128 - 24 target tokens - [SEP]; encdec_small
+reads 64).
+
+Pretrain first (configs/gpt_small.py, whose tokenizer this run adopts), then fine-tune:
+
+python -m llmjax.main --config=configs/gpt_small.py --workdir=runs/gpt_small
+python -m llmjax.main --config=configs/gpt_small_summarize.py
+python -m llmjax.main --config=configs/gpt_small_summarize.py --config.init_from= --workdir=runs/gpt_summarize_scratch   # from scratch
+"""
+from llmjax.experiment import base_config
+
+
+def get_config():
+    c = base_config(model="gpt", task="seq2seq")
+    c.init_from = "runs/gpt_small"  # the pretraining run's workdir (its newest checkpoint and tokenizer)
+    c.model.num_layers = 4  # the pretrained model's shape and function (configs/gpt_small.py)
+    c.model.d_model = 256
+    c.model.num_heads = 4
+    c.model.mlp_dim = 1024
+    c.model.position = "learned"
+    c.model.ffn = "gelu"
+    c.model.norm = "layernorm"
+    c.model.dropout = 0.1
+    c.task.dataset = "stdlib_docstrings"
+    c.task.target_len = 24  # encdec_small's, and its decoding settings below
+    c.task.label_smoothing = 0.1
+    c.task.decode_examples = 200
+    c.task.beam_size = 4
+    c.task.alpha = 0.6
+    c.task.no_repeat_ngram = 3
+    c.task.length_reward = 0.4
+    c.data.tokenizer = "sentencepiece"
+    c.data.vocab_size = 4096
+    c.data.seq_len = 128  # a row: prompt (source + [SEP]) and completion (target + EOS)
+    c.data.val_fraction = 0.1  # by file group: encdec_small's 480 eval pairs
+    c.train.num_steps = 600
+    c.train.batch_size = 16
+    c.train.eval_every = 300
+    c.train.eval_steps = 0
+    c.train.log_every = 10
+    c.optim.lr = 1e-3
+    c.optim.schedule = "linear"
+    c.optim.min_lr_ratio = 0.0
+    c.optim.warmup_steps = 30
+    c.optim.weight_decay = 0.01
+    c.checkpoint.every_steps = 300
+    return c
