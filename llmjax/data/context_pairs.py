@@ -14,8 +14,8 @@ What word2vec.c and gensim do, in batches (Mikolov et al. 2013):
 Step s reads chunk EpochOrder(seed)[s] of `chunk_tokens` consecutive stream tokens (shuffled per
 epoch; the chunks of an eval split in order) and draws everything else from
 default_rng([seed, s]): the batch of a step never depends on the steps before it. A chunk gives a
-varying number of examples; the batch has a fixed number of rows (`capacity`, set from the expected
-number with room to spare) padded with zero-weight rows, and the rare chunk that yields more
+varying number of examples; the batch has a fixed number of rows (`capacity`, set from the rows of
+the first train chunks with room to spare) padded with zero-weight rows, and the rare chunk that yields more
 keeps a random `capacity` of them (the task reports how many its eval batches lose so).
 
 Rows: skip-gram, one (center, context) pair; CBOW, one center with its 2 * window context slots
@@ -33,7 +33,8 @@ import numpy as np
 from llmjax.data.order import EpochOrder
 
 NOISE_POWER = 0.75  # Mikolov et al. 2013: unigram^(3/4) beat unigram and uniform noise
-ROOM = 1.25  # capacity over the expected rows of a chunk (chunks of rare tokens keep more of them)
+PROBE_STEPS = 16  # train chunks whose rows size the batch
+ROOM = 1.05  # capacity over the most rows a probed chunk gave
 
 
 def usable(counts_V: np.ndarray, special_V: np.ndarray, min_count: int) -> np.ndarray:
@@ -61,14 +62,6 @@ def noise_distribution(counts_V: np.ndarray, usable_V: np.ndarray, power: float 
         raise ValueError("no token takes part in Word2Vec training (all are rarer than task.min_count "
                          "or special): lower config.task.min_count or use more data")
     return weights / total
-
-
-def expected_rows(counts_V: np.ndarray, keep_V: np.ndarray, stream_tokens: int, chunk_tokens: int,
-                  window: int, skipgram: bool) -> float:
-    """Rows a chunk gives on average: its kept tokens, times 2 E[b] = window + 1 contexts each for
-    skip-gram (an upper bound: documents' ends cut some windows short)."""
-    kept = chunk_tokens * float(np.dot(np.asarray(counts_V, np.float64), keep_V)) / max(stream_tokens, 1)
-    return kept * (window + 1) if skipgram else kept
 
 
 class ContextPairs:
@@ -147,3 +140,10 @@ class ContextPairs:
         some = mask.any(axis=1)
         return (np.where(mask, words_n[at_nxC], 0)[some], mask[some].astype(np.float32),
                 words_n[some])
+
+
+def capacity(pairs: ContextPairs, multiple: int) -> int:
+    """Rows a batch of these pairs needs: ROOM times the most that the first PROBE_STEPS chunks
+    give, rounded up to a multiple (chunks differ: one of rare tokens keeps more of them)."""
+    found = max(len(pairs.examples(step)[0]["targets"]) for step in range(min(PROBE_STEPS, pairs.num_chunks)))
+    return max(multiple, math.ceil(ROOM * found / multiple) * multiple)

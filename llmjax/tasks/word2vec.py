@@ -51,8 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from llmjax.config import check_choice, check_positive
-from llmjax.data.context_pairs import (ROOM, ContextPairs, expected_rows, keep_probabilities,
-                                       noise_distribution, usable)
+from llmjax.data.context_pairs import ContextPairs, capacity, keep_probabilities, noise_distribution, usable
 from llmjax.data.embeddings_file import save_embeddings
 from llmjax.data.pipeline import Prepared, prepare
 from llmjax.tasks.base import Batch, Log, Task
@@ -141,13 +140,12 @@ class Word2VecTask(Task):
         self._usable = usable(counts_V, tok.special_mask(), task.min_count)
         keep_V = keep_probabilities(counts_V, self._usable, task.sample)
         noise_V = noise_distribution(counts_V, self._usable)
-        skipgram = m.architecture == "skipgram"
-        expected = expected_rows(counts_V, keep_V, len(self.data.train_tokens), t.batch_size, m.window, skipgram)
-        multiple = 64 * t.grad_accum_steps  # rows split evenly over micro-batches and devices
-        self._capacity = max(multiple, math.ceil(ROOM * expected / multiple) * multiple)
-        common = dict(chunk_tokens=t.batch_size, capacity=self._capacity, keep_V=keep_V, noise_V=noise_V,
-                      eos_id=tok.eos_id, window=m.window, negatives=m.negatives, skipgram=skipgram)
-        self._train = ContextPairs(self.data.train_tokens, seed=t.seed, shuffle=True, **common)
+        common = dict(chunk_tokens=t.batch_size, keep_V=keep_V, noise_V=noise_V, eos_id=tok.eos_id,
+                      window=m.window, negatives=m.negatives, skipgram=m.architecture == "skipgram")
+        self._train = ContextPairs(self.data.train_tokens, seed=t.seed, shuffle=True, capacity=0, **common)
+        # rows split evenly over micro-batches and devices
+        self._capacity = self._train.capacity = capacity(self._train, 64 * t.grad_accum_steps)
+        common["capacity"] = self._capacity
         max_chunks = math.ceil(d.eval_tokens / t.batch_size) if d.eval_tokens else 0
         self._eval = ContextPairs(self.data.val_tokens, seed=EVAL_SEED, shuffle=False,
                                   max_chunks=max_chunks, **common)

@@ -8,6 +8,7 @@ import pytest
 
 from llmjax.data.context_pairs import ContextPairs, keep_probabilities, noise_distribution, usable
 from llmjax.data.embeddings_file import load_embeddings
+from llmjax.data.tokenizers import ByteTokenizer
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.tasks.word2vec import RELATED, UNRELATED, similarity_scores
 from tests.helpers import tiny_config, write_corpus
@@ -117,9 +118,10 @@ def test_similarity_scores_related_against_re_paired():
     assert similarity_scores(unit, {"read": 0, "write": 1}) == {"sim_pairs": 1.0}  # no unrelated pair scored
 
 
-def test_a_short_run_learns_and_saves_its_vectors(tmp_path):
+@pytest.mark.parametrize("tokenizer", ["word", "byte"])
+def test_a_short_run_learns_and_saves_its_vectors(tmp_path, tokenizer):
     c = tiny_config(write_corpus(str(tmp_path / "corpus"), num_files=6), model="word2vec", task="word2vec")
-    c.data.tokenizer, c.data.vocab_size, c.data.spm_train_chars = "word", 3000, 10**9
+    c.data.tokenizer, c.data.vocab_size, c.data.spm_train_chars = tokenizer, 3000, 10**9
     c.model.dim, c.model.window, c.model.negatives = 16, 3, 4
     c.task.min_count = 2
     c.train.batch_size, c.train.num_steps, c.train.eval_every, c.train.eval_steps = 2048, 30, 30, 0
@@ -128,7 +130,12 @@ def test_a_short_run_learns_and_saves_its_vectors(tmp_path):
     lines = []
     out = train_and_evaluate(resolve(c), str(tmp_path / "run"), log=lines.append)
     assert out["loss"] < 5 * np.log(2) - 0.3  # 1 + 4 candidates at score 0 give 5 log 2
-    assert 0.0 <= out["sim_auc"] <= 1.0 and out["step"] == 30
+    assert out["step"] == 30
+    assert 0.0 <= out["sim_auc"] <= 1.0 if tokenizer == "word" else out["sim_pairs"] <= 1  # bytes: x/y at most
     assert any(line.startswith("nearest neighbours") for line in lines)
     vectors, tokens, fingerprint = load_embeddings(os.path.join(tmp_path, "run", "embeddings.npy"))
-    assert fingerprint is None and vectors.shape == (len(tokens), 16) and "self" in tokens
+    assert vectors.shape == (len(tokens), 16)
+    if tokenizer == "word":  # the words that took part, by string
+        assert fingerprint is None and "self" in tokens and "" not in tokens
+    else:  # every id of the tokenizer, in order: what model.embed_init reads
+        assert fingerprint == ByteTokenizer().fingerprint() and tokens == ByteTokenizer().pieces()
