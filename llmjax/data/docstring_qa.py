@@ -47,7 +47,7 @@ DROP_REASONS = ("not_plain_text", "short_answer", "long_answer", "split_by_conte
 _QUOTES = re.compile(r"[rRuU]?(\"\"\"|'''|\"|')")
 _PARAGRAPH_END = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z])")
-_BASELINE_END = re.compile(r"[.!?](?=\s)|\n[ \t]*\n")
+_BASELINE_END = re.compile(r"[.!?](?=[\s\"']|$)|\n[ \t]*\n")
 _NAME = re.compile(r"What does (\w+) do\?")
 
 
@@ -185,8 +185,8 @@ def question_name(question: str) -> str | None:
 
 def baseline_answer(name: str, context: str) -> str:
     """The first sentence after the first mention of name (a whole word) in context: from the
-    next word character to the first [.!?] before whitespace or a blank line ('' when name is
-    not mentioned)."""
+    next word character to the first [.!?] before whitespace, a quote or the end, or to a blank
+    line ('' when name is not mentioned)."""
     mention = re.search(rf"\b{re.escape(name)}\b", context)
     if not mention:
         return ""
