@@ -43,6 +43,8 @@ setup(
                  "transformers>=4.50", "torch==2.13.0", "seqeval", "gensim",  # gensim: experiments/bench_word2vec.py
                  "nbformat", "nbclient", "ipykernel", "matplotlib"],  # tests/test_notebooks.py runs notebooks/
         "plots": ["matplotlib"],
+        # The classic baselines (python -m llmjax.baseline, llmjax.classic: imported when run).
+        "classic": ["scikit-learn"],
     },
     entry_points={"console_scripts": ["llmjax=llmjax.main:run", "llmjax-sample=llmjax.sample:run",
                                       "llmjax-convert=llmjax.convert:run", "llmjax-sweep=llmjax.sweep:run",
