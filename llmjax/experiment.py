@@ -17,7 +17,8 @@ import ml_collections
 from llmjax import config as C
 from llmjax.models import registry as models
 from llmjax.tasks import registry as tasks
-from llmjax.training import embed_init, fork, warm_start
+from llmjax.data.embeddings_file import check_token_vectors
+from llmjax.training import fork, warm_start
 
 GROUPS = ("model", "task", *C.SHARED_GROUPS)
 # Keys at the top of the config, beside the groups, with their defaults.
@@ -77,7 +78,7 @@ def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> R
     sizes = None if num_devices is None else C.mesh_shape(run.mesh, num_devices)
     run.model.check_run(run.data, sizes)
     if getattr(run.model, "embed_init", ""):  # the file's width and kind, from its header
-        embed_init.check_file(run.model)
+        check_token_vectors(run.model.embed_init, "config.model.embed_init", run.model.d_model)
     if sizes is not None:
         shards = sizes[0] * sizes[1]
         micro = run.train.batch_size // run.train.grad_accum_steps

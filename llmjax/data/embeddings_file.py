@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from llmjax.config import UserError
+from llmjax.config import ConfigError, UserError
 from llmjax.data.atomic import atomic_write
 
 FORMAT = 1
@@ -67,6 +67,28 @@ def read_header(path: str) -> dict:
                         f"{header.get('count')} tokens of dimension {header.get('dim')}: the two files "
                         "are from different runs; save them again")
     return header
+
+
+def check_token_vectors(path: str, key: str, dim: int, fingerprint: str | None = None,
+                        num_ids: int = 0) -> None:
+    """One-line ConfigError (naming the config key) unless the file holds vectors of a
+    tokenizer's ids (not words), of width dim, and, where given, of the tokenizer with this
+    fingerprint and its num_ids rows. From the header alone: cheap enough for resolve."""
+    header = read_header(path)
+    got = header["tokenizer_fingerprint"]
+    if got is None:
+        raise ConfigError(f"{key}={path!r} holds vectors of words, not of a tokenizer's ids: train "
+                          "Word2Vec with this run's data.tokenizer (over its pieces) to initialise a token table")
+    if header["dim"] != dim:
+        raise ConfigError(f"{key}={path!r} holds vectors of dimension {header['dim']} but the model's "
+                          f"token table is {dim} wide: train Word2Vec with model.dim={dim}, or set "
+                          f"config.model.d_model={header['dim']}")
+    if fingerprint is not None and got != fingerprint:
+        raise ConfigError(f"{key}={path!r} was trained over another tokenizer (fingerprint {got}) than "
+                          f"this run's ({fingerprint}): train Word2Vec with this run's data config, or unset the key")
+    if num_ids and header["count"] != num_ids:
+        raise ConfigError(f"{key}={path!r} holds {header['count']} rows but the tokenizer has {num_ids} "
+                          "ids: save the embeddings again from the Word2Vec run")
 
 
 def load_embeddings(path: str) -> tuple[np.ndarray, list[str], str | None]:

@@ -16,11 +16,16 @@ Batches are dicts of numpy arrays with the global batch on axis 0.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Sequence
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+import numpy as np
+
+from llmjax.data.embeddings_file import check_token_vectors, load_embeddings
+from llmjax.data.tokenizers import load_tokenizer
 
 Batch = dict[str, Any]
 Log = Callable[[str], None]
@@ -154,3 +159,12 @@ class Task(abc.ABC):
 
     def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
         """Whatever the task shows at the end (samples, decoded examples)."""
+
+    def token_vectors(self, model_cfg: Any, workdir: str) -> np.ndarray:
+        """The rows (V, d_model) of model_cfg.embed_init, a Word2Vec file over this run's
+        tokenizer (workdir/tokenizer, saved by prepare); a one-line ConfigError when they do not
+        fit (llmjax.training.embed_init puts them in place)."""
+        tok = load_tokenizer(os.path.join(workdir, "tokenizer"))
+        check_token_vectors(model_cfg.embed_init, "config.model.embed_init", model_cfg.d_model,
+                            tok.fingerprint(), tok.vocab_size)
+        return load_embeddings(model_cfg.embed_init)[0]

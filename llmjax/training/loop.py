@@ -159,7 +159,8 @@ def _setup(task: Task, cfg: Any, workdir: str, mesh, log: Log) -> _Setup:
         if init_from:  # a new run warm-started from another's parameters (a resumed one is not)
             state = state.replace(params=warm_start.restore_params(init_from, state.params, log))
         if getattr(model_cfg, "embed_init", ""):  # trained token vectors (llmjax.training.embed_init)
-            state = state.replace(params=embed_init.apply(state.params, model_cfg, workdir, log))
+            rows = task.token_vectors(model_cfg, workdir)
+            state = state.replace(params=embed_init.apply(state.params, rows, model_cfg, log))
         return _Setup(model, model_cfg, tx, optim.schedule(cfg.optim, horizon), state,
                       state_sh, t, 0, horizon, ckpt)
     state, meta = restored

@@ -1,5 +1,5 @@
 """model.embed_init: a Word2Vec file's rows put in place in a real model's token table, and the
-one-line refusals (width, words, another tokenizer) before training."""
+one-line refusals (width, words, another tokenizer, another vocabulary) before training."""
 import os
 
 import jax
@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from llmjax.config import ConfigError
-from llmjax.data.embeddings_file import save_embeddings
+from llmjax.data.embeddings_file import check_token_vectors, save_embeddings
 from llmjax.data.tokenizers import ByteTokenizer, CharTokenizer
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.models import registry
 from llmjax.models.bert import BertConfig
 from llmjax.models.gpt import GPTConfig
 from llmjax.models.lstm import LSTMConfig
+from llmjax.tasks.base import Task
 from llmjax.training import embed_init
 from llmjax.training.state import values
 from llmjax.training.tree_paths import flat_paths
@@ -44,11 +45,18 @@ def _workdir_with(tmp_path, tok) -> str:
     return workdir
 
 
+def _rows(cfg, workdir):
+    """What the loop asks the task for: Task.token_vectors (no abstract method is called)."""
+    return Task.token_vectors(None, cfg, workdir)
+
+
 def test_the_rows_go_into_the_gpt_token_table(tmp_path):
     path, vectors = _file(tmp_path)
     cfg, params = _gpt(path)
     lines = []
-    new = embed_init.apply(params, cfg, _workdir_with(tmp_path, BYTES), lines.append)
+    rows = _rows(cfg, _workdir_with(tmp_path, BYTES))
+    np.testing.assert_array_equal(rows, vectors)
+    new = embed_init.apply(params, rows, cfg, lines.append)
     table, old = np.asarray(new["embed"]["embedding"]), np.asarray(params["embed"]["embedding"])
     V = BYTES.vocab_size
     assert table.shape == (cfg.vocab_size, 16) and cfg.vocab_size > V
@@ -73,18 +81,22 @@ def test_bert_and_lstm_token_tables_are_found(cfg):
     assert embed_init.token_table_path(shapes, cfg.vocab_size, 16) == want
 
 
-def test_another_width_words_or_another_tokenizer_are_one_line(tmp_path):
+def test_another_width_words_another_tokenizer_or_vocabulary_are_one_line(tmp_path):
+    key = "config.model.embed_init"
     wide, _ = _file(tmp_path, dim=24, name="wide")
-    with pytest.raises(ConfigError, match="dimension 24 but config.model.d_model=16"):
-        embed_init.check_file(_gpt(wide)[0])
+    with pytest.raises(ConfigError, match="dimension 24 but the model's token table is 16 wide"):
+        check_token_vectors(wide, key, 16)
     words, _ = _file(tmp_path, fingerprint=None, name="words")
     with pytest.raises(ConfigError, match="vectors of words"):
-        embed_init.check_file(_gpt(words)[0])
+        check_token_vectors(words, key, 16)
+    short, _ = _file(tmp_path, rows=100, name="short")
+    with pytest.raises(ConfigError, match="100 rows but the tokenizer has 262"):
+        check_token_vectors(short, key, 16, BYTES.fingerprint(), BYTES.vocab_size)
     path, _ = _file(tmp_path)
-    cfg, params = _gpt(path)
+    cfg, _ = _gpt(path)
     with pytest.raises(ConfigError, match="another tokenizer") as e:
-        embed_init.apply(params, cfg, _workdir_with(tmp_path, CharTokenizer("abc")), print)
-    assert "\n" not in str(e.value)
+        _rows(cfg, _workdir_with(tmp_path, CharTokenizer("abc")))
+    assert "\n" not in str(e.value) and str(e.value).startswith(key)
 
 
 def test_resolve_refuses_a_file_of_another_width_and_a_run_starts_from_the_file(tmp_path):
