@@ -10,7 +10,7 @@ from llmjax.data.context_pairs import ContextPairs, keep_probabilities, noise_di
 from llmjax.data.embeddings_file import load_embeddings
 from llmjax.data.tokenizers import ByteTokenizer
 from llmjax.experiment import resolve, train_and_evaluate
-from llmjax.tasks.word2vec import RELATED, UNRELATED, similarity_scores
+from llmjax.tasks.word2vec import RELATED, UNRELATED, similarity_scores, vocabulary_ids
 from tests.helpers import tiny_config, write_corpus
 
 
@@ -139,3 +139,10 @@ def test_a_short_run_learns_and_saves_its_vectors(tmp_path, tokenizer):
         assert fingerprint is None and "self" in tokens and "" not in tokens
     else:  # every id of the tokenizer, in order: what model.embed_init reads
         assert fingerprint == ByteTokenizer().fingerprint() and tokens == ByteTokenizer().pieces()
+
+
+def test_a_word_is_its_piece_or_the_word_initial_piece_whichever_is_more_frequent():
+    pieces = ["\u2581read", "read", "\u2581write", "x", "", "\u2581"]
+    counts = np.array([5, 9, 3, 1, 50, 50])
+    ids = vocabulary_ids(pieces, counts, np.array([True, True, True, False, True, True]))
+    assert ids == {"read": 1, "write": 2}  # x takes no part; "" and a bare marker are no word
