@@ -9,7 +9,7 @@ model's width (d_model); anything else is one line before training (the width an
 words already on resolve, from the file's header). The table is the unique `embedding` leaf of
 shape (padded vocabulary, d_model); its first real_vocab_size rows are replaced, the padded rows
 stay as initialised. The vectors are scaled as a whole (directions and relative lengths kept) to
-the RMS of the rows they replace: Word2Vec vectors are ~100x larger than a Transformer's
+the RMS of the rows they replace: Word2Vec vectors are ~10x larger than a Transformer's
 init_std=0.02 table, and a tied output head would start with huge logits.
 """
 from __future__ import annotations
