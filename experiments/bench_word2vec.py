@@ -82,10 +82,11 @@ def _config(vocab_size: int, steps: int):
     return c
 
 
-def _corpus(workdir: str) -> tuple[str, int, int]:
+def _corpus(workdir: str) -> tuple[str, int, int, int]:
     """Prepare the words once (whole-split vocabulary), then size the vocabulary to the words of
     at least min_count occurrences and prepare again under it. Writes gensim's corpus file: one
-    document a line. (corpus path, words in it, vocabulary size)."""
+    document a line. (corpus path, words in it, tokens of llmjax's train stream: the words, the rare
+    ones as [UNK] and each document's EOS, vocabulary size)."""
     probe = experiment.resolve(_config(10_000_000, 1))
     data = prepare(probe.data, os.path.join(workdir, "vocab"), log=lambda s: None)
     kept = int(np.sum(data.unigram_counts[:data.tokenizer.eos_id] >= _MIN_COUNT.value))
@@ -105,7 +106,7 @@ def _corpus(workdir: str) -> tuple[str, int, int]:
             count += len(doc)
             f.write(" ".join(words[doc]) + "\n")
             start = end + 1
-    return path, count, kept + 6
+    return path, count, len(stream), kept + 6
 
 
 def _gensim(corpus: str, seed: int) -> tuple[dict[str, np.ndarray], float]:
@@ -167,7 +168,7 @@ def main(argv) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # the checkpointer's progress lines
     workdir = os.path.abspath(_WORKDIR.value)
-    corpus, words, vocab_size = _corpus(workdir)
+    corpus, words, stream_tokens, vocab_size = _corpus(workdir)
     with open(corpus, encoding="utf-8") as f:  # the frequent words, by their counts in the corpus
         counts: dict[str, int] = {}
         for line in f:
@@ -178,7 +179,8 @@ def main(argv) -> None:
           f"{_EPOCHS.value} epochs")
     g_vectors, g_seconds = _gensim(corpus, _SEED.value)
     g2_vectors, _ = _gensim(corpus, _SEED.value + 1)
-    steps = max(1, round(_EPOCHS.value * -(-words // _BATCH.value)))
+    # the same epochs over llmjax's stream (its [UNK] and EOS tokens read, never trained on)
+    steps = max(1, round(_EPOCHS.value * stream_tokens / _BATCH.value))
     l_dir = os.path.join(workdir, "llmjax")
     for name in os.listdir(l_dir):  # a fresh run over the prepared corpus
         if name not in ("data", "tokenizer"):
