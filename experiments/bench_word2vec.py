@@ -15,10 +15,10 @@ SGD does not survive batching, llmjax.tasks.word2vec).
 
 words/s = the corpus's words x epochs / the training's wall time: gensim's train() call; llmjax's
 whole train_and_evaluate with one eval at the end (compile and eval included), and its steady
-rate (the median of the loop's tokens/s rows, compile and eval excluded) beside it. Agreement: the
-mean overlap of the top-10 neighbours (cosine) of the 100 most frequent words between the two
-models; a second gensim run with another seed gives the overlap to expect between two runs
-of the same trainer.
+rate (the median of the loop's tokens/s rows, compile and eval excluded, as corpus words)
+beside it. Agreement: the mean overlap of the top-10 neighbours (cosine) of the 100 most
+frequent words between the two models; a second gensim run with another seed gives the overlap
+to expect between two runs of the same trainer.
 
   python experiments/bench_word2vec.py                                   # the whole stdlib, 5 epochs
   python experiments/bench_word2vec.py --max_train_chars=2000000 --epochs=1   # a quick check
@@ -189,7 +189,7 @@ def main(argv) -> None:
     l_vectors, l_seconds, l_rate = _llmjax(vocab_size, steps, l_dir)
     total = words * _EPOCHS.value
     rows = [("gensim", total / g_seconds, "", _similarity(g_vectors)),
-            ("llmjax", total / l_seconds, f"{l_rate:,.0f}", _similarity(l_vectors))]
+            ("llmjax", total / l_seconds, f"{l_rate * words / stream_tokens:,.0f}", _similarity(l_vectors))]
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {_ARCH.value}, dim "
           f"{_DIM.value}, window {_WINDOW.value}, {_NEGATIVES.value} negatives, sample {_SAMPLE.value:g}, "
           f"min_count {_MIN_COUNT.value}, {_EPOCHS.value} epochs, {words:,} words")
