@@ -224,9 +224,9 @@ def near_duplicates(texts: dict[str, str]) -> dict[str, str]:
         for s in shingles:
             for other in index.get(s, ()):
                 shared[other] = shared.get(other, 0) + 1
-        best = max(shared, key=lambda o: (shared[o] / (len(shingles) + sizes[o] - shared[o]), _sha1(o)),
-                   default=None)
-        if best is not None and shared[best] / (len(shingles) + sizes[best] - shared[best]) >= NEAR_DUPLICATE_JACCARD:
+        jaccard = {o: n / (len(shingles) + sizes[o] - n) for o, n in shared.items()}
+        best = max(jaccard, key=lambda o: (jaccard[o], _sha1(o)), default=None)
+        if best is not None and jaccard[best] >= NEAR_DUPLICATE_JACCARD:
             dropped[path] = best
             continue
         sizes[path] = len(shingles)

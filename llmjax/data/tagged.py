@@ -250,10 +250,13 @@ def _jsonl_stream(spec: str, val_fraction: float, max_examples: int) -> TaggedSt
     index = {t: i for i, t in enumerate(tag_names)}
 
     def rows(extra: dict) -> Iterator[Row]:
-        extra["files"] = ({s: len(plan["files"][s]) for s in SPLITS} if "files" in plan
-                          else {"train": len(files[0]), "eval": "the last examples"})
-        source = (((s, f, n, tokens, tags) for s in SPLITS for f in plan["files"][s]
-                   for n, tokens, tags in _read_jsonl(f)) if "files" in plan else _tail_rows(files[0], plan["cut"]))
+        if "files" in plan:
+            extra["files"] = {s: len(plan["files"][s]) for s in SPLITS}
+            source = ((s, f, n, tokens, tags) for s in SPLITS for f in plan["files"][s]
+                      for n, tokens, tags in _read_jsonl(f))
+        else:  # one set of files, eval its last examples
+            extra["files"] = {"train": len(files[0]), "eval": len(files[0]), "eval_from_example": plan["cut"]}
+            source = _tail_rows(files[0], plan["cut"])
         kept = 0
         for split, path, number, tokens, tags in source:
             if split == "train":

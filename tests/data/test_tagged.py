@@ -7,7 +7,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from llmjax.config import ConfigError
-from llmjax.data.tagged import FrequentTag, join_words, open_tagged, words_of
+from llmjax.data.tagged import FrequentTag, TaggedStream, join_words, open_tagged, words_of
 
 
 def _write(path, examples):
@@ -32,15 +32,18 @@ def test_jsonl_named_files_and_the_tail_split(tmp_path):
     stream = open_tagged(f"jsonl:{tmp_path}/train.jsonl,{tmp_path}/dev.jsonl")
     got = list(stream)
     assert stream.tag_names == ("O", "B-LOC", "B-PER", "I-PER")  # train's tags, O first
-    assert [(r[0], r[1]) for r in got] == [("train", f"{tmp_path}/train.jsonl:1"),
-                                           ("train", f"{tmp_path}/train.jsonl:2"), ("eval", f"{tmp_path}/dev.jsonl:1")]
+    assert [(r[0], r[1]) for r in got] == [
+        ("train", f"{tmp_path}/train.jsonl:1"), ("train", f"{tmp_path}/train.jsonl:2"),
+        ("eval", f"{tmp_path}/dev.jsonl:1")]
     assert got[0][2] == "Grüße aus Köln" and words_of(got[0][2], got[0][3]) == ["Grüße", "aus", "Köln"]
     assert [stream.tag_names[t] for t in got[1][4]] == ["B-PER", "I-PER", "O"]
     assert stream.stats["train_words"] == 6 and stream.stats["eval_per_tag"]["B-LOC"] == 1
     # One file: its last val_fraction of the examples are eval; max_examples caps train.
     _write(tmp_path / "all.jsonl", SENTENCES * 4)
-    got = list(open_tagged(f"jsonl:{tmp_path}/all.jsonl", val_fraction=0.25))
+    stream = open_tagged(f"jsonl:{tmp_path}/all.jsonl", val_fraction=0.25)
+    got = list(stream)
     assert [r[0] for r in got] == ["train"] * 9 + ["eval"] * 3
+    assert stream.stats["files"] == {"train": 1, "eval": 1, "eval_from_example": 9}
     got = list(open_tagged(f"jsonl:{tmp_path}/all.jsonl", val_fraction=0.25, max_examples=2))
     assert [r[0] for r in got] == ["train"] * 2 + ["eval"] * 3
 
@@ -84,6 +87,13 @@ def test_jsonl_tag_sets_that_disagree_and_empty_splits(tmp_path):
         open_tagged(f"jsonl:{tmp_path}/nothing*.jsonl")
     with pytest.raises(ConfigError, match="must be one of stdlib_roles, tfds:"):
         open_tagged("conll.txt")
+
+
+def test_an_empty_split_fails_when_the_stream_ends():
+    row = ("train", "t[0]", "a", np.zeros((1, 2), np.int32), [0])
+    stream = TaggedStream("tfds:x", ("O",), lambda extra: iter([row]))
+    with pytest.raises(ValueError, match=r"tfds:x: the eval split has no examples: pick another eval split"):
+        list(stream)
 
 
 def test_frequent_tag_baseline():
