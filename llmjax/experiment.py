@@ -106,7 +106,8 @@ def check_pairing(model: Any, task: Any) -> None:
 RESUME_KEYS = ("model", "task", "data", "train.seed", "train.batch_size", "optim.name")
 # Where the corpus is prepared, by how many workers, and how much of it an eval reads change no
 # trained token (a moved prepared_dir is checked against the run's corpus by its fingerprint).
-RESUME_FREE = ("data.prepared_dir", "data.num_workers", "data.eval_tokens")
+RESUME_FREE = ("data.prepared_dir", "data.num_workers", "data.eval_tokens",
+               "model.embed_init")  # embed_init: read by a new run only; its file may be gone since
 
 
 def check_resumable(saved: dict, current: dict, workdir: str) -> None:

@@ -109,3 +109,13 @@ def test_resolve_refuses_a_file_of_another_width_and_a_run_starts_from_the_file(
     lines = []
     train_and_evaluate(resolve(c), str(tmp_path / "run"), log=lines.append)
     assert any(line.startswith("embed_init: 262 rows of embed/embedding") for line in lines)
+
+
+def test_a_run_resumes_without_its_embeddings_file():
+    from llmjax.experiment import base_config, check_resumable
+    saved, current = base_config("gpt").to_dict(), base_config("gpt").to_dict()
+    saved["model"]["embed_init"] = "/gone/embeddings.npy"
+    check_resumable(saved, current, "run")  # unset: resumes (a resumed run never reads the file)
+    current["model"]["d_model"] = 64
+    with pytest.raises(ConfigError, match="config.model.d_model"):
+        check_resumable(saved, current, "run")
