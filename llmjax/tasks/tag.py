@@ -19,10 +19,11 @@ A batch's rows are built when it is drawn, in the family's layout (classify.enco
 word carries its tag, every other position -1 (ignored). The data line counts the words cut off.
 
 Objective: token cross-entropy summed over the labelled positions, divided by the labelled
-positions of the whole batch. Eval: loss (the same mean), then on the host the argmax at each
-word's first piece of the evaluated examples, as word tags (a word cut off, or without a piece,
-is predicted "O"), scored with llmjax.evaluation.spans (seqeval's definitions): word accuracy
-and span precision/recall/F1, micro and per type.
+positions of the whole batch (a train row's loss and accuracy are over those positions). Eval:
+loss (the same mean), then on the host (a second forward pass of the evaluated batches) the
+argmax at each word's first piece, as word tags (a word cut off, or without a piece, is
+predicted "O"), scored with llmjax.evaluation.spans (seqeval's definitions): word accuracy and
+span precision/recall/F1, micro and per type.
 
 Baseline: each word's most frequent train tag (a word never seen in train: the most frequent
 tag overall; tagged.FrequentTag), fitted while the cache is built and scored the same way on
