@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llmjax.config import check_choice, check_positive
+from llmjax.config import check_choice, check_positive, fail
 from llmjax.data.context_pairs import ContextPairs, capacity, keep_probabilities, noise_distribution, usable
 from llmjax.data.embeddings_file import save_embeddings
 from llmjax.data.pipeline import Prepared, prepare
@@ -132,6 +132,13 @@ class Word2VecTask(Task):
     data: Prepared
     loss_denominator = "updates"  # the loss sum's gradient (per-row means by take_rows), not a mean over examples
 
+    def __init__(self, run: Any):
+        super().__init__(run)
+        if run.train.grad_accum_steps > 1:  # before any data work
+            fail("train.grad_accum_steps", run.train.grad_accum_steps, "word2vec's per-row mean gradients "
+                 "are taken over the whole update, which micro-batches would split: use 1 (lower "
+                 "train.batch_size to use less memory)")
+
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
         d, m, t, task = self.run.data, self.run.model, self.run.train, self.run.task
         self.workdir = workdir
@@ -144,8 +151,7 @@ class Word2VecTask(Task):
         common = dict(chunk_tokens=t.batch_size, keep_V=keep_V, noise_V=noise_V, eos_id=tok.eos_id,
                       window=m.window, negatives=m.negatives, skipgram=m.architecture == "skipgram")
         self._train = ContextPairs(self.data.train_tokens, seed=t.seed, shuffle=True, capacity=0, **common)
-        # rows split evenly over micro-batches and devices
-        self._capacity = self._train.capacity = capacity(self._train, 64 * t.grad_accum_steps)
+        self._capacity = self._train.capacity = capacity(self._train, 64)  # rows split evenly over devices
         common["capacity"] = self._capacity
         max_chunks = math.ceil(d.eval_tokens / t.batch_size) if d.eval_tokens else 0
         self._eval = ContextPairs(self.data.val_tokens, seed=EVAL_SEED, shuffle=False,

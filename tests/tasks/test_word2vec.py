@@ -146,3 +146,12 @@ def test_a_word_is_its_piece_or_the_word_initial_piece_whichever_is_more_frequen
     counts = np.array([5, 9, 3, 1, 50, 50])
     ids = vocabulary_ids(pieces, counts, np.array([True, True, True, False, True, True]))
     assert ids == {"read": 1, "write": 2}  # x takes no part; "" and a bare marker are no word
+
+
+def test_micro_batches_are_refused_in_one_line():
+    from llmjax.config import ConfigError
+    from llmjax.tasks import registry
+    c = tiny_config("stdlib", model="word2vec", task="word2vec")
+    c.train.grad_accum_steps = 2
+    with pytest.raises(ConfigError, match="config.train.grad_accum_steps=2"):
+        registry.build(resolve(c))
