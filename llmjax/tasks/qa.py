@@ -179,6 +179,14 @@ class _Split:
         return np.concatenate([[0], np.cumsum(counts_N)[:-1]]).astype(np.int64)
 
 
+def _holds_answer(split: _Split) -> np.ndarray:
+    """bool (windows,): whether each window holds its example's (first) answer whole."""
+    first_N, last_N = np.array([split.answers[e][:2] for e in range(len(split.room_N))], np.int64).reshape(-1, 2).T
+    e_W, start_W = split.example_W, split.start_W
+    end_W = start_W + np.minimum(split.room_N[e_W], split.context.lengths()[e_W] - start_W)
+    return (first_N[e_W] >= start_W) & (last_N[e_W] < end_W)
+
+
 @register("qa", QATaskConfig)
 class QATask(Task):
     tokenizer: Tokenizer
@@ -212,13 +220,12 @@ class QATask(Task):
         train, evals = self._splits["train"], self._splits["eval"]
         self._train_order = EpochOrder(len(train.example_W), t.batch_size, t.seed, shuffle=True)
         self._eval_order = EpochOrder(len(evals.example_W), self.eval_batch_size, shuffle=False)
-        labels = np.array([self._labels(train, w)[0] > 0 for w in range(min(len(train.example_W), 20_000))])
         multi = np.mean(np.bincount(evals.example_W) > 1)
         log(f"data: {len(train.room_N):,} train questions in {len(train.example_W):,} windows "
-            f"({labels.mean():.1%} of them hold the answer, the others point at position 0), "
-            f"{len(evals.room_N):,} eval questions in {len(evals.example_W):,} windows ({multi:.1%} of "
-            f"eval contexts need more than one); rows of {d.seq_len} tokens, windows sharing "
-            f"{cfg.doc_stride} tokens")
+            f"({np.mean(_holds_answer(train)):.1%} of them hold the answer, the others point at position "
+            f"0), {len(evals.room_N):,} eval questions in {len(evals.example_W):,} windows ({multi:.1%} "
+            f"of them with a context of more than one window); rows of {d.seq_len} tokens, windows "
+            f"sharing {cfg.doc_stride} tokens")
 
     def _windows(self, cache: example_cache.ExampleCache, split: str) -> _Split:
         """A split's columns and windows; a question that leaves too little room is an error."""
