@@ -21,7 +21,6 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,11 +28,11 @@ import numpy as np
 from llmjax.config import check_positive
 from llmjax.data import example_cache
 from llmjax.data.labelled import LabelledStream, describe, open_labelled
-from llmjax.data.order import EpochOrder
 from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_tokenizer
 from llmjax.evaluation.classification import (classification_metrics, confusion_sums,
                                               majority_baselines)
-from llmjax.tasks.base import Batch, Log, Task
+from llmjax.tasks.base import Batch, Log
+from llmjax.tasks.head_task import HeadTask
 from llmjax.tasks.registry import register
 from llmjax.training.objectives import token_nll
 
@@ -112,17 +111,12 @@ def _extra_tokens(paired: bool, bert_style: bool) -> int:
 
 
 @register("classify", ClassifyTaskConfig)
-class ClassifyTask(Task):
+class ClassifyTask(HeadTask):
     label_names: tuple[str, ...]
     loss_denominator = "examples"
 
-    @property
-    def _bert_style(self) -> bool:
-        """Families with token types ([CLS]-pooled encoders) read BERT-style rows."""
-        return getattr(self.run.model, "type_vocab_size", 0) > 0
-
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
-        cfg, d, t = self.run.task, self.run.data, self.run.train
+        cfg, d = self.run.task, self.run.data
         keys = tuple(k.strip() for k in cfg.text_keys.split(",") if k.strip())
         stream = open_labelled(cfg.dataset, tfds_data_dir=d.tfds_data_dir, text_keys=keys,
                                label_key=cfg.label_key, train_split=cfg.train_split,
@@ -144,8 +138,7 @@ class ClassifyTask(Task):
         self._fields = {s: [cache.field(s, f) for f in cache.fields] for s in example_cache.SPLITS}
         self._labels = {s: np.asarray(cache.labels(s), np.int32) for s in example_cache.SPLITS}
         n_train, n_eval = len(self._labels["train"]), len(self._labels["eval"])
-        self._train_order = EpochOrder(n_train, t.batch_size, t.seed, shuffle=True)
-        self._eval_order = EpochOrder(n_eval, self.eval_batch_size, shuffle=False)
+        self._order_examples(n_train, n_eval)
         tokens_N = sum(f.lengths() for f in self._fields["train"])
         extra = _extra_tokens(len(cache.fields) == 2, self._bert_style)
         cut = float(np.mean(tokens_N + extra >= d.seq_len)) if n_train else 0.0
@@ -159,17 +152,6 @@ class ClassifyTask(Task):
     def model_config(self, platform: str) -> Any:
         return dataclasses.replace(self.finalized_model(self.tokenizer.vocab_size, platform),
                                    head="sequence", num_labels=self.num_labels)
-
-    def _model_inputs(self, batch: Batch) -> dict[str, Any]:
-        extra = {"token_types": batch["token_types"]} if self._bert_style else {}
-        return {"attention_mask": batch["attention_mask"], **extra}
-
-    def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
-        L = self.run.data.seq_len
-        ones = jnp.ones((1, L), jnp.int32)
-        batch = {"attention_mask": ones, "token_types": jnp.zeros((1, L), jnp.int32)}
-        return model.init(rng, jnp.zeros((1, L), jnp.int32), deterministic=True,
-                          **self._model_inputs(batch))["params"]
 
     # ------------------------------------------------------------ batches
 
@@ -186,24 +168,10 @@ class ClassifyTask(Task):
         out["weights"] = real.astype(np.float32)
         return out
 
-    def train_batch(self, step: int, rows: slice | None = None) -> Batch:
-        return self._take("train", self._train_order.indices(step, rows))
-
-    @property
-    def num_eval_batches(self) -> int:
-        return self.capped_eval_batches(self._eval_order.num_batches)
-
-    def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
-        return self._take("eval", self._eval_order.indices(index, rows))
-
     # ------------------------------------------------------------ objective
 
     def denominators(self, batch: Batch) -> dict[str, jax.Array]:
         return {"examples": jnp.sum(batch["weights"].astype(jnp.float32))}
-
-    def _logits(self, model, params, batch, deterministic: bool, rng=None) -> jax.Array:
-        return model.apply({"params": params}, batch["inputs"], deterministic=deterministic,
-                           rngs=None if rng is None else {"dropout": rng}, **self._model_inputs(batch))
 
     def objective(self, model, params, batch, denoms, rng):
         logits_BxK = self._logits(model, params, batch, deterministic=False, rng=rng)

@@ -40,12 +40,12 @@ import numpy as np
 
 from llmjax.config import ConfigError, UserError, check_positive
 from llmjax.data import docstring_qa, example_cache, qa_windows, sources
-from llmjax.data.order import EpochOrder
 from llmjax.data.qa_sources import QAStream, dataset_kind, open_qa, split_names
 from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_tokenizer
 from llmjax.evaluation.squad import normalize_answer, squad_scores
-from llmjax.tasks.base import Batch, Log, Task
+from llmjax.tasks.base import Batch, Log
 from llmjax.tasks.classify import encode_rows
+from llmjax.tasks.head_task import HeadTask
 from llmjax.tasks.registry import register
 from llmjax.training.objectives import token_nll
 
@@ -188,17 +188,12 @@ def _holds_answer(split: _Split) -> np.ndarray:
 
 
 @register("qa", QATaskConfig)
-class QATask(Task):
+class QATask(HeadTask):
     tokenizer: Tokenizer
     loss_denominator = "windows"
 
-    @property
-    def _bert_style(self) -> bool:
-        """Families with token types read BERT-style rows ([CLS] q [SEP] window [SEP])."""
-        return getattr(self.run.model, "type_vocab_size", 0) > 0
-
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
-        cfg, d, t = self.run.task, self.run.data, self.run.train
+        cfg, d = self.run.task, self.run.data
         stream = open_qa(cfg.dataset, splits=cfg.splits, tfds_data_dir=d.tfds_data_dir,
                          val_fraction=d.val_fraction, max_examples=cfg.max_examples)
         tok_dir = os.path.join(workdir, "tokenizer")
@@ -218,8 +213,7 @@ class QATask(Task):
         log(f"data {cfg.dataset}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
         self._splits = {s: self._windows(cache, s) for s in example_cache.SPLITS}
         train, evals = self._splits["train"], self._splits["eval"]
-        self._train_order = EpochOrder(len(train.example_W), t.batch_size, t.seed, shuffle=True)
-        self._eval_order = EpochOrder(len(evals.example_W), self.eval_batch_size, shuffle=False)
+        self._order_examples(len(train.example_W), len(evals.example_W))
         multi = np.mean(np.bincount(evals.example_W) > 1)
         log(f"data: {len(train.room_N):,} train questions in {len(train.example_W):,} windows "
             f"({np.mean(_holds_answer(train)):.1%} of them hold the answer, the others point at position "
@@ -240,16 +234,6 @@ class QATask(Task):
 
     def model_config(self, platform: str) -> Any:
         return dataclasses.replace(self.finalized_model(self.tokenizer.vocab_size, platform), head="span")
-
-    def _model_inputs(self, batch: Batch) -> dict[str, Any]:
-        extra = {"token_types": batch["token_types"]} if self._bert_style else {}
-        return {"attention_mask": batch["attention_mask"], **extra}
-
-    def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
-        L = self.run.data.seq_len
-        batch = {"attention_mask": jnp.ones((1, L), jnp.int32), "token_types": jnp.zeros((1, L), jnp.int32)}
-        return model.init(rng, jnp.zeros((1, L), jnp.int32), deterministic=True,
-                          **self._model_inputs(batch))["params"]
 
     # ------------------------------------------------------------ batches
 
@@ -280,24 +264,13 @@ class QATask(Task):
         out["window"] = np.where(real, idx, -1).astype(np.int32)
         return out
 
-    def train_batch(self, step: int, rows: slice | None = None) -> Batch:
-        return self._take("train", self._train_order.indices(step, rows))
-
-    @property
-    def num_eval_batches(self) -> int:
-        return self.capped_eval_batches(self._eval_order.num_batches)
-
-    def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
-        return self._take("eval", self._eval_order.indices(index, rows))
-
     # ------------------------------------------------------------ objective
 
     def denominators(self, batch: Batch) -> dict[str, jax.Array]:
         return {"windows": jnp.sum(batch["weights"].astype(jnp.float32))}
 
     def _logits(self, model, params, batch, deterministic: bool, rng=None) -> jax.Array:
-        logits_BxLx2 = model.apply({"params": params}, batch["inputs"], deterministic=deterministic,
-                                   rngs=None if rng is None else {"dropout": rng}, **self._model_inputs(batch))
+        logits_BxLx2 = super()._logits(model, params, batch, deterministic, rng)
         real_BxLx1 = (batch["attention_mask"] > 0)[..., None]
         return jnp.where(real_BxLx1, logits_BxLx2, -1e9)  # padding is never a start or an end
 

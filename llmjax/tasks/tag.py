@@ -46,13 +46,13 @@ import numpy as np
 
 from llmjax.config import check_fraction, check_positive
 from llmjax.data import example_cache
-from llmjax.data.order import EpochOrder
 from llmjax.data.tagged import (FrequentTag, TaggedStream, check_tagged_spec, describe, files_key,
                                 open_tagged, words_of)
 from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_tokenizer
 from llmjax.evaluation.spans import span_scores
-from llmjax.tasks.base import Batch, Log, Task
+from llmjax.tasks.base import Batch, Log
 from llmjax.tasks.classify import _extra_tokens, encode_rows
+from llmjax.tasks.head_task import HeadTask
 from llmjax.tasks.registry import register
 from llmjax.training.objectives import token_nll
 
@@ -127,14 +127,9 @@ def _records(stream: TaggedStream, baseline: FrequentTag) -> Iterator[tuple]:
 
 
 @register("tag", TagTaskConfig)
-class TagTask(Task):
+class TagTask(HeadTask):
     tag_names: tuple[str, ...]
     loss_denominator = "labelled"
-
-    @property
-    def _bert_style(self) -> bool:
-        """Families with token types read BERT-style rows (classify.encode_rows)."""
-        return getattr(self.run.model, "type_vocab_size", 0) > 0
 
     @property
     def _room(self) -> int:
@@ -142,7 +137,7 @@ class TagTask(Task):
         return self.run.data.seq_len - _extra_tokens(False, self._bert_style)
 
     def prepare(self, workdir: str, log: Log, resuming: bool) -> None:
-        cfg, d, t = self.run.task, self.run.data, self.run.train
+        cfg, d = self.run.task, self.run.data
         stream = open_tagged(cfg.dataset, tfds_data_dir=d.tfds_data_dir, tokens_key=cfg.tokens_key,
                              tags_key=cfg.tags_key, train_split=cfg.train_split,
                              eval_split=cfg.eval_split, val_fraction=cfg.val_fraction,
@@ -165,8 +160,7 @@ class TagTask(Task):
         log(describe(cfg.dataset, cache.meta["stats"], len(self.tag_names)))
         self._columns = {s: {c: cache.field(s, c) for c in COLUMNS} for s in example_cache.SPLITS}
         n_train, n_eval = (len(self._columns[s]["ids"]) for s in example_cache.SPLITS)
-        self._train_order = EpochOrder(n_train, t.batch_size, t.seed, shuffle=True)
-        self._eval_order = EpochOrder(n_eval, self.eval_batch_size, shuffle=False)
+        self._order_examples(n_train, n_eval)
         cut = {s: self._cut_words(s) for s in example_cache.SPLITS}
         log(f"data: {n_train:,} train / {n_eval:,} eval examples, {len(self.tag_names)} tags; rows of "
             f"{d.seq_len} tokens cut off {cut['train'][0]:,} of {cut['train'][1]:,} train words "
@@ -185,16 +179,6 @@ class TagTask(Task):
     def model_config(self, platform: str) -> Any:
         return dataclasses.replace(self.finalized_model(self.tokenizer.vocab_size, platform),
                                    head="token", num_labels=self.num_labels)
-
-    def _model_inputs(self, batch: Batch) -> dict[str, Any]:
-        extra = {"token_types": batch["token_types"]} if self._bert_style else {}
-        return {"attention_mask": batch["attention_mask"], **extra}
-
-    def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
-        L = self.run.data.seq_len
-        batch = {"attention_mask": jnp.ones((1, L), jnp.int32), "token_types": jnp.zeros((1, L), jnp.int32)}
-        return model.init(rng, jnp.zeros((1, L), jnp.int32), deterministic=True,
-                          **self._model_inputs(batch))["params"]
 
     # ------------------------------------------------------------ batches
 
@@ -220,24 +204,10 @@ class TagTask(Task):
         out["attention_mask"] = out["attention_mask"] * real[:, None]
         return out
 
-    def train_batch(self, step: int, rows: slice | None = None) -> Batch:
-        return self._take("train", self._train_order.indices(step, rows))
-
-    @property
-    def num_eval_batches(self) -> int:
-        return self.capped_eval_batches(self._eval_order.num_batches)
-
-    def eval_batch(self, index: int, rows: slice | None = None) -> Batch:
-        return self._take("eval", self._eval_order.indices(index, rows))
-
     # ------------------------------------------------------------ objective
 
     def denominators(self, batch: Batch) -> dict[str, jax.Array]:
         return {"labelled": jnp.sum((batch["labels"] >= 0).astype(jnp.float32))}
-
-    def _logits(self, model, params, batch, deterministic: bool, rng=None) -> jax.Array:
-        return model.apply({"params": params}, batch["inputs"], deterministic=deterministic,
-                           rngs=None if rng is None else {"dropout": rng}, **self._model_inputs(batch))
 
     @staticmethod
     def _sums(logits_BxLxK: jax.Array, labels_BxL: jax.Array) -> dict[str, jax.Array]:
