@@ -44,6 +44,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from llmjax import experiment  # noqa: E402
 from llmjax.data.embeddings_file import load_embeddings  # noqa: E402
+from llmjax.evaluation.neighbours import neighbour_overlap  # noqa: E402
 from llmjax.data.pipeline import prepare  # noqa: E402
 from llmjax.tasks.word2vec import similarity_scores  # noqa: E402
 
@@ -133,28 +134,6 @@ def _llmjax(vocab_size: int, steps: int, workdir: str) -> tuple[dict[str, np.nda
         rates = [r["tokens_per_sec"] for r in map(json.loads, f) if "tokens_per_sec" in r]
     vectors, tokens, _ = load_embeddings(os.path.join(workdir, "embeddings.npy"))
     return dict(zip(tokens, vectors)), seconds, statistics.median(rates[1:] or rates or [float("nan")])
-
-
-def neighbour_overlap(a: dict[str, np.ndarray], b: dict[str, np.ndarray], probes: list[str], top: int) -> float:
-    """Mean |top-k(a) & top-k(b)| / k of the probes, neighbours searched among the shared words."""
-    shared = sorted(set(a) & set(b))
-    index = {w: i for i, w in enumerate(shared)}
-
-    def unit(vectors):
-        m = np.stack([vectors[w] for w in shared]).astype(np.float64)
-        return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-
-    ua, ub = unit(a), unit(b)
-    overlaps = []
-    for w in probes:
-        i = index[w]
-        lists = []
-        for u in (ua, ub):
-            sims = u @ u[i]
-            sims[i] = -np.inf
-            lists.append(set(np.argsort(-sims)[:top].tolist()))
-        overlaps.append(len(lists[0] & lists[1]) / top)
-    return float(np.mean(overlaps))
 
 
 def _similarity(vectors: dict[str, np.ndarray]) -> dict[str, float]:
