@@ -20,8 +20,7 @@ from llmjax.classic.outcome import Outcome
 from llmjax.config import UserError
 from llmjax.data.tagged import FrequentTag, describe, open_tagged, words_of
 from llmjax.evaluation.spans import span_scores
-from llmjax.tasks.tag import SPAN_KEYS
-from llmjax.tasks.tag import _scores as task_scores
+from llmjax.tasks.tag import SPAN_KEYS, span_metrics
 
 
 def load(run: BaselineConfig, log: Callable[[str], None]) -> tuple[dict[str, list], tuple[str, ...]]:
@@ -91,7 +90,7 @@ def _scores(probs_WxK: np.ndarray, rows: list, names: tuple[str, ...]) -> dict[s
     p_W = probs_WxK[np.arange(len(true_W)), true_W]
     loss = float(-np.mean(np.log(np.maximum(p_W, np.finfo(np.float64).tiny))))
     scores = span_scores(_sentences(true_W, rows, names), _sentences(probs_WxK.argmax(1), rows, names))
-    return {"loss": loss, **task_scores(scores)}
+    return {"loss": loss, **span_metrics(scores)}
 
 
 def _frequent_tag(rows: dict[str, list], names: tuple[str, ...]) -> dict[str, float]:
@@ -101,5 +100,5 @@ def _frequent_tag(rows: dict[str, list], names: tuple[str, ...]) -> dict[str, fl
         frequent.add(words_of(text, spans_Nx2), tags)
     pred = [[names[t] for t in frequent.predict(words_of(text, spans))] for text, spans, _ in rows["eval"]]
     true = [[names[t] for t in tags] for _, _, tags in rows["eval"]]
-    scores = task_scores(span_scores(true, pred))
+    scores = span_metrics(span_scores(true, pred))
     return {f"baseline_{k}": scores[k] for k in ("accuracy", *(f"span_{m}" for m in SPAN_KEYS))}

@@ -255,7 +255,7 @@ class TagTask(HeadTask):
                 tags_N = np.where(at_N >= 0, best_BxL[row, np.maximum(at_N, 0)], -1)
                 true.append(self._names(self._columns["eval"]["word_tags"][i]))
                 pred.append(self._names(tags_N))
-        return _scores(span_scores(true, pred))
+        return span_metrics(span_scores(true, pred))
 
     def _predictor(self, model: nn.Module):
         """params, batch -> the argmax tag at every position (B, L) int32, jitted once per model."""
@@ -275,7 +275,7 @@ class TagTask(HeadTask):
         cols = self._columns["eval"]
         true = [self._names(cols["word_tags"][i]) for i in range(self._evaluated)]
         pred = [self._names(cols["baseline"][i]) for i in range(self._evaluated)]
-        scores = _scores(span_scores(true, pred))
+        scores = span_metrics(span_scores(true, pred))
         return {f"baseline_{k}": scores[k] for k in ("accuracy", *(f"span_{m}" for m in SPAN_KEYS))}
 
     def describe(self, log: Log) -> None:
@@ -297,8 +297,9 @@ class TagTask(HeadTask):
                 f"accuracy {self._baseline['baseline_accuracy']:.4f})")
 
 
-def _scores(s: dict) -> dict[str, Any]:
-    """span_scores' result as eval metrics: accuracy, span_precision/recall/f1, per_type."""
+def span_metrics(s: dict) -> dict[str, Any]:
+    """span_scores' result as eval metrics (the task's and its classic baseline's, llmjax.classic.tag):
+    accuracy, span_precision/recall/f1, per_type."""
     return {"accuracy": s["accuracy"], **{f"span_{k}": s[k] for k in SPAN_KEYS},
             "spans_true": s["spans_true"], "spans_pred": s["spans_pred"], "per_type": s["per_type"]}
 
