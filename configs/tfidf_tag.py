@@ -3,6 +3,7 @@ token-labelling task (the tag task's data and splits; results beside the neural 
 
 python -m llmjax.baseline --config=configs/tfidf_tag.py [--workdir=runs/tfidf_tag]
 python -m llmjax.baseline --config=configs/tfidf_tag.py --config.task.dataset=tfds:conll2003
+python -m llmjax.baseline --config=configs/tfidf_tag.py --config.features.kind=embedding --config.features.embeddings=runs/word2vec_stdlib/embeddings.npy
 """
 from llmjax.classic.config import base_config
 

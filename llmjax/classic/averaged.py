@@ -17,7 +17,23 @@ from collections.abc import Sequence
 import numpy as np
 
 from llmjax.config import UserError
+from llmjax.data.embeddings_file import read_header
 from llmjax.data.tokenizers import Tokenizer
+
+
+def checked_header(path: str, units: str, tokenizer_from: str = "", words_only: bool = False) -> dict:
+    """The file's header (llmjax.data.embeddings_file), checked against the run's units before
+    any data is read; words_only: the run's tokens are a dataset's words (the tag task), which
+    piece vectors can never be."""
+    header = read_header(path)
+    fingerprint = header["tokenizer_fingerprint"]
+    if words_only and fingerprint is not None:
+        raise UserError(f"config.features.embeddings={path!r} holds the vectors of a tokenizer's "
+                        f"pieces (fingerprint {fingerprint}) but the tag task looks up the dataset's "
+                        "words: use the embeddings of a Word2Vec run over words "
+                        "(data.tokenizer='word', as configs/word2vec_stdlib.py)")
+    check_fit(path, header["count"], fingerprint, units, None, tokenizer_from)
+    return header
 
 
 def check_fit(path: str, count: int, fingerprint: str | None, units: str,
@@ -44,6 +60,15 @@ def check_fit(path: str, count: int, fingerprint: str | None, units: str,
     if count > tok.vocab_size:
         raise UserError(f"config.features.embeddings={path!r} has {count} rows but the tokenizer "
                         f"has {tok.vocab_size} ids: the file is damaged; save it again")
+
+
+def check_found(path: str, found: float, tokens: str, count: int, split: str) -> None:
+    """UserError when none of the train tokens has a vector (every feature would be zero):
+    tokens names them ("texts' words"), split says how the run splits its words."""
+    if not found:
+        raise UserError(f"config.features.embeddings={path!r}: none of the train {tokens} is among "
+                        f"its {count} tokens: use vectors trained on this corpus, with the words "
+                        f"split as {split}")
 
 
 def token_rows(tokens: Sequence[str], units: str) -> dict[str, int]:

@@ -38,10 +38,8 @@ def load(run: BaselineConfig, log: Callable[[str], None]) -> Labelled:
 def fit(run: BaselineConfig, workdir: str, log: Callable[[str], None]) -> Outcome:
     """Fit and score the baseline; UserError for bad input, before any fitting."""
     f = run.features
-    header = _embeddings_header(run) if f.kind == "embedding" else None
-    if header is not None:  # words or pieces: from the header alone, before any data
-        averaged.check_fit(f.embeddings, header["count"], header["tokenizer_fingerprint"], f.units,
-                           None, f.tokenizer_from)
+    header = (averaged.checked_header(f.embeddings, f.units, f.tokenizer_from)  # before any data
+              if f.kind == "embedding" else None)
     data = load(run, log)
     names = data.label_names
     checks.check_splits(run.task.dataset, data.train_labels, data.eval_labels, names)
@@ -71,13 +69,6 @@ def fit(run: BaselineConfig, workdir: str, log: Callable[[str], None]) -> Outcom
     return Outcome(metrics, baselines, steps, train_row, line)
 
 
-def _embeddings_header(run: BaselineConfig) -> dict[str, Any]:
-    """The embeddings file's header, read and checked before any data."""
-    from llmjax.data.embeddings_file import read_header
-
-    return read_header(run.features.embeddings)
-
-
 def _features(run: BaselineConfig, train: list[list[str]], evals: list[list[str]]
               ) -> tuple[Any, Any, str]:
     """(train features, eval features, a description) of the token lists."""
@@ -97,10 +88,8 @@ def _features(run: BaselineConfig, train: list[list[str]], evals: list[list[str]
     vectors_VxD, names, _ = load_embeddings(f.embeddings)
     rows = averaged.token_rows(names, f.units)
     x_train_NxD, found = averaged.mean_vectors(train, rows, vectors_VxD)
-    if not found:
-        raise UserError(f"config.features.embeddings={f.embeddings!r}: none of the train texts' "
-                        f"{f.units} is among its {len(names)} tokens: use vectors trained on this "
-                        "corpus, with the words split as config.features.token_pattern/lowercase split them")
+    averaged.check_found(f.embeddings, found, f"texts' {f.units}", len(names),
+                         "config.features.token_pattern/lowercase split them")
     x_eval_NxD, found_eval = averaged.mean_vectors(evals, rows, vectors_VxD)
     x_train_NxD, x_eval_NxD = averaged.standardise(x_train_NxD, x_eval_NxD)
     return x_train_NxD, x_eval_NxD, (f"mean of {vectors_VxD.shape[1]}-dimensional vectors of "

@@ -17,8 +17,9 @@ from llmjax import config as C
 from llmjax.tasks import registry as tasks
 
 # Which feature kinds each task reads: classification reads a text's tokens (counts, TF-IDF or
-# the mean of their Word2Vec vectors); token labelling a window of word features per word.
-TASK_KINDS = {"classify": ("bow", "tfidf", "embedding"), "tag": ("bow", "tfidf")}
+# the mean of their Word2Vec vectors); token labelling a window of word features per word
+# (counts or TF-IDF) or the window's Word2Vec vectors side by side.
+TASK_KINDS = {"classify": ("bow", "tfidf", "embedding"), "tag": ("bow", "tfidf", "embedding")}
 KINDS = ("bow", "tfidf", "embedding")
 UNITS = ("words", "pieces")
 CLASS_WEIGHTS = ("", "balanced")
@@ -32,10 +33,10 @@ GROUPS = ("task", "features", "classifier", "data")
 
 @dataclasses.dataclass(frozen=True)
 class FeaturesConfig:
-    kind: str = "tfidf"  # bow (token counts) | tfidf (sublinear tf, l2 rows) | embedding (classify: the mean of the tokens' Word2Vec vectors, from features.embeddings); tag: bow or tfidf of each word's window features
+    kind: str = "tfidf"  # bow (token counts) | tfidf (sublinear tf, l2 rows) | embedding (Word2Vec vectors from features.embeddings; classify: the tokens' mean; tag: the vectors of the words at -window..+window side by side); tag's bow/tfidf: of each word's window features
     units: str = "words"  # classify: what a token is: words (token_pattern) | pieces (the tokenizer's; see tokenizer_from)
     token_pattern: str = WORD_PATTERN  # units=words: a word, as a regular expression (default: identifiers, numbers and words whole, each punctuation character alone)
-    lowercase: bool = False  # units=words: lowercase the words first (code's case tells names apart)
+    lowercase: bool = False  # units=words: lowercase the words first (code's case tells names apart; tag: the embedding kind's lookups only)
     ngram_min: int = 1  # bow/tfidf: the shortest n-gram of tokens
     ngram_max: int = 1  # bow/tfidf: the longest n-gram of tokens
     min_df: int = 1  # bow/tfidf: keep the features of at least this many train texts (tag: words)

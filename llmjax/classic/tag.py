@@ -1,6 +1,7 @@
 """The token-labelling baseline: any dataset the tag task reads (llmjax.data.tagged, with the
 task's own keys, so the same examples and splits), each word as the bow or tfidf of its window
-features (llmjax.classic.window), a logistic regression fitted on train's words and scored on
+features (llmjax.classic.window) or its window's Word2Vec vectors side by side
+(llmjax.classic.windowed), a logistic regression fitted on train's words and scored on
 eval's with the tag task's metrics (token accuracy and seqeval's span P/R/F1, llmjax.
 evaluation.spans) beside its baseline (each word's most frequent train tag).
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from llmjax.classic import checks, features, linear, window
+from llmjax.classic import averaged, checks, features, linear, window, windowed
 from llmjax.classic.config import BaselineConfig
 from llmjax.classic.outcome import Outcome
 from llmjax.config import UserError
@@ -45,15 +46,14 @@ def load(run: BaselineConfig, log: Callable[[str], None]) -> tuple[dict[str, lis
 def fit(run: BaselineConfig, workdir: str, log: Callable[[str], None]) -> Outcome:
     """Fit and score the baseline; UserError for bad input, before any fitting."""
     f = run.features
+    if f.kind == "embedding":  # the file's kind, from its header alone, before any data
+        averaged.checked_header(f.embeddings, f.units, words_only=True)
     rows, names = load(run, log)
     labels = {s: np.array([t for _, _, tags in rows[s] for t in tags], np.int64) for s in rows}
     checks.check_splits(run.task.dataset, labels["train"], labels["eval"], names, what="words")
     t0 = time.time()
-    vec = features.vectorizer(f, ngrams=False)
-    x_train_WxF = vec.fit_transform(window.featurise([(t, s) for t, s, _ in rows["train"]], f.window, f.affix))
-    x_eval_WxF = vec.transform(window.featurise([(t, s) for t, s, _ in rows["eval"]], f.window, f.affix))
-    log(f"features: {f.kind} of each word's window (+-{f.window} words, affixes up to {f.affix}, "
-        f"min_df {f.min_df}): {x_train_WxF.shape[1]:,} features")
+    x_train_WxF, x_eval_WxF, described = _features(run, rows)
+    log(f"features: {described}")
     model, converged = linear.fit(x_train_WxF, labels["train"], run.classifier)
     seconds = time.time() - t0
     steps = linear.iterations(model)
@@ -72,6 +72,43 @@ def fit(run: BaselineConfig, workdir: str, log: Callable[[str], None]) -> Outcom
     train_row = {"loss": fitted["loss"], "accuracy": fitted["accuracy"], "span_f1": fitted["span_f1"],
                  "features": int(x_train_WxF.shape[1]), "fit_seconds": seconds}
     return Outcome(metrics, baselines, steps, train_row, line)
+
+
+def _features(run: BaselineConfig, rows: dict[str, list]) -> tuple[Any, Any, str]:
+    """(train features, eval features, a description) of every word of the splits."""
+    f = run.features
+    if f.kind == "embedding":
+        return _embedded(run, rows)
+    vec = features.vectorizer(f, ngrams=False)
+    x_train_WxF = vec.fit_transform(window.featurise([(t, s) for t, s, _ in rows["train"]], f.window, f.affix))
+    x_eval_WxF = vec.transform(window.featurise([(t, s) for t, s, _ in rows["eval"]], f.window, f.affix))
+    return x_train_WxF, x_eval_WxF, (f"{f.kind} of each word's window (+-{f.window} words, affixes "
+                                     f"up to {f.affix}, min_df {f.min_df}): {x_train_WxF.shape[1]:,} features")
+
+
+def _embedded(run: BaselineConfig, rows: dict[str, list]) -> tuple[np.ndarray, np.ndarray, str]:
+    """The Word2Vec window vectors of every word (llmjax.classic.windowed), the words looked up
+    as the dataset splits them (lowercased with features.lowercase), standardised by train's."""
+    from llmjax.data.embeddings_file import load_embeddings
+
+    f = run.features
+    vectors_VxD, tokens, _ = load_embeddings(f.embeddings)
+    lookup = averaged.token_rows(tokens, "words")
+
+    def vectors(split: str) -> tuple[np.ndarray, float]:
+        sentences = [[w.lower() if f.lowercase else w for w in words_of(text, spans_Nx2)]
+                     for text, spans_Nx2, _ in rows[split]]
+        return windowed.window_vectors(sentences, lookup, vectors_VxD, f.window)
+    x_train_WxF, found = vectors("train")
+    averaged.check_found(f.embeddings, found, "words", len(tokens),
+                         "the dataset splits them (lowercased with config.features.lowercase)")
+    x_eval_WxF, found_eval = vectors("eval")
+    x_train_WxF, x_eval_WxF = averaged.standardise(x_train_WxF, x_eval_WxF)
+    offsets = 2 * f.window + 1
+    return x_train_WxF, x_eval_WxF, (
+        f"the {vectors_VxD.shape[1]}-dimensional vectors of the words at -{f.window}..+{f.window} side "
+        f"by side and {offsets} missing-word indicators: {x_train_WxF.shape[1]:,} features ({found:.1%} "
+        f"of train words, {found_eval:.1%} of eval words in the file's {len(tokens):,})")
 
 
 def _sentences(flat_W: np.ndarray, rows: list, names: tuple[str, ...]) -> list[list[str]]:

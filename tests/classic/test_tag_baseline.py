@@ -10,6 +10,8 @@ import pytest
 from llmjax.classic.config import base_config, resolve
 from llmjax.classic.run import run_baseline
 from llmjax.config import UserError
+from llmjax.data.embeddings_file import save_embeddings
+from llmjax.data.tokenizers import ByteTokenizer
 from llmjax.experiment import resolve as resolve_experiment
 from llmjax.models import registry as models
 from llmjax.tasks import registry as tasks
@@ -76,12 +78,54 @@ def test_an_eval_tag_train_lacks_is_one_line_before_fitting(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_pieces_and_ngrams_are_refused_for_tagging():
+def test_pieces_are_refused_for_tagging():
     c = base_config("tag", "tfidf")
     c.features.units = "pieces"
     with pytest.raises(UserError, match="config.features.units='pieces': the tag task's features"):
         resolve(c)
+
+
+def _embedding_config(dataset, path):
     c = base_config("tag", "embedding")
-    c.features.embeddings = "w2v.npy"
-    with pytest.raises(UserError, match="config.features.kind='embedding': task 'tag' reads the feature kinds bow, tfidf"):
-        resolve(c)
+    c.task.dataset = dataset
+    c.features.embeddings = str(path)
+    c.features.window = 1
+    return resolve(c)
+
+
+def test_word2vec_window_vectors_tag_by_context(tmp_path, tagged):
+    """The names are not in the file: their tags come from their neighbours' vectors alone."""
+    words = ["def", "(", ")", ":", "x", "=", "y", "+", "1"]
+    vectors = np.random.default_rng(0).normal(size=(len(words), 8)).astype(np.float32)
+    save_embeddings(str(tmp_path / "w.npy"), vectors, words, None)
+    msgs = []
+    results = run_baseline(_embedding_config(tagged, tmp_path / "w.npy"), str(tmp_path / "run"),
+                           log=msgs.append)
+    assert results["span_f1"] > 0.95 and results["accuracy"] > 0.95
+    assert results["baseline_span_f1"] < 0.8
+    line = next(m for m in msgs if m.startswith("features: "))
+    assert line.startswith("features: the 8-dimensional vectors of the words at -1..+1 side by side "
+                           "and 3 missing-word indicators: 27 features (80.0% of train words, ")
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["features"] == 27
+
+
+def test_a_file_that_cannot_be_the_words_is_one_line_before_the_data(tmp_path, tagged):
+    tok = ByteTokenizer()
+    save_embeddings(str(tmp_path / "p.npy"), np.ones((tok.vocab_size, 2), np.float32), tok.pieces(),
+                    tok.fingerprint())
+    msgs = []
+    with pytest.raises(UserError, match=r"holds the vectors of a tokenizer's pieces .* the tag task "
+                                        r"looks up the dataset's words: use the embeddings of a Word2Vec "
+                                        r"run over words"):
+        run_baseline(_embedding_config(tagged, tmp_path / "p.npy"), str(tmp_path / "run"), log=msgs.append)
+    assert not msgs  # before any data is read
+    save_embeddings(str(tmp_path / "o.npy"), np.ones((2, 3), np.float32), ["zzqx", "qqzx"], None)
+    with pytest.raises(UserError, match=r"none of the train words is among its 2 tokens: use vectors "
+                                        r"trained on this corpus"):
+        run_baseline(_embedding_config(tagged, tmp_path / "o.npy"), str(tmp_path / "run"), log=msgs.append)
+    assert not any(m.startswith(("features", "done")) for m in msgs)
+    (tmp_path / "o.json").write_text("{}")
+    with pytest.raises(UserError, match="is not format 1 of llmjax.data.embeddings_file"):
+        run_baseline(_embedding_config(tagged, tmp_path / "o.npy"), str(tmp_path / "run"), log=msgs.append)
+    assert not (tmp_path / "run").exists()
