@@ -66,7 +66,7 @@ def fit(run: BaselineConfig, workdir: str, log: Callable[[str], None]) -> Outcom
             f"train accuracy {fitted['accuracy']:.4f}, {steps} L-BFGS iterations, {seconds:.1f}s")
     train_row = {"loss": fitted["loss"], "accuracy": fitted["accuracy"],
                  "features": int(x_train.shape[1]), "fit_seconds": seconds}
-    return Outcome(metrics, baselines, steps, train_row, line)
+    return Outcome(metrics, baselines, steps, train_row, line, linear.num_params(model))
 
 
 def _features(run: BaselineConfig, train: list[list[str]], evals: list[list[str]]

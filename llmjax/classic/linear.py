@@ -40,3 +40,8 @@ def probabilities(model: Any, x_N: Any, num_classes: int) -> np.ndarray:
 def iterations(model: Any) -> int:
     """The L-BFGS iterations the fit took."""
     return int(np.max(model.n_iter_))
+
+
+def num_params(model: Any) -> int:
+    """The fitted weights and biases: the count a results table sets beside a network's."""
+    return int(model.coef_.size + model.intercept_.size)

@@ -13,7 +13,8 @@ class Outcome:
     step: int  # the regression's L-BFGS iterations (results.json's "step")
     train: dict[str, Any]  # the train split's loss and accuracy, the features, the fit's seconds
     line: str  # the eval's summary line
+    params: int  # the regression's weights and biases (results.json's "params", as a network's)
 
     def results(self) -> dict[str, Any]:
-        """results.json as the training loop writes it: eval metrics, baselines, step."""
-        return {**self.metrics, **self.baselines, "step": self.step}
+        """results.json as the training loop writes it: eval metrics, baselines, step, params."""
+        return {**self.metrics, **self.baselines, "step": self.step, "params": self.params}

@@ -71,7 +71,7 @@ def fit(run: BaselineConfig, workdir: str, log: Callable[[str], None]) -> Outcom
             f"{steps} L-BFGS iterations, {seconds:.1f}s")
     train_row = {"loss": fitted["loss"], "accuracy": fitted["accuracy"], "span_f1": fitted["span_f1"],
                  "features": int(x_train_WxF.shape[1]), "fit_seconds": seconds}
-    return Outcome(metrics, baselines, steps, train_row, line)
+    return Outcome(metrics, baselines, steps, train_row, line, linear.num_params(model))
 
 
 def _features(run: BaselineConfig, rows: dict[str, list]) -> tuple[Any, Any, str]:

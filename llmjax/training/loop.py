@@ -301,7 +301,8 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
         log(f"stopped at step {end} on request after {time.time() - t0:.0f}s{seen}")
     elif last_eval:
         log(f"done in {time.time() - t0:.0f}s: step {end}, {task.eval_line(last_eval)}")
-    results = {**last_eval, **task.baselines(), "step": end}
+    results = {**last_eval, **task.baselines(), "step": end, "params": n_params,
+               "tokens_seen": end * tokens_per_step}
     if not stopped and eval_step_at == end:
         write_results(workdir, results)
     return results

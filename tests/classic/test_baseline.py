@@ -33,13 +33,14 @@ def _one_line_error(p, needle):
 
 def _classify_task_keys(workdir):
     """The keys the classify task's run writes to results.json: its eval metrics, its
-    baselines and the step (llmjax.training.loop), from a task prepared on the same data."""
+    baselines, the step and the parameter count (llmjax.training.loop; a network's run adds its
+    tokens_seen), from a task prepared on the same data."""
     run = resolve_experiment(tiny_config("stdlib", task="classify", task__max_examples=40), num_devices=1)
     task = registry.build(run)
     task.prepare(str(workdir), lambda _: None, resuming=False)
     k = task.num_labels
     totals = {"confusion": np.eye(k), "nll_sum": 1.0, "examples": float(k)}
-    return {*task.eval_metrics(totals), *task.baselines(), "step"}
+    return {*task.eval_metrics(totals), *task.baselines(), "step", "params"}
 
 
 def test_the_entry_point_writes_what_the_classify_task_writes(tmp_path):
@@ -54,6 +55,7 @@ def test_the_entry_point_writes_what_the_classify_task_writes(tmp_path):
     rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
     assert [r["split"] for r in rows] == ["train", "eval"]
     assert rows[1]["accuracy"] == results["accuracy"] and rows[0]["features"] > 0
+    assert results["params"] == (rows[0]["features"] + 1) * 10  # a weight per feature and class, and biases
     assert json.loads((work / "config.json").read_text())["features"]["kind"] == "tfidf"
 
 

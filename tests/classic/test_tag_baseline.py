@@ -50,7 +50,7 @@ def _tag_task_keys(spec, workdir):
     model = models.build(task.model_config("cpu"))
     params = task.init_params(model, jax.random.PRNGKey(0))
     totals = {"nll_sum": 1.0, "labelled": 1.0, "hits": 1.0}
-    return {*task.eval_metrics(totals), *task.decoded_metrics(model, params), *task.baselines(), "step"}
+    return {*task.eval_metrics(totals), *task.decoded_metrics(model, params), *task.baselines(), "step", "params"}
 
 
 def test_window_features_beat_the_most_frequent_tag(tmp_path, tagged):
