@@ -39,7 +39,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import random
 import re
 import shutil
@@ -57,6 +56,8 @@ if __name__ == "__main__":
 import psutil  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from llmjax.training.metrics import cpu_name  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -417,15 +418,6 @@ def _print_table(res: dict) -> None:
         print(f"{a:<{w0}}  {b:<{w1}}  {c}")
 
 
-def _cpu() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -442,7 +434,7 @@ def main(argv):
     os.makedirs(logs, exist_ok=True)
     cores = len(os.sched_getaffinity(0))
     names = [f"{s:g} GB" for s in sizes]
-    res: dict = {"machine": f"{_cpu()}, {cores} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
+    res: dict = {"machine": f"{cpu_name()}, {cores} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
                  "date": datetime.date.today().isoformat(), "cores": cores, "sizes": names,
                  "workers": workers, "corpora": {}, "prepare": {}, "train": {}}
     print(f"bench_data: {res['machine']}; work in {work}", flush=True)

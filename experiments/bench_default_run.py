@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+
+from llmjax.training.metrics import cpu_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = ["--config.train.eval_every=100000", "--config.train.eval_steps=1",
@@ -49,9 +50,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--short", type=int, default=20)
     args = ap.parse_args()
-    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-                 platform.machine()) if os.path.exists("/proc/cpuinfo") else platform.machine()
-    print(f"machine: {model}, {os.cpu_count()} cores; "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -21,6 +20,8 @@ import time
 
 from absl import app, flags
 
+from llmjax.training.metrics import cpu_name
+
 _FAMILIES = flags.DEFINE_list("families", ["bert", "gpt"], "Families to compare.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Fine-tuning seeds (head init, dropout, order).")
 _STEPS = flags.DEFINE_integer("num_steps", 0, "Override the configs' train.num_steps (0 = keep).")
@@ -28,17 +29,6 @@ _OUT = flags.DEFINE_string("out", "runs/finetune_compare", "Where the runs' work
 
 CONFIGS = {"bert": ("configs/bert_small_classify.py", "runs/bert_small"),
            "gpt": ("configs/gpt_small_classify.py", "runs/gpt_small")}
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _run(config: str, workdir: str, seed: str, init_from: str) -> dict:
@@ -80,7 +70,7 @@ def main(argv):
                 results.append(r)
             rows.append((family, start, results))
 
-    print(f"\nembedded task (stdlib_packages), {len(_SEEDS.value)} seeds, on {_cpu()}:")
+    print(f"\nembedded task (stdlib_packages), {len(_SEEDS.value)} seeds, on {cpu_name()}:")
     print(f"{'family':<7} {'start':<11} {'accuracy':>15} {'macro-F1':>15} {'majority acc':>13} {'s/run':>6}")
     for family, start, results in rows:
         print(f"{family:<7} {start:<11} {_stats([r['accuracy'] for r in results]):>15} "

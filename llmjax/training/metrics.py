@@ -66,6 +66,20 @@ def peak_flops(device: jax.Device | None = None) -> float | None:
     return None
 
 
+def cpu_name() -> str:
+    """The host processor's model name (what a CPU table's figures were measured on)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def bits_per_byte(nll_sum: float, byte_sum: float) -> float:
     return nll_sum / (math.log(2) * max(byte_sum, 1.0))
 
