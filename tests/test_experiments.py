@@ -73,3 +73,43 @@ def test_bench_data_prints_a_consistent_table(tmp_path):
     assert rows["prepare 0.002 GB: shards of 1, 2 workers"][0] == "identical"
     assert 0 < figures["train"]["0.002 GB"]["first_step_s"] < figures["train"]["0.002 GB"]["wall_s"]
     assert not [f for f in os.listdir(tmp_path) if f.startswith("llmjax-bench-data-")]  # its work dir is gone
+
+
+def test_representation_ladder_tables_finished_runs(tmp_path):
+    """Finished runs are reused, not rerun: the table is their mean and spread, the majority rung
+    is read off a baseline run, and pretraining tokens come from the pretraining run."""
+    def finish(workdir, seconds=None, **results):
+        os.makedirs(workdir)
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f)
+        if seconds is not None:
+            with open(os.path.join(workdir, "ladder.json"), "w") as f:
+                json.dump({"seconds": seconds, "command": "test"}, f)
+
+    finish(tmp_path / "runs/gpt_small", params=4_260_000, tokens_seen=2_867_200)
+    out = tmp_path / "runs/ladder"
+    finish(out / "classify/tfidf/fit", 20.0, accuracy=0.7, f1_macro=0.65, majority_accuracy=0.168,
+           majority_f1_macro=0.029, step=90, params=12_345)
+    finish(out / "tag/tfidf/fit", 100.0, span_f1=0.95, accuracy=0.97, baseline_span_f1=0.39,
+           baseline_accuracy=0.6, step=200, params=50_000)
+    for seed, (acc, f1) in enumerate(((0.6, 0.5), (0.8, 0.7))):
+        finish(out / f"classify/gpt_pretrained/seed{seed}", 100.0 + seed, accuracy=acc, f1_macro=f1,
+               majority_accuracy=0.168, majority_f1_macro=0.029, step=150, params=4_270_000)
+        finish(out / f"tag/gpt_pretrained/seed{seed}", 200.0, span_f1=0.9, accuracy=0.95, step=300,
+               baseline_span_f1=0.39, baseline_accuracy=0.6, params=4_270_000)
+    args = [sys.executable, os.path.join(ROOT, "experiments/representation_ladder.py"), "--seeds=0,1",
+            "--rungs=majority,tfidf,gpt_pretrained", f"--out={out}", f"--plot={tmp_path}/ladder.png"]
+    p = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in p.stdout.splitlines() if line.startswith("| ") and "rung" not in line}
+    classify = p.stdout.split("\ntag,")[0]
+    assert "| GPT pretrained, fine-tuned | 0.7000 ± 0.1414 | 0.6000 ± 0.1414 | 2 | 4.27M | 2.87M | 150 | 100 |" in classify
+    assert "| majority (class / word's most frequent tag) | 0.1680 ± 0.0000 |" in classify
+    assert "| TF-IDF + LR | 0.7000 ± 0.0000 | 0.6500 ± 0.0000 | 1 | 12.3k | 0 | 90 L-BFGS | 20 |" in classify
+    assert rows["majority (class / word's most frequent tag)"][0] == "0.3900 ± 0.0000"  # the tag table's
+    assert os.path.getsize(tmp_path / "ladder.png") > 0
+    with open(out / "ladder.json") as f:
+        assert json.load(f)["tables"]["classify"][2]["values"]["accuracy"] == [0.6, 0.8]
+    bad = subprocess.run(args[:2] + ["--rungs=gpt,tfidf"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--rungs: unknown gpt; choose from majority, bow" in bad.stderr
