@@ -190,6 +190,7 @@ class DataConfig:
     train_split: str = "train"  # tfds (or hf_disk DatasetDict) split for training
     eval_split: str = ""  # tfds (or hf_disk DatasetDict) split for evaluation ('' = validation, else test)
     val_fraction: float = 0.05  # held-out share: stdlib and text: by file (the last val_fraction of the bytes for <10 files), jsonl/parquet/hf_disk by document content hash
+    holdout: str = ""  # stdlib: embedded downstream tasks whose eval files leave the train split, comma-separated (stdlib_packages, stdlib_roles; llmjax.data.holdout), so a model pretrained here has not read what fine-tuning is scored on
     tokenizer: str = "sentencepiece"  # sentencepiece | byte | char | hf (a Hugging Face checkpoint's own, from init_from or llmjax.convert) | word (llmjax.data.word_tokenizer)
     vocab_size: int = 4096  # sentencepiece vocabulary size; word: the most frequent words (+ 6 specials) kept (byte/char ignore it)
     spm_model_type: str = "bpe"  # bpe | unigram
@@ -211,6 +212,13 @@ class DataConfig:
         check_positive("data.num_workers", self.num_workers, allow_zero=True)
         check_positive("data.eval_tokens", self.eval_tokens, allow_zero=True)
         check_fraction("data.val_fraction", self.val_fraction, low_open=True)
+        if self.holdout:
+            from llmjax.data.holdout import HOLDOUTS, parse
+            unknown = [name for name in parse(self.holdout) if name not in HOLDOUTS]
+            if unknown or self.dataset != "stdlib":
+                fail("data.holdout", self.holdout, f"holds out the eval files of {', '.join(HOLDOUTS)} "
+                     "from the stdlib corpus" + (f" (not {', '.join(unknown)})" if unknown else
+                                                 ": use it with data.dataset='stdlib', or ''"))
         if self.tokenizer == "sentencepiece" and not 300 <= self.vocab_size < 2**31:
             fail("data.vocab_size", self.vocab_size,
                  "sentencepiece needs at least 300 (byte fallback uses 256) and less than 2**31")

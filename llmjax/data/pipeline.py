@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from llmjax.config import DataConfig
-from llmjax.data import preparation, sources, token_cache
+from llmjax.data import holdout, preparation, sources, token_cache
 from llmjax.data.atomic import LOCK, locked
 from llmjax.data.order import EpochOrder
 from llmjax.data.token_cache import TokenStream, token_dtype, unigram_log_probs
@@ -169,6 +169,8 @@ def source_key(cfg: DataConfig, fmt: int = token_cache.FORMAT) -> dict:
     """Everything that decides the documents: config keys and what the source looks like now."""
     key = {"format": fmt, "dataset": cfg.dataset, "tfds_data_dir": cfg.tfds_data_dir,
            "val_fraction": cfg.val_fraction, "max_train_chars": cfg.max_train_chars}
+    if cfg.holdout:  # other train documents; none held out keeps old caches valid
+        key["holdout"] = ",".join(holdout.parse(cfg.holdout))
     if cfg.decode_errors != "strict":  # a lossy read is other documents; strict keeps old caches valid
         key["decode_errors"] = cfg.decode_errors
     kind, _, rest = cfg.dataset.partition(":")

@@ -32,6 +32,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 from llmjax.config import DataConfig, UserError, dataset_files, dataset_kinds_hint
+from llmjax.data import holdout
 
 MIN_FILES_FOR_HASH_SPLIT = 10
 _READ_CHUNK = 1024  # records fetched per array_record read
@@ -62,7 +63,8 @@ def _open_tfds(cfg: DataConfig):
     """(prepared builder, train split, eval split, text feature); one-line errors otherwise."""
     if cfg.dataset == "stdlib":
         from llmjax.data import stdlib_corpus
-        builder = stdlib_corpus.prepare_builder(cfg.tfds_data_dir or None, cfg.val_fraction)
+        builder = stdlib_corpus.prepare_builder(cfg.tfds_data_dir or None, cfg.val_fraction,
+                                                holdout.parse(cfg.holdout))
         return builder, "train", "validation", "text"
 
     builder = open_prepared(cfg.dataset[len("tfds:"):], cfg.tfds_data_dir,

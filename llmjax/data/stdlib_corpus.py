@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from llmjax.data.atomic import write_error
+from llmjax.data.holdout import eval_files
 from llmjax.data.sources import is_validation
 
 DEFAULT_VAL_FRACTION = 0.05
@@ -53,28 +54,36 @@ def iter_documents(stdlib_dir: str | None = None) -> Iterator[tuple[str, str]]:
 
 
 class StdlibCorpusConfig(tfds.core.BuilderConfig):
-    """One config per Python version (the content depends on it) and validation share."""
+    """One config per Python version (the content depends on it), validation share and the
+    downstream tasks whose eval files the train split leaves out (llmjax.data.holdout)."""
 
-    def __init__(self, *, val_fraction: float = DEFAULT_VAL_FRACTION, **kwargs):
+    def __init__(self, *, val_fraction: float = DEFAULT_VAL_FRACTION, holdout: tuple[str, ...] = (),
+                 **kwargs):
         super().__init__(**kwargs)
         self.val_fraction = val_fraction
+        self.holdout = holdout
 
 
 def _python_tag() -> str:
     return f"py{sys.version_info.major}_{sys.version_info.minor}"
 
 
-def config_for(val_fraction: float) -> StdlibCorpusConfig:
-    """`py3_11` for the default share, `py3_11_val100` (per mille, rounded up) otherwise."""
+def config_for(val_fraction: float, holdout: tuple[str, ...] = ()) -> StdlibCorpusConfig:
+    """`py3_11` for the default share, `py3_11_val100` (per mille, rounded up) otherwise; then
+    `_holdout_` and the held-out tasks' names (sorted) when there are any."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction} must be in (0, 1): e.g. 0.05")
-    if val_fraction == DEFAULT_VAL_FRACTION:
+    if val_fraction == DEFAULT_VAL_FRACTION and not holdout:
         return StdlibCorpus.BUILDER_CONFIGS[0]
     # h < f*1000 for integer h depends only on ceil(f*1000): equal names mean equal splits.
     permille = math.ceil(val_fraction * 1000)
-    return StdlibCorpusConfig(name=f"{_python_tag()}_val{permille:03d}", val_fraction=val_fraction,
+    name = _python_tag() if val_fraction == DEFAULT_VAL_FRACTION else f"{_python_tag()}_val{permille:03d}"
+    held = f", the eval files of {', '.join(holdout)} out of train" if holdout else ""
+    if holdout:
+        name += "_holdout_" + "_".join(sorted(holdout))
+    return StdlibCorpusConfig(name=name, val_fraction=val_fraction, holdout=tuple(sorted(holdout)),
                               description=f"Python {sys.version.split()[0]} stdlib, "
-                                          f"{permille}/1000 of files held out")
+                                          f"{permille}/1000 of files held out{held}")
 
 
 class StdlibCorpus(tfds.core.GeneratorBasedBuilder):
@@ -87,13 +96,14 @@ class StdlibCorpus(tfds.core.GeneratorBasedBuilder):
         name=_python_tag(), val_fraction=DEFAULT_VAL_FRACTION,
         description=f"Python {sys.version.split()[0]} stdlib, 5% of files held out")]
 
-    def __init__(self, *, val_fraction: float | None = None, stdlib_dir: str | None = None,
-                 **kwargs):
-        """`val_fraction` picks the config (see `config_for`); `stdlib_dir` is for tests."""
-        if val_fraction is not None:
+    def __init__(self, *, val_fraction: float | None = None, holdout: tuple[str, ...] = (),
+                 stdlib_dir: str | None = None, **kwargs):
+        """`val_fraction` and `holdout` pick the config (see `config_for`); `stdlib_dir` is for tests."""
+        if val_fraction is not None or holdout:
             if "config" in kwargs:
-                raise ValueError("pass either val_fraction or config to StdlibCorpus, not both")
-            kwargs["config"] = config_for(val_fraction)
+                raise ValueError("pass either val_fraction/holdout or config to StdlibCorpus, not both")
+            kwargs["config"] = config_for(DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction,
+                                          holdout)
         self._stdlib_dir = stdlib_dir
         super().__init__(**kwargs)
 
@@ -124,18 +134,19 @@ class StdlibCorpus(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, validation: bool):
         frac = self.builder_config.val_fraction
+        held = frozenset() if validation else eval_files(self.builder_config.holdout, self._stdlib_dir)
         for path, text in iter_documents(self._stdlib_dir):
-            if is_validation(path, frac) == validation:
+            if is_validation(path, frac) == validation and path not in held:
                 yield path, {"text": text, "path": path}
 
 
-def prepare_builder(data_dir: str | None = None,
-                    val_fraction: float = DEFAULT_VAL_FRACTION) -> StdlibCorpus:
+def prepare_builder(data_dir: str | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
+                    holdout: tuple[str, ...] = ()) -> StdlibCorpus:
     """The builder, prepared as array_record under data_dir (once; later calls reuse it). A data
     dir that cannot be written (an unwritable HOME, a full disk) is a one-line UserError."""
     data_dir = data_dir or default_data_dir()
     try:
-        builder = StdlibCorpus(data_dir=data_dir, val_fraction=val_fraction)
+        builder = StdlibCorpus(data_dir=data_dir, val_fraction=val_fraction, holdout=holdout)
         if not builder.is_prepared():
             from tensorflow_datasets.core.utils import tqdm_utils
             shown = getattr(tqdm_utils, "_active", True)

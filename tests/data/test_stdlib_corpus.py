@@ -88,11 +88,27 @@ def test_fake_stdlib_skips_and_splits_exactly(tmp_path):
     assert set(val) == {p for p in expected if is_validation(p, 0.5)}
 
 
+def test_holdout_leaves_the_named_tasks_eval_files_out_of_train_only(tmp_path, monkeypatch):
+    from llmjax.data import holdout
+
+    expected = _fake_stdlib(tmp_path / "lib")
+    monkeypatch.setitem(holdout.HOLDOUTS, "fake", lambda stdlib_dir: ["pkg/b.py:1", "pkg/c.py:1"])
+    builder = stdlib_corpus.StdlibCorpus(data_dir=str(tmp_path / "tfds"), val_fraction=0.5,
+                                         holdout=("fake",), stdlib_dir=str(tmp_path / "lib"))
+    assert builder.builder_config.name.endswith("_val500_holdout_fake")
+    builder.download_and_prepare(file_format="array_record")
+    val = {p for p in expected if is_validation(p, 0.5)}
+    assert {p for p, _ in _read(builder, "validation")} == val  # eval losses stay comparable
+    assert {p for p, _ in _read(builder, "train")} == set(expected) - val - {"pkg/b.py", "pkg/c.py"}
+
+
 def test_config_names_and_bad_fraction():
     tag = f"py{sys.version_info.major}_{sys.version_info.minor}"
     assert stdlib_corpus.config_for(0.05).name == tag
     assert stdlib_corpus.config_for(0.1).name == f"{tag}_val100"
     assert stdlib_corpus.config_for(0.0125).name == f"{tag}_val013"  # h < 12.5 <=> h < 13
+    assert stdlib_corpus.config_for(0.05, ("stdlib_roles", "stdlib_packages")).name == (
+        f"{tag}_holdout_stdlib_packages_stdlib_roles")
     with pytest.raises(ValueError, match="must be in"):
         stdlib_corpus.config_for(1.5)
 
