@@ -13,10 +13,12 @@ scratch is gpt_small's shape, as the pretrained one) and one number of fine-tuni
   python experiments/representation_ladder.py                     # everything, seeds 0,1,2
   python experiments/representation_ladder.py --tasks=classify --seeds=0 --rungs=tfidf,gpt_pretrained
 
-The pretraining runs (configs/gpt_small.py, configs/bert_small.py, configs/word2vec_stdlib.py)
-go to their configs' default workdirs and are reused when finished there (resumed when not).
-Each fine-tuning or baseline run goes to OUT/TASK/RUNG/seedN and is reused when finished, so a
-stopped ladder continues where it stopped (--fresh reruns them). The logistic regressions are
+The pretraining runs are the shipped configs/gpt_small.py, bert_small.py and word2vec_stdlib.py
+with config.data.holdout naming both tasks: their eval files are not in the corpus's train split
+(the tasks are cut from the same standard library). They go to OUT/pretrain/NAME; each
+fine-tuning or baseline run to OUT/TASK/RUNG/seedN (fit for a regression). Finished runs are
+reused and an unfinished pretraining run resumes, so a stopped ladder continues where it
+stopped (--fresh reruns the fine-tuning and baseline runs). The logistic regressions are
 deterministic (L-BFGS): they run once and show no spread. Prints one table per task; writes
 OUT/ladder.json (every run's figures) and the plot (--plot).
 """
@@ -42,14 +44,17 @@ METRICS = {"classify": ("accuracy", "f1_macro"), "tag": ("span_f1", "accuracy")}
 MAJORITY = {"classify": {"accuracy": "majority_accuracy", "f1_macro": "majority_f1_macro"},
             "tag": {"span_f1": "baseline_span_f1", "accuracy": "baseline_accuracy"}}
 
-# The pretraining runs: config and its default workdir.
-PRETRAIN = {"gpt": ("configs/gpt_small.py", "runs/gpt_small"),
-            "bert": ("configs/bert_small.py", "runs/bert_small"),
-            "word2vec": ("configs/word2vec_stdlib.py", "runs/word2vec_stdlib")}
-EMBEDDINGS = os.path.join(PRETRAIN["word2vec"][1], "embeddings.npy")
+# The pretraining runs (OUT/pretrain/NAME): the shipped configs, with both tasks' eval files left
+# out of the corpus's train split (llmjax.data.holdout: the tasks are cut from the same standard
+# library, so a model pretrained on all of it would have read the texts it is scored on).
+HOLDOUT = "--config.data.holdout=stdlib_packages,stdlib_roles"
+PRETRAIN = {"gpt": "configs/gpt_small.py", "bert": "configs/bert_small.py",
+            "word2vec": "configs/word2vec_stdlib.py"}
 # The tag configs ship a 2-layer rotary model; the ladder tags with the pretrained models' shape.
 GPT_SHAPE = ("--config.model.position=learned", "--config.model.num_layers=4",
              "--config.model.d_model=256", "--config.model.mlp_dim=1024", "--config.optim.lr=1e-3")
+# A rung's arguments name the pretraining runs by these fields, filled in with OUT's paths.
+EMBEDDINGS = "--config.features.embeddings={word2vec}/embeddings.npy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +78,9 @@ RUNGS = {
         "classify": ("configs/tfidf_classify.py",),
         "tag": ("configs/tfidf_tag.py",)}),
     "word2vec": Rung("Word2Vec vectors + LR", "llmjax.baseline", {
-        "classify": ("configs/tfidf_classify.py", "--config.features.kind=embedding",
-                     f"--config.features.embeddings={EMBEDDINGS}"),
-        "tag": ("configs/tfidf_tag.py", "--config.features.kind=embedding",
-                f"--config.features.embeddings={EMBEDDINGS}")}, pretrain="word2vec"),
+        "classify": ("configs/tfidf_classify.py", "--config.features.kind=embedding", EMBEDDINGS),
+        "tag": ("configs/tfidf_tag.py", "--config.features.kind=embedding", EMBEDDINGS)},
+        pretrain="word2vec"),
     "lstm": Rung("LSTM from scratch", "llmjax.main", {
         "classify": ("configs/lstm_small_classify.py",),
         "tag": ("configs/lstm_small_tag.py",)}),
@@ -84,12 +88,12 @@ RUNGS = {
         "classify": ("configs/gpt_small_classify.py", "--config.init_from="),
         "tag": ("configs/gpt_small_tag.py", *GPT_SHAPE)}),
     "gpt_pretrained": Rung("GPT pretrained, fine-tuned", "llmjax.main", {
-        "classify": ("configs/gpt_small_classify.py", f"--config.init_from={PRETRAIN['gpt'][1]}"),
-        "tag": ("configs/gpt_small_tag.py", *GPT_SHAPE, f"--config.init_from={PRETRAIN['gpt'][1]}")},
+        "classify": ("configs/gpt_small_classify.py", "--config.init_from={gpt}"),
+        "tag": ("configs/gpt_small_tag.py", *GPT_SHAPE, "--config.init_from={gpt}")},
         pretrain="gpt"),
     "bert_pretrained": Rung("BERT pretrained, fine-tuned", "llmjax.main", {
-        "classify": ("configs/bert_small_classify.py", f"--config.init_from={PRETRAIN['bert'][1]}"),
-        "tag": ("configs/bert_small_tag.py", *GPT_SHAPE, f"--config.init_from={PRETRAIN['bert'][1]}")},
+        "classify": ("configs/bert_small_classify.py", "--config.init_from={bert}"),
+        "tag": ("configs/bert_small_tag.py", *GPT_SHAPE, "--config.init_from={bert}")},
         pretrain="bert"),
 }
 
@@ -101,8 +105,14 @@ _PLOT = flags.DEFINE_string("plot", "experiments/representation_ladder.png", "Th
 _FRESH = flags.DEFINE_bool("fresh", False, "Rerun this ladder's finished runs (the pretraining runs are kept).")
 
 
+def pretrain_dir(name: str) -> str:
+    return os.path.join(_OUT.value, "pretrain", name)
+
+
 def _command(entry: str, config: tuple[str, ...], workdir: str, seed: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", entry, f"--config={config[0]}", f"--workdir={workdir}", *config[1:]]
+    paths = {name: pretrain_dir(name) for name in PRETRAIN}
+    cmd = [sys.executable, "-m", entry, f"--config={config[0]}", f"--workdir={workdir}",
+           *(arg.format(**paths) for arg in config[1:])]
     if seed is not None:
         cmd += [f"--config.train.seed={seed}", "--config.train.progress=False"]
     return cmd
@@ -132,17 +142,14 @@ def _finished(workdir: str) -> dict | None:
 
 def pretrain(name: str) -> dict:
     """The pretraining run's results (params, tokens_seen), run (or resumed) first if needed."""
-    config, workdir = PRETRAIN[name]
+    workdir = pretrain_dir(name)
     record = _finished(workdir)
-    if record is None and os.path.exists(os.path.join(workdir, "results.json")):
-        with open(os.path.join(workdir, "results.json")) as f:  # a run the user made: no timing
-            record = {**json.load(f), "seconds": None}
     if record is None:
-        print(f"pretraining {name}: {config} -> {workdir}", flush=True)
-        seconds = _run([sys.executable, "-m", "llmjax.main", f"--config={config}",
-                        "--config.train.progress=False"], workdir)
+        print(f"pretraining {name}: {PRETRAIN[name]} -> {workdir}", flush=True)
+        seconds = _run([sys.executable, "-m", "llmjax.main", f"--config={PRETRAIN[name]}",
+                        f"--workdir={workdir}", HOLDOUT, "--config.train.progress=False"], workdir)
         with open(os.path.join(workdir, "ladder.json"), "w") as f:
-            json.dump({"seconds": seconds, "command": config}, f)
+            json.dump({"seconds": seconds, "command": f"{PRETRAIN[name]} {HOLDOUT}"}, f)
         record = _finished(workdir)
     return record
 

@@ -86,8 +86,8 @@ def test_representation_ladder_tables_finished_runs(tmp_path):
             with open(os.path.join(workdir, "ladder.json"), "w") as f:
                 json.dump({"seconds": seconds, "command": "test"}, f)
 
-    finish(tmp_path / "runs/gpt_small", params=4_260_000, tokens_seen=2_867_200)
     out = tmp_path / "runs/ladder"
+    finish(out / "pretrain/gpt", 600.0, params=4_260_000, tokens_seen=2_867_200)
     finish(out / "classify/tfidf/fit", 20.0, accuracy=0.7, f1_macro=0.65, majority_accuracy=0.168,
            majority_f1_macro=0.029, step=90, params=12_345)
     finish(out / "tag/tfidf/fit", 100.0, span_f1=0.95, accuracy=0.97, baseline_span_f1=0.39,
@@ -108,6 +108,7 @@ def test_representation_ladder_tables_finished_runs(tmp_path):
     assert "| majority (class / word's most frequent tag) | 0.1680 ± 0.0000 |" in classify
     assert "| TF-IDF + LR | 0.7000 ± 0.0000 | 0.6500 ± 0.0000 | 1 | 12.3k | 0 | 90 L-BFGS | 20 |" in classify
     assert rows["majority (class / word's most frequent tag)"][0] == "0.3900 ± 0.0000"  # the tag table's
+    assert "pretraining gpt: 4.26M params, 2.87M tokens, 600 s" in p.stdout
     assert os.path.getsize(tmp_path / "ladder.png") > 0
     with open(out / "ladder.json") as f:
         assert json.load(f)["tables"]["classify"][2]["values"]["accuracy"] == [0.6, 0.8]
