@@ -81,3 +81,42 @@ def test_bad_keys_are_one_line():
         dataclasses.replace(Word2VecConfig(), architecture="glove").validate()
     with pytest.raises(ConfigError, match="model.window"):
         Word2VecConfig(window=0).validate()
+
+
+def test_take_rows_counts_a_lookup_as_its_occurrences():
+    table = jnp.zeros((4, 2), jnp.float32)
+    ids = jnp.asarray([1, 1, 3], jnp.int32)
+    counts = jnp.asarray([1.0, 3.0, 2.0], jnp.float32)  # the second lookup stands for 3 occurrences
+    g = np.asarray([[1.0, 0.0], [5.0, 4.0], [2.0, 2.0]], np.float32)
+    grad = jax.grad(lambda t: jnp.sum(take_rows(t, ids, counts) * g))(table)
+    np.testing.assert_allclose(np.asarray(grad), [[0, 0], [6 / 4, 4 / 4], [0, 0], [1, 1]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["skipgram", "cbow"])
+def test_grouped_negatives_match_the_per_row_path_on_the_same_batch(architecture):
+    """negative_group G scores a group's shared negatives by one matmul: the scores and both
+    tables' gradients are the per-row path's on the same batch (its negatives repeated G times)."""
+    cfg, model, params = _model(architecture)
+    G, B, C = 4, 12, cfg.input_slots
+    grouped = registry.build(dataclasses.replace(cfg, negative_group=G))
+    rng = np.random.default_rng(2)
+    inputs = rng.integers(0, 11, size=(B, C)).astype(np.int32)
+    mask = (rng.random((B, C)) < 0.7).astype(np.float32)
+    mask[:, 0] = 1.0
+    targets = rng.integers(0, 11, size=B).astype(np.int32)
+    negatives = np.repeat(rng.integers(0, 11, size=(B // G, 3)), G, axis=0).astype(np.int32)
+    negatives[1, 0] = targets[1] = negatives[0, 0]  # a token both true and a group's negative
+    candidates = np.concatenate([targets[:, None], negatives], axis=1)
+    weights = rng.random((B, 3 + 1)).astype(np.float32)
+
+    def loss(m, p):
+        return jnp.sum(m.apply({"params": p}, inputs, candidates, mask if C > 1 else None) * weights)
+
+    np.testing.assert_allclose(grouped.apply({"params": params}, inputs, candidates, mask if C > 1 else None),
+                               model.apply({"params": params}, inputs, candidates, mask if C > 1 else None),
+                               rtol=1e-5, atol=1e-6)
+    want, got = jax.grad(lambda p: loss(model, p))(params), jax.grad(lambda p: loss(grouped, p))(params)
+    for table in ("input", "output"):
+        np.testing.assert_allclose(got[table]["embedding"], want[table]["embedding"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="negative_group=4"):
+        grouped.apply({"params": params}, inputs[:6], candidates[:6], mask[:6] if C > 1 else None)
