@@ -22,6 +22,7 @@ def get_config():
     c.model.dim = 100
     c.model.window = 5
     c.model.negatives = 5
+    c.model.negative_group = 1  # each row its own negatives (gensim's); 64: faster, not gensim's estimator
     c.task.sample = 1e-4
     c.task.min_count = 5
     c.data.dataset = "stdlib"

@@ -9,7 +9,8 @@ What word2vec.c and gensim do, in batches (Mikolov et al. 2013):
     windows are taken, so a window reaches past them;
   - dynamic window: each kept center draws its own reach b uniform in 1..window, and its context
     is the kept tokens within b of it in the same document (EOS ends a document, like a sentence);
-  - negatives: k tokens per true one from the noise distribution p(w) ~ count(w)^0.75.
+  - negatives: k tokens per true one from the noise distribution p(w) ~ count(w)^0.75 (with
+    group G > 1, not word2vec's: each G consecutive rows share one draw, llmjax.models.word2vec).
 
 Step s reads chunk EpochOrder(seed)[s] of `chunk_tokens` consecutive stream tokens (shuffled per
 epoch; the chunks of an eval split in order) and draws everything else from
@@ -69,14 +70,14 @@ class ContextPairs:
 
     def __init__(self, tokens, chunk_tokens: int, capacity: int, keep_V: np.ndarray,
                  noise_V: np.ndarray, eos_id: int, window: int, negatives: int, skipgram: bool,
-                 seed: int, shuffle: bool, max_chunks: int = 0):
+                 seed: int, shuffle: bool, max_chunks: int = 0, group: int = 1):
         if len(tokens) < 2:
             raise ValueError(f"the token stream has {len(tokens)} tokens: too few for Word2Vec")
         self.tokens, self.chunk_tokens, self.capacity = tokens, chunk_tokens, capacity
         self.keep_V, self.cdf_V = keep_V, np.cumsum(noise_V)
         self.cdf_V /= self.cdf_V[-1]
         self.eos_id, self.window, self.negatives, self.skipgram = eos_id, window, negatives, skipgram
-        self.seed = seed
+        self.seed, self.group = seed, group
         chunks = math.ceil(len(tokens) / chunk_tokens)
         self.num_chunks = min(chunks, max_chunks) if max_chunks else chunks
         self._order = EpochOrder(self.num_chunks, 1, seed, shuffle)
@@ -105,8 +106,9 @@ class ContextPairs:
         out, rng = self.examples(step)
         found = len(out["targets"])
         pick = np.sort(rng.choice(found, self.capacity, replace=False)) if found > self.capacity else None
-        negatives = np.searchsorted(self.cdf_V, rng.random((self.capacity, self.negatives)), side="right")
-        R = self.capacity
+        R, G = self.capacity, self.group
+        drawn = np.searchsorted(self.cdf_V, rng.random((-(-R // G), self.negatives)), side="right")
+        negatives = drawn if G == 1 else np.repeat(drawn, G, axis=0)[:R]
         batch = {}
         for key, value in out.items():
             value = value[pick] if pick is not None else value

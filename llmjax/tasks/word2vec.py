@@ -19,6 +19,16 @@ and diverge at 2.5. Adam's per-coordinate steps absorb the spread of token frequ
 one epoch AUC 0.65, 0.79, 0.88 at lr 0.01, 0.03, 0.1, and 0.97 after three epochs at 0.1 (with
 summed gradients instead of row means, 0.83 where row means gave 0.91).
 
+Speed. On a CPU a step is dominated by looking up, and scattering the gradients of, 1 + k output
+rows per row; XLA:CPU's batched lookups and scatters cost what they cost however the same update
+is written (unique rows per batch, segment sums, fused products: none faster, measured).
+model.negative_group G > 1, off by default and not gensim's estimator, lets G consecutive rows
+share one draw of k negatives, each row's loss unchanged in form: measured on 1M stdlib words,
+one epoch of 16,384-word updates on a loaded 2-core CPU, G=64 trained 2.5x the words/s of
+per-row negatives (237k against 93k tokens/s), similarity AUC 0.94 against 0.83 but held-out
+loss 3.06 against 2.66 (one seed; each row's negatives have the same law either way, so the eval
+losses compare).
+
 Eval: the held-out loss (the same sampling over the validation stream with a fixed seed), and a
 similarity check on the pairs below; at the end, the nearest neighbours of a few frequent tokens
 and the vectors saved to workdir/embeddings.npy (llmjax.data.embeddings_file): every id of the
@@ -149,9 +159,11 @@ class Word2VecTask(Task):
         keep_V = keep_probabilities(counts_V, self._usable, task.sample)
         noise_V = noise_distribution(counts_V, self._usable)
         common = dict(chunk_tokens=t.batch_size, keep_V=keep_V, noise_V=noise_V, eos_id=tok.eos_id,
-                      window=m.window, negatives=m.negatives, skipgram=m.architecture == "skipgram")
+                      window=m.window, negatives=m.negatives, skipgram=m.architecture == "skipgram",
+                      group=m.negative_group)
         self._train = ContextPairs(self.data.train_tokens, seed=t.seed, shuffle=True, capacity=0, **common)
-        self._capacity = self._train.capacity = capacity(self._train, 64)  # rows split evenly over devices
+        # rows split evenly over devices, in whole negative groups
+        self._capacity = self._train.capacity = capacity(self._train, math.lcm(64, m.negative_group))
         common["capacity"] = self._capacity
         max_chunks = math.ceil(d.eval_tokens / t.batch_size) if d.eval_tokens else 0
         self._eval = ContextPairs(self.data.val_tokens, seed=EVAL_SEED, shuffle=False,
@@ -164,8 +176,9 @@ class Word2VecTask(Task):
 
     def init_params(self, model: nn.Module, rng: jax.Array) -> Any:
         m = self.run.model
-        inputs = jnp.zeros((1, m.input_slots), jnp.int32)
-        return model.init(rng, inputs, jnp.zeros((1, 1 + m.negatives), jnp.int32))["params"]
+        rows = m.negative_group  # one whole group of rows
+        inputs = jnp.zeros((rows, m.input_slots), jnp.int32)
+        return model.init(rng, inputs, jnp.zeros((rows, 1 + m.negatives), jnp.int32))["params"]
 
     # ------------------------------------------------------------ batches
 

@@ -155,3 +155,15 @@ def test_micro_batches_are_refused_in_one_line():
     c.train.grad_accum_steps = 2
     with pytest.raises(ConfigError, match="config.train.grad_accum_steps=2"):
         registry.build(resolve(c))
+
+
+def test_a_negative_group_shares_one_draw_and_changes_nothing_else():
+    single, grouped = _pairs(), _pairs()
+    grouped.group = 8
+    for step in (0, 3):
+        a, b = single.batch(step), grouped.batch(step)
+        for k in a:
+            if k != "negatives":
+                np.testing.assert_array_equal(a[k], b[k])
+        groups = b["negatives"].reshape(-1, 8, 3)
+        assert (groups == groups[:, :1]).all() and len(np.unique(groups[:, 0], axis=0)) > 1
