@@ -62,7 +62,7 @@ def rows(extra: dict, stdlib_dir: str | None = None, val_fraction: float = 0.1,
 
     found: list[tuple[pairs.Example, str, str, int, str]] = []
     for path, text in iter_documents(stdlib_dir):
-        if path.endswith(".py") and not pairs._is_noise(path):
+        if pairs.is_library_module(path):
             found.extend(file_examples(path, text))
     group = pairs.file_groups(ex for ex, *_ in found)
     by_split: dict[str, list] = {"train": [], "eval": []}

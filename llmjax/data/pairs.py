@@ -90,7 +90,7 @@ MAX_SOURCE_CHARS = 2000
 DROP_REASONS = ("inline_docstring", "short_target", "trivial_body", "long_source",
                 "duplicate", "empty",
                 *(r for r in gettext_catalogs.DROP_REASONS if r != "empty"), "max_examples")
-_NOISE_DIRS = frozenset(("test", "tests", "idle_test", "idlelib", "lib2to3"))
+_NOT_LIBRARY_DIRS = frozenset(("test", "tests", "idle_test", "idlelib", "lib2to3"))
 _BLANK_LINE = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
@@ -334,7 +334,7 @@ def docstring_examples(stdlib_dir: str | None = None, val_fraction: float = 0.05
 
     found = []
     for path, text in iter_documents(stdlib_dir):
-        if not path.endswith(".py") or _is_noise(path):
+        if not is_library_module(path):
             continue
         found.extend(_file_examples(path, text, ""))
     group = file_groups(found)
@@ -410,10 +410,13 @@ def example_order(ex: Example) -> str:
     return _sha1(f"{ex.path}:{ex.line}")
 
 
-def _is_noise(path: str) -> bool:
-    """Tests and the two non-library applications (see the module docstring)."""
+def is_library_module(path: str) -> bool:
+    """Whether a stdlib path ("/"-separated, relative to the root) is a .py file of library code:
+    not a test nor one of the two applications (the module docstring's `files`), whose
+    docstrings would not describe library functions. The stdlib docstring tasks read only these."""
     *dirs, name = path.split("/")
-    return name.startswith("test_") or any(d in _NOISE_DIRS for d in dirs)
+    return (name.endswith(".py") and not name.startswith("test_")
+            and not any(d in _NOT_LIBRARY_DIRS for d in dirs))
 
 
 def _file_examples(path: str, text: str, split: str) -> list[Example]:

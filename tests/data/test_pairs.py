@@ -231,7 +231,7 @@ def test_real_stdlib_deterministic_and_split_by_file_group(real):
     assert train_files and eval_files and not train_files & eval_files
     assert all(sources.is_validation(group[p], 0.05) for p in eval_files)
     assert not any(sources.is_validation(group[p], 0.05) for p in train_files)
-    assert not any(pairs._is_noise(p) for p in train_files | eval_files)
+    assert all(pairs.is_library_module(p) for p in train_files | eval_files)
     in_order = sorted(examples, key=lambda e: hashlib.sha1(f"{e.path}:{e.line}".encode()).digest())
     for split in ("train", "eval"):  # the same pairs in the same order as the first pass
         kept = [(e.source, e.target) for e in in_order if e.split == split and not e.dropped]
