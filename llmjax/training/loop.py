@@ -26,7 +26,7 @@ from llmjax.training.checkpoint import Checkpointer, CheckpointError
 from llmjax.training.metrics import (MetricsWriter, peak_flops, write_eval_details, write_json,
                                     write_results)
 from llmjax.training.preemption import Preemption
-from llmjax.training.progress import Progress
+from llmjax.training.progress import Progress, with_prefix
 from llmjax.training.state import abstract_state, count_params, create, init_fn
 from llmjax.training.step import jit_train_step, make_eval_step, make_train_step
 from llmjax.training.workdir import MODEL_JSON, check_data_order, data_order
@@ -207,7 +207,7 @@ def train(task: Task, cfg: Any, workdir: str, log: Log = print,
         n_params = count_params(state.params)
         tokens_per_step = task.tokens_per_step()
         fpt = task.flops_per_step(model_cfg) / tokens_per_step
-        log(f"model: {model_cfg.name} {n_params / 1e6:.2f}M parameters, {fpt / 1e6:.1f} MFLOPs/token, "
+        log(f"model: {model_cfg.name} {n_params / 1e6:.2f}M parameters, {with_prefix(fpt, 'FLOPs')}/token, "
             f"{model_cfg.summary()}, {t.dtype} compute")
         log(f"mesh: data={mesh.shape['data']} fsdp={mesh.shape['fsdp']} tensor={mesh.shape['tensor']} "
             f"on {jax.device_count()} {jax.devices()[0].device_kind} device(s), "

@@ -71,6 +71,15 @@ class Progress:
             self._bar.close()
 
 
+def with_prefix(value: float, unit: str) -> str:
+    """value in the SI prefix that keeps it readable at one decimal ("13.3 kFLOPs", "26.8 MFLOPs"):
+    per-token FLOPs span Word2Vec's thousands to a large model's billions."""
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if round(abs(value) / scale, 1) >= 1:
+            return f"{value / scale:.1f} {prefix}{unit}"
+    return f"{value:.1f} {unit}"
+
+
 def _speed(row: dict[str, float]) -> dict[str, str]:
     """The row's throughput for display: tokens/s and MFU (or FLOP/s), or the startup time."""
     if "startup_sec" in row:

@@ -3,7 +3,7 @@ import time
 
 import numpy as np
 
-from llmjax.training.progress import Progress
+from llmjax.training.progress import Progress, with_prefix
 
 
 class _Rows:
@@ -45,3 +45,12 @@ def test_rows_carry_every_task_metric_but_not_the_divergence_flag():
     progress.update(1, m, rows, log_every=1)
     row = rows.rows[0]
     assert row["mlm_accuracy"] == 0.25 and np.isclose(row["nsp_loss"], 0.7) and "finite" not in row
+
+
+def test_with_prefix_picks_the_unit_that_fits_each_magnitude():
+    # Word2Vec's ~13k FLOPs a word read "0.0 MFLOPs/token" under a fixed unit
+    assert with_prefix(13_312, "FLOPs") == "13.3 kFLOPs"
+    assert with_prefix(26.8e6, "FLOPs") == "26.8 MFLOPs"
+    assert with_prefix(1.2e9, "FLOPs") == "1.2 GFLOPs"
+    assert with_prefix(512, "FLOPs") == "512.0 FLOPs"
+    assert with_prefix(999.97e3, "FLOPs") == "1.0 MFLOPs"  # never "1000.0 kFLOPs"
