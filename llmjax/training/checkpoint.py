@@ -165,7 +165,16 @@ class Checkpointer:
         self._keep, self._async, self._log = keep, async_save, log
         self._pending: int | None = None  # the step of the save not yet checked for failure
         orbax_noise.quiet()
-        self._manager = self._open()
+        # Opened (which makes the directory) here only for a directory that exists, else by the
+        # first save: a run that stops before saving leaves no empty checkpoints/ to read as a run.
+        self._manager: ocp.CheckpointManager | None = (
+            self._open() if os.path.isdir(self.directory) else None)
+
+    def _opened(self) -> ocp.CheckpointManager:
+        """The manager, opened now if it was not (it reads steps on disk, or saves one)."""
+        if self._manager is None:
+            self._manager = self._open()
+        return self._manager
 
     def _open(self) -> ocp.CheckpointManager:
         # Directories are created in the calling thread: created in the background, a failure
@@ -178,17 +187,19 @@ class Checkpointer:
         return ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def all_steps(self) -> list[int]:
-        return sorted(self._manager.all_steps())
+        return sorted(self._manager.all_steps()) if self._manager is not None else []
 
     def save(self, step: int, state: Any, meta: dict) -> None:
         """Queue a save; with async_save the write overlaps the next train steps."""
-        if step in self._manager.all_steps():
+        if step in self.all_steps():
             return
         bad = first_nonfinite(state)
         if bad is not None:
             raise CheckpointError(
                 f"refusing to save step {step}: {bad} holds NaN/Inf (the run diverged); the "
                 f"checkpoints {self.all_steps()} are kept: lower config.optim.lr and resume")
+        with self._failed_save(step):
+            self._opened()
         self.wait()  # an earlier save's failure, if any (Orbax's save waits for it anyway)
         self._pending = step
         with self._failed_save(step):
@@ -200,7 +211,7 @@ class Checkpointer:
         state is not read, so a resume can be checked against it before any data work."""
         for step in reversed(self.all_steps()):
             try:
-                out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+                out = self._opened().restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
             except Exception:  # noqa: BLE001 - unreadable: restore() says why or falls back
                 continue
             return dict(out["meta"])
@@ -220,7 +231,7 @@ class Checkpointer:
         reason = self._unreadable(step, abstract_state)
         if reason is not None:
             raise Corrupt(reason)
-        out = self._manager.restore(step, args=ocp.args.Composite(
+        out = self._opened().restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         bad = first_nonfinite(out["state"])
         if bad is not None:
@@ -231,7 +242,7 @@ class Checkpointer:
         """Why step's saved tree cannot be read, or None; a readable tree that does not fit
         abstract_state raises: that is another config, not corruption."""
         try:
-            saved = self._manager.item_metadata(step)["state"]
+            saved = self._opened().item_metadata(step)["state"]
         except Exception as e:  # noqa: BLE001 - any failure to read metadata: unreadable
             return f"metadata: {_reason(e)}"
         if saved is None:
@@ -296,5 +307,6 @@ class Checkpointer:
         try:
             self.wait()
         finally:
-            self._manager.close()
+            if self._manager is not None:
+                self._manager.close()
 

@@ -70,3 +70,13 @@ def test_a_resume_with_another_seed_and_batch_is_refused_from_the_checkpoint(tmp
     assert "\n" not in str(e.value)
     assert str(e.value).startswith("config.train.seed=7 but the checkpoints in ")
     assert not any("data" in m for m in msgs)  # refused before the data was prepared
+
+
+def test_a_run_that_fails_at_start_leaves_no_empty_checkpoints_dir(tmp_path):
+    """A UserError after the checkpoint manager made checkpoints/ (here the budget buys no step):
+    an empty checkpoints/ would read as a run to convert (and to a person), so it goes."""
+    spec = write_corpus(tmp_path / "corpus")
+    cfg = resolve(tiny_config(spec, train__budget_flops=1.0), num_devices=8)
+    with pytest.raises(ConfigError, match="budget_flops"):
+        train_and_evaluate(cfg, str(tmp_path / "w"), log=lambda _: None)
+    assert not (tmp_path / "w" / "checkpoints").exists()
