@@ -28,8 +28,7 @@ import numpy as np
 
 from llmjax.data.example_cache import Ragged
 from llmjax.data.order import EpochOrder
-
-_PACK_STREAM = 0x5EED  # second rng key of the packing permutation (EpochOrder's are epochs)
+from llmjax.data.packed_pairs import gather_ids, packing_order, row_bounds, row_slots
 
 
 def prompt_ids(source: Sequence[int] | np.ndarray, sep_id: int, prompt_len: int) -> np.ndarray:
@@ -57,8 +56,7 @@ class PackedCompletions:
         as_ragged = lambda seqs: seqs if isinstance(seqs, Ragged) else Ragged.from_arrays(seqs)  # noqa: E731
         self._sources, self._targets = as_ragged(sources), as_ragged(targets)
         n = len(sources)
-        self._order_N = (np.random.default_rng([seed, _PACK_STREAM]).permutation(n) if shuffle
-                         else np.arange(n))
+        self._order_N = packing_order(n, seed, shuffle)
         self.prompt_len = seq_len - target_len
         raw_source_N = self._sources.lengths()[self._order_N]
         self._target_raw_N = self._targets.lengths()[self._order_N]
@@ -89,17 +87,9 @@ class PackedCompletions:
     def batch(self, index: int, rows: slice | None = None) -> dict[str, np.ndarray]:
         """Batch `index` (or its `rows`): inputs, targets, positions, segment_ids int32 (B, L),
         weights float32 (B, L) (1 where the target is a completion token)."""
-        row_B = self.rows(index, rows)
-        real_B = row_B >= 0
-        first_B = np.where(real_B, self._first_R[np.maximum(row_B, 0)], 0)
-        end_B = np.where(real_B, self._first_R[np.maximum(row_B, 0) + 1], 1)
-        row_start_B = np.where(real_B, self._start_N[first_B], 0)
-        row_end_B = np.where(real_B, self._start_N[end_B - 1] + self._span_N[end_B - 1], 0)
-        flat_BxL = row_start_B[:, None] + np.arange(self.seq_len)
-        inside_BxL = flat_BxL < row_end_B[:, None]
-        flat_BxL = np.where(inside_BxL, flat_BxL, 0)
-        example_BxL = np.searchsorted(self._start_N, flat_BxL, side="right") - 1
-        positions_BxL = np.where(inside_BxL, flat_BxL - self._start_N[example_BxL], 0)
+        real_B, first_B, end_B = row_bounds(self._first_R, self.rows(index, rows))
+        inside_BxL, example_BxL, positions_BxL = row_slots(self._start_N, self._span_N, first_B, end_B,
+                                                           real_B, self.seq_len)
         inputs_BxL = self._tokens(example_BxL, positions_BxL)
         targets_BxL = self._tokens(example_BxL, positions_BxL + 1)
         completion_BxL = inside_BxL & (positions_BxL + 1 >= self._prompt_N[example_BxL])
@@ -115,20 +105,12 @@ class PackedCompletions:
         stored_BxL = self._order_N[example_BxL]  # where the example's ids are stored
         prompt_BxL = self._prompt_N[example_BxL]
         in_source_BxL = at_BxL < prompt_BxL - 1
-        source_BxL = _gather(self._sources, stored_BxL, at_BxL, in_source_BxL)
+        source_BxL = gather_ids(self._sources, stored_BxL, at_BxL, in_source_BxL)
         at_target_BxL = at_BxL - prompt_BxL
         in_target_BxL = (at_target_BxL >= 0) & (at_target_BxL < self._target_raw_N[example_BxL])
-        target_BxL = _gather(self._targets, stored_BxL, at_target_BxL, in_target_BxL)
+        target_BxL = gather_ids(self._targets, stored_BxL, at_target_BxL, in_target_BxL)
         return np.where(in_source_BxL, source_BxL, np.where(
             at_BxL == prompt_BxL - 1, self.sep_id, np.where(in_target_BxL, target_BxL, self.eos_id)))
-
-
-def _gather(seqs: Ragged, stored_BxL: np.ndarray, at_BxL: np.ndarray, valid_BxL: np.ndarray) -> np.ndarray:
-    """seqs[stored][at] where valid, else 0 (int64)."""
-    where_BxL = np.where(valid_BxL, np.asarray(seqs.offsets[stored_BxL], np.int64) + at_BxL, 0)
-    if not len(seqs.flat):
-        return np.zeros(where_BxL.shape, np.int64)
-    return np.where(valid_BxL, np.asarray(seqs.flat[where_BxL], np.int64), 0)
 
 
 def _pack(span_N: np.ndarray, width: int) -> np.ndarray:

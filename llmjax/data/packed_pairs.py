@@ -15,7 +15,7 @@ examples' tokens from where they are stored (llmjax.data.example_cache.Ragged: t
 memory-mapped cache, or arrays in memory) and derives segment ids, positions and decoder inputs
 from the starts.
 
-Shape key: B batch rows, S source_len, T target_len, N examples, R rows.
+Shape key: B batch rows, S source_len, T target_len, L a row's width (S or T), N examples, R rows.
 """
 from __future__ import annotations
 
@@ -34,6 +34,42 @@ def example_ids(ids: np.ndarray, eos_id: int, length: int) -> np.ndarray:
     return np.append(np.asarray(ids, np.int32), np.int32(eos_id))[:length]
 
 
+def packing_order(n: int, seed: int, shuffle: bool) -> np.ndarray:
+    """The order (N,) examples are packed in: a permutation drawn from the seed, or as given."""
+    return np.random.default_rng([seed, _PACK_STREAM]).permutation(n) if shuffle else np.arange(n)
+
+
+def row_bounds(first_R: np.ndarray, row_B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(real, first, end), each (B,), of batch rows row_B (-1: a padding row): row r holds the
+    examples [first_R[r], first_R[r + 1]) of packing order; a padding row reads [0, 1), not real."""
+    real_B = row_B >= 0
+    first_B = np.where(real_B, first_R[np.maximum(row_B, 0)], 0)
+    end_B = np.where(real_B, first_R[np.maximum(row_B, 0) + 1], 1)
+    return real_B, first_B, end_B
+
+
+def row_slots(starts_N: np.ndarray, lengths_N: np.ndarray, first_B: np.ndarray, end_B: np.ndarray,
+              real_B: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What each of a row's `width` slots holds, with the examples laid end to end in packing
+    order (starts_N, lengths_N): (inside an example, else padding; which example, in packing
+    order; the position in it, 0 on padding), each (B, width)."""
+    row_start_B = np.where(real_B, starts_N[first_B], 0)
+    row_end_B = np.where(real_B, starts_N[end_B - 1] + lengths_N[end_B - 1], 0)
+    flat_BxL = row_start_B[:, None] + np.arange(width)
+    inside_BxL = flat_BxL < row_end_B[:, None]
+    flat_BxL = np.where(inside_BxL, flat_BxL, 0)
+    example_BxL = np.searchsorted(starts_N, flat_BxL, side="right") - 1
+    return inside_BxL, example_BxL, np.where(inside_BxL, flat_BxL - starts_N[example_BxL], 0)
+
+
+def gather_ids(seqs: Ragged, stored_BxL: np.ndarray, at_BxL: np.ndarray, valid_BxL: np.ndarray) -> np.ndarray:
+    """seqs[stored][at] where valid, else 0 (int64): the ids a batch reads from where they are stored."""
+    where_BxL = np.where(valid_BxL, np.asarray(seqs.offsets[stored_BxL], np.int64) + at_BxL, 0)
+    if not len(seqs.flat):
+        return np.zeros(where_BxL.shape, np.int64)
+    return np.where(valid_BxL, np.asarray(seqs.flat[where_BxL], np.int64), 0)
+
+
 class _Side:
     """One side (source or target) of every example, laid out in packing order (lengths and
     starts only); tokens are gathered from `seqs` when rows are read."""
@@ -50,20 +86,13 @@ class _Side:
     def rows(self, first_B: np.ndarray, end_B: np.ndarray, real_B: np.ndarray):
         """(tokens, example index in packing order, position) of rows holding examples
         [first, end), each (B, length); token -1 marks padding."""
-        row_start_B = np.where(real_B, self.starts_N[first_B], 0)
-        row_end_B = np.where(real_B, self.starts_N[end_B - 1] + self.lengths_N[end_B - 1], 0)
-        flat_BxL = row_start_B[:, None] + np.arange(self.length)
-        inside_BxL = flat_BxL < row_end_B[:, None]
-        flat_BxL = np.where(inside_BxL, flat_BxL, 0)
-        example_BxL = np.searchsorted(self.starts_N, flat_BxL, side="right") - 1
-        positions_BxL = np.where(inside_BxL, flat_BxL - self.starts_N[example_BxL], 0)
+        inside_BxL, example_BxL, positions_BxL = row_slots(self.starts_N, self.lengths_N, first_B, end_B,
+                                                           real_B, self.length)
         stored_BxL = self.order_N[example_BxL]  # the example's index where its tokens are
         offsets = self.seqs.offsets
-        begin_BxL = np.asarray(offsets[stored_BxL], np.int64)
-        raw_BxL = inside_BxL & (positions_BxL < np.asarray(offsets[stored_BxL + 1]) - begin_BxL)
-        where_BxL = np.where(raw_BxL, begin_BxL + positions_BxL, 0)
-        ids_BxL = (np.asarray(self.seqs.flat[where_BxL], np.int64) if len(self.seqs.flat)
-                   else np.zeros(where_BxL.shape, np.int64))
+        raw_len_BxL = np.asarray(offsets[stored_BxL + 1], np.int64) - np.asarray(offsets[stored_BxL], np.int64)
+        raw_BxL = inside_BxL & (positions_BxL < raw_len_BxL)
+        ids_BxL = gather_ids(self.seqs, stored_BxL, positions_BxL, raw_BxL)
         tokens_BxL = np.where(raw_BxL, ids_BxL, np.where(inside_BxL, self.eos_id, -1))
         return tokens_BxL, np.where(inside_BxL, example_BxL, -1), positions_BxL.astype(np.int32)
 
@@ -88,8 +117,7 @@ class PackedPairs:
             raise ValueError(f"source_len={source_len}, target_len={target_len} and "
                              f"batch_size={batch_size} must be positive")
         n = len(sources)
-        order_N = (np.random.default_rng([seed, _PACK_STREAM]).permutation(n) if shuffle
-                   else np.arange(n))
+        order_N = packing_order(n, seed, shuffle)
         as_ragged = lambda seqs: seqs if isinstance(seqs, Ragged) else Ragged.from_arrays(seqs)  # noqa: E731
         self._src = _Side(as_ragged(sources), order_N, eos_id, source_len)
         self._tgt = _Side(as_ragged(targets), order_N, eos_id, target_len)
@@ -116,10 +144,7 @@ class PackedPairs:
 
     def batch(self, index: int, rows: slice | None = None) -> dict[str, np.ndarray]:
         """Batch `index` (or its `rows`): int32 (B, S) / (B, T) arrays, weights float32 (B, T)."""
-        row_B = self.rows(index, rows)
-        real_B = row_B >= 0
-        first_B = np.where(real_B, self._first_R[np.maximum(row_B, 0)], 0)
-        end_B = np.where(real_B, self._first_R[np.maximum(row_B, 0) + 1], 1)
+        real_B, first_B, end_B = row_bounds(self._first_R, self.rows(index, rows))
         src_BxS, src_ex_BxS, src_pos_BxS = self._src.rows(first_B, end_B, real_B)
         tgt_BxT, tgt_ex_BxT, tgt_pos_BxT = self._tgt.rows(first_B, end_B, real_B)
         tgt_real_BxT = tgt_BxT >= 0
