@@ -89,3 +89,14 @@ def last_real(x_BxLxE: jnp.ndarray, mask_BxL: jnp.ndarray | None) -> jnp.ndarray
     index_L = jnp.arange(L, dtype=jnp.int32)
     last_B = jnp.max(jnp.where(jnp.asarray(mask_BxL) != 0, index_L[None], 0), axis=1)
     return jnp.take_along_axis(x_BxLxE, last_B[:, None, None], axis=1)[:, 0]
+
+
+def mean_real(x_BxLxE: jnp.ndarray, mask_BxL: jnp.ndarray | None) -> jnp.ndarray:
+    """Each row's mean state over its real positions (None: all; a row of padding: zeros): a
+    recurrent classifier's usual pooling, which reaches every position's state directly where
+    the last state must carry the whole row through the recurrence."""
+    if mask_BxL is None:
+        return jnp.mean(x_BxLxE, axis=1)
+    m_BxL = (jnp.asarray(mask_BxL) != 0).astype(x_BxLxE.dtype)
+    total_BxE = jnp.einsum("ble,bl->be", x_BxLxE, m_BxL)
+    return total_BxE / jnp.maximum(m_BxL.sum(axis=1), 1.0)[:, None]

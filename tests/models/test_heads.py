@@ -78,7 +78,8 @@ def test_causal_token_heads_see_only_the_past(family):
 
 @pytest.mark.parametrize("family", ["gpt", "lstm"])
 def test_sequence_head_reads_the_last_real_token(family):
-    """A right-padded row classifies as the same row alone, unpadded (the last real state)."""
+    """A right-padded row classifies as the same row alone, unpadded (GPT: the last real state;
+    the LSTM: the mean of the real states)."""
     model, params = _init(_cfg(family, "sequence", K))
     n = 4
     mask = np.zeros((B, L), np.int32)
@@ -87,6 +88,15 @@ def test_sequence_head_reads_the_last_real_token(family):
     got = model.apply({"params": params}, padded, attention_mask=mask)
     alone = model.apply({"params": params}, TOKENS[:, :n])
     np.testing.assert_allclose(np.asarray(got), np.asarray(alone), atol=1e-5)
+
+
+def test_lstm_sequence_head_pools_as_model_pool_says():
+    """pool=last reads the state GPT's head would; pool=mean (the default) every real state:
+    the classifier sees the first token's state directly, not through the recurrence."""
+    model, params = _init(_cfg("lstm", "sequence", K))
+    last = build(dataclasses.replace(_cfg("lstm", "sequence", K), pool="last"))
+    mean_out, last_out = (np.asarray(m.apply({"params": params}, TOKENS)) for m in (model, last))
+    assert not np.allclose(mean_out, last_out)  # heads.mean_real's arithmetic: the float64 test below
 
 
 def test_token_and_span_heads_are_a_dense_layer_on_every_position_float64():
@@ -104,6 +114,9 @@ def test_token_and_span_heads_are_a_dense_layer_on_every_position_float64():
         np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
     mask = np.array([[1, 1, 1, 0, 0, 0, 0], [0] * L], np.int32)
     np.testing.assert_array_equal(np.asarray(heads.last_real(x_BxLxE, mask)), x_BxLxE[[0, 1], [2, 0]])
+    mean = np.asarray(heads.mean_real(x_BxLxE, mask), np.float64)
+    np.testing.assert_allclose(mean[0], x_BxLxE[0, :3].astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(mean[1], np.zeros(16))  # padding only
 
 
 def test_head_fields_a_task_sets_wrong_fail_at_build():
