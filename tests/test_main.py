@@ -134,9 +134,9 @@ def test_space_separated_config_is_parsed(tmp_path):
      "No such file or directory: 'configs/no_such.py'"),
     (["--config=configs/gpt_small.py", "--config.modl.x=1"], "unknown config key config.modl.x: known"),
     (["--config=configs/lstm_small.py", "--config.model.num_heads=4"], "unknown config key "
-     "config.model.num_heads for model family 'lstm': known keys here: d_model, dropout, embed_init, hidden, init_std,"),
+     "config.model.num_heads for model family 'lstm': known keys here: d_model, dropout, embed_init, forget_bias, hidden, init_std,"),
     (["--config=configs/gpt_small.py", "--config.model.name=lstm", "--config.model.bogus=1"],
-     "config.model.bogus for model family 'lstm': known keys here: d_model, dropout, embed_init, hidden, init_std,"),
+     "config.model.bogus for model family 'lstm': known keys here: d_model, dropout, embed_init, forget_bias, hidden, init_std,"),
     (["--config=configs/gpt_small.py", "--config.model.num_layers.x=1"], "config.model.num_layers.x"),
     (["--config.model.num_layers=3", "--config=configs/gpt_small.py"], "before a value for --config"),
     (["--config=configs/gpt_small.py", "--config.model=3"], "--config.model=3: Failed to parse '3'"),
