@@ -10,6 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # 11-13 s on 2 cores: a benchmark's table, like bench_data's below; the default suite keeps its 10 minutes
 def test_bench_step_prints_a_consistent_table(tmp_path):
     args = [sys.executable, "experiments/bench_step.py", "--config=configs/gpt_small.py",
             "--batch_sizes=4,8", "--steps=2", "--warmup=1", "--real_data",
