@@ -113,20 +113,25 @@ def _command(entry: str, config: tuple[str, ...], workdir: str, seed: str | None
     paths = {name: pretrain_dir(name) for name in PRETRAIN}
     cmd = [sys.executable, "-m", entry, f"--config={config[0]}", f"--workdir={workdir}",
            *(arg.format(**paths) for arg in config[1:])]
+    if entry == "llmjax.main":
+        cmd.append("--config.train.progress=False")
     if seed is not None:
-        cmd += [f"--config.train.seed={seed}", "--config.train.progress=False"]
+        cmd.append(f"--config.train.seed={seed}")
     return cmd
 
 
-def _run(cmd: list[str], workdir: str) -> float:
-    """Run cmd to completion; its wall seconds. A failure stops the ladder with the run's tail
-    (finished runs stay: the same command continues)."""
+def _run(cmd: list[str], workdir: str) -> dict:
+    """Run cmd to completion and record its wall seconds beside its results (ladder.json); its
+    record. A failure stops the ladder with the run's tail (finished runs stay: the same command
+    continues)."""
     t0 = time.time()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
         raise SystemExit(f"{' '.join(cmd)} failed in {workdir}:\n" + "\n".join(tail))
-    return time.time() - t0
+    with open(os.path.join(workdir, "ladder.json"), "w") as f:
+        json.dump({"seconds": time.time() - t0, "command": " ".join(cmd[1:])}, f)
+    return _finished(workdir)
 
 
 def _finished(workdir: str) -> dict | None:
@@ -146,11 +151,7 @@ def pretrain(name: str) -> dict:
     record = _finished(workdir)
     if record is None:
         print(f"pretraining {name}: {PRETRAIN[name]} -> {workdir}", flush=True)
-        seconds = _run([sys.executable, "-m", "llmjax.main", f"--config={PRETRAIN[name]}",
-                        f"--workdir={workdir}", HOLDOUT, "--config.train.progress=False"], workdir)
-        with open(os.path.join(workdir, "ladder.json"), "w") as f:
-            json.dump({"seconds": seconds, "command": f"{PRETRAIN[name]} {HOLDOUT}"}, f)
-        record = _finished(workdir)
+        record = _run(_command("llmjax.main", (PRETRAIN[name], HOLDOUT), workdir, None), workdir)
     return record
 
 
@@ -161,11 +162,7 @@ def fine_tune(task: str, key: str, seed: str | None) -> dict:
     record = None if _FRESH.value else _finished(workdir)
     if record is None:
         shutil.rmtree(workdir, ignore_errors=True)  # this ladder's own unfinished run: start afresh
-        cmd = _command(rung.entry, rung.configs[task], workdir, seed)
-        seconds = _run(cmd, workdir)
-        with open(os.path.join(workdir, "ladder.json"), "w") as f:
-            json.dump({"seconds": seconds, "command": " ".join(cmd[1:])}, f)
-        record = _finished(workdir)
+        record = _run(_command(rung.entry, rung.configs[task], workdir, seed), workdir)
     metric = METRICS[task][0]
     print(f"{task} {key} {'seed ' + seed if seed is not None else 'fit'}: {metric} "
           f"{record[metric]:.4f} ({record['seconds']:.0f}s)", flush=True)
@@ -184,7 +181,7 @@ def rows_for(task: str, runs: dict[str, list[dict]], pretrained: dict[str, dict]
     for key, records in runs.items():
         rung = RUNGS[key]
         if key == "majority":
-            source = next(iter(r for k, rs in runs.items() if RUNGS[k].entry == "llmjax.baseline" for r in rs), None)
+            source = next((r for k, rs in runs.items() if RUNGS[k].entry == "llmjax.baseline" for r in rs), None)
             if source is None:
                 continue
             values = {m: [source[MAJORITY[task][m]]] for m in METRICS[task]}

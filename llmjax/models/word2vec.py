@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from llmjax import sharding as sh
 from llmjax.config import RUNTIME, DataConfig, check_choice, check_positive, fail
+from llmjax.models.heads import mean_real
 from llmjax.models.registry import register
 from llmjax.models.token_model import pad_vocab
 
@@ -159,11 +160,7 @@ class Word2Vec(nn.Module):
                  input_mask_BxC: jax.Array | None = None) -> jax.Array:
         dtype = self.cfg.dtype
         x_BxCxD = take_rows(self.input(), inputs_BxC).astype(dtype)
-        if input_mask_BxC is None:
-            h_BxD = jnp.mean(x_BxCxD, axis=1)
-        else:
-            m_BxC = input_mask_BxC.astype(dtype)
-            h_BxD = jnp.einsum("bcd,bc->bd", x_BxCxD, m_BxC) / jnp.maximum(m_BxC.sum(1), 1.0)[:, None]
+        h_BxD = mean_real(x_BxCxD, input_mask_BxC)
         G = self.cfg.negative_group
         if G == 1:
             y_BxKxD = take_rows(self.output(), candidates_BxK).astype(dtype)
