@@ -190,7 +190,7 @@ class DataConfig:
     train_split: str = "train"  # tfds (or hf_disk DatasetDict) split for training
     eval_split: str = ""  # tfds (or hf_disk DatasetDict) split for evaluation ('' = validation, else test)
     val_fraction: float = 0.05  # held-out share: stdlib and text: by file (the last val_fraction of the bytes for <10 files), jsonl/parquet/hf_disk by document content hash
-    holdout: str = ""  # stdlib: embedded downstream tasks whose eval files leave the train split, comma-separated (stdlib_packages, stdlib_roles; llmjax.data.holdout), so a model pretrained here has not read what fine-tuning is scored on
+    holdout: str = ""  # stdlib: embedded downstream tasks whose eval files leave the train split, comma-separated (stdlib_packages, stdlib_roles, stdlib_docstring_qa, stdlib_docstrings; llmjax.data.holdout), so a model pretrained here has not read what fine-tuning is scored on
     tokenizer: str = "sentencepiece"  # sentencepiece | byte | char | hf (a Hugging Face checkpoint's own, from init_from or llmjax.convert) | word (llmjax.data.word_tokenizer)
     vocab_size: int = 4096  # sentencepiece vocabulary size; word: the most frequent words (+ 6 specials) kept (byte/char ignore it)
     spm_model_type: str = "bpe"  # bpe | unigram

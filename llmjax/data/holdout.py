@@ -25,7 +25,20 @@ def _stdlib_roles(stdlib_dir: str | None) -> Iterable[str]:
     return (row[1] for row in rows({}, stdlib_dir) if row[0] == "eval")
 
 
-HOLDOUTS.update(stdlib_packages=_stdlib_packages, stdlib_roles=_stdlib_roles)
+def _stdlib_docstring_qa(stdlib_dir: str | None) -> Iterable[str]:
+    from llmjax.data import docstring_qa
+    return (row[1] for row in docstring_qa.rows({}, stdlib_dir) if row[0] == "eval")
+
+
+def _stdlib_docstrings(stdlib_dir: str | None) -> Iterable[str]:
+    """At val_fraction 0.1, the shipped configs' (encdec_small, gpt_small_summarize)."""
+    from llmjax.data.pairs import docstring_examples
+    return (f"{ex.path}:{ex.line}" for ex in docstring_examples(stdlib_dir, val_fraction=0.1)
+            if ex.split == "eval" and not ex.dropped)
+
+
+HOLDOUTS.update(stdlib_packages=_stdlib_packages, stdlib_roles=_stdlib_roles,
+                stdlib_docstring_qa=_stdlib_docstring_qa, stdlib_docstrings=_stdlib_docstrings)
 
 
 def parse(spec: str) -> tuple[str, ...]:
