@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ import numpy as np
 
 from llmjax.config import ConfigError, UserError, check_positive
 from llmjax.data import docstring_qa, example_cache, qa_windows, sources
+from llmjax.data.atomic import atomic_write
 from llmjax.data.qa_sources import QAStream, dataset_kind, open_qa, split_names
 from llmjax.data.tokenizers import Tokenizer, has_tokenizer, train_or_load_tokenizer
 from llmjax.evaluation.squad import normalize_answer, squad_scores
@@ -49,6 +51,7 @@ from llmjax.tasks.head_task import HeadTask
 from llmjax.tasks.registry import register
 from llmjax.training.objectives import token_nll
 
+PREDICTIONS_JSON = "eval_predictions.json"
 COLUMNS = ("question", "context", "offsets", "answers", "id")
 _EVERY = 1 << 62  # keep_text's count for all of a split's texts
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
@@ -196,6 +199,7 @@ class QATask(HeadTask):
         cfg, d = self.run.task, self.run.data
         stream = open_qa(cfg.dataset, splits=cfg.splits, tfds_data_dir=d.tfds_data_dir,
                          val_fraction=d.val_fraction, max_examples=cfg.max_examples)
+        self._workdir = workdir
         tok_dir = os.path.join(workdir, "tokenizer")
         sample = (_tokenizer_sample(stream, d.spm_train_chars)
                   if not has_tokenizer(tok_dir) and d.tokenizer in ("sentencepiece", "char") else [])
@@ -388,8 +392,16 @@ class QATask(HeadTask):
                 f"{b['baseline_exact_match']:.2f}, F1 {b['baseline_f1']:.2f})")
 
     def after_training(self, model: nn.Module, params: Any, log: Log) -> None:
-        """A few eval questions with the last eval's answers and the gold ones."""
-        shown = getattr(self, "_predictions", [])[:self.run.task.show_examples]
+        """The last eval's answers to PREDICTIONS_JSON (SQuAD's predictions format, {id: answer},
+        which its official script and Hugging Face's run_qa read), and a few of them beside the
+        gold ones."""
+        predictions = getattr(self, "_predictions", [])
+        if predictions and jax.process_index() == 0:
+            ids = self._splits["eval"].ids
+            text = json.dumps({ids[e]: p for e, p in enumerate(predictions)}, indent=0, ensure_ascii=False)
+            atomic_write(os.path.join(self._workdir, PREDICTIONS_JSON), lambda f: f.write(text.encode("utf-8")))
+            log(f"eval answers: {PREDICTIONS_JSON} in the workdir")
+        shown = predictions[:self.run.task.show_examples]
         if shown:
             log("decoded eval questions (the last eval's answers):")
         for q, pred, golds in zip(self._questions, shown, self._golds):

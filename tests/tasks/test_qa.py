@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from llmjax.config import ConfigError
+from llmjax.evaluation.squad import squad_scores
 from llmjax.experiment import resolve, train_and_evaluate
 from llmjax.tasks import qa
 from tests.helpers import tiny_config
@@ -115,6 +116,10 @@ def test_qa_trains_and_scores_end_to_end(tmp_path, family):
         assert key in results, key
     assert out["questions"] == 6 and 0.0 <= out["f1"] <= 100.0
     assert "the context sentence sharing the most words" in results["baseline"]
+    predictions = json.loads((tmp_path / "run" / "eval_predictions.json").read_text())
+    assert sorted(predictions) == [f"dev{i}" for i in range(6)]  # SQuAD's {id: answer}, rescored by id:
+    golds = [[["red", "blue", "green", "gold", "grey", "pink"][int(k[3:])]] for k in predictions]
+    assert squad_scores(list(predictions.values()), golds)["f1"] == pytest.approx(out["f1"])
 
 
 def test_a_question_too_long_for_the_rows_stops_before_training(tmp_path):
