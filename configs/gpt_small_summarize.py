@@ -3,30 +3,33 @@ sentence of its docstring) as prompt -> completion: each row reads source + [SEP
 the loss is on target + EOS only, and the eval decodes source + [SEP] with the encoder-decoder's
 beam search and scores it with the same BLEU, chrF and ROUGE beside the same baselines (copy, the
 translation memory, the most frequent target); configs/encdec_small.py is the encoder-decoder on
-the same pairs and split. Rows are gpt_small's 128 positions, so the pretrained position table
-restores: a source keeps its first 103 tokens (128 - 24 target tokens - [SEP]; encdec_small
-reads 64).
+the same pairs and split. Rows are 128 tokens: a source keeps its first 103 (128 - 24 target
+tokens - [SEP]; encdec_small reads 64).
 
-Pretrain first (configs/gpt_small.py, whose tokenizer this run adopts) with the docstring task's
-held-out share: gpt_small's own data.val_fraction=0.05 trains the language model on the files of
-29.6% of this task's eval functions, docstrings included (0.1: 11.9%, the eval groups' other
-files); 700 steps is the measured run's (experiments/README.md), then fine-tune:
+Pretrain first: configs/gpt_small.py with rotary positions and this task's eval files held out
+of its train split (data.holdout; the same run configs/gpt_small_qa.py starts from), then
+fine-tune:
 
-python -m llmjax.main --config=configs/gpt_small.py --config.data.val_fraction=0.1 --config.train.num_steps=700 --workdir=runs/gpt_small_val10
+python -m llmjax.main --config=configs/gpt_small.py --workdir=runs/gpt_rope_docs_holdout \
+    --config.model.position=rope --config.data.holdout=stdlib_docstring_qa,stdlib_docstrings \
+    --config.data.seq_len=256 --config.train.batch_size=8
 python -m llmjax.main --config=configs/gpt_small_summarize.py
 python -m llmjax.main --config=configs/gpt_small_summarize.py --config.init_from= --workdir=runs/gpt_summarize_scratch   # from scratch
+
+Measured (2-core CPU, experiments/README.md): BLEU 1.43, chrF 15.06, ROUGE-1/2/L 15.84/3.36/15.06,
+above the translation memory on ROUGE, below it on BLEU (1.61) and below it and copy on chrF.
 """
 from llmjax.experiment import base_config
 
 
 def get_config():
     c = base_config(model="gpt", task="seq2seq")
-    c.init_from = "runs/gpt_small_val10"  # the pretraining run's workdir (its newest checkpoint and tokenizer)
+    c.init_from = "runs/gpt_rope_docs_holdout"  # the pretraining run's workdir (its newest checkpoint and tokenizer)
     c.model.num_layers = 4  # the pretrained model's shape and function (configs/gpt_small.py)
     c.model.d_model = 256
     c.model.num_heads = 4
     c.model.mlp_dim = 1024
-    c.model.position = "learned"
+    c.model.position = "rope"
     c.model.ffn = "gelu"
     c.model.norm = "layernorm"
     c.model.dropout = 0.1
@@ -42,7 +45,7 @@ def get_config():
     c.data.vocab_size = 4096
     c.data.seq_len = 128  # a row: prompt (source + [SEP]) and completion (target + EOS)
     c.data.val_fraction = 0.1  # by file group: encdec_small's 480 eval pairs
-    c.train.num_steps = 400
+    c.train.num_steps = 1200
     c.train.batch_size = 16
     c.train.eval_every = 400
     c.train.eval_steps = 0
