@@ -12,23 +12,11 @@ Measured (2-core CPU): EM 48.51, F1 63.42 in 519 s, below the baseline's F1 71.9
 after the name), as BERT is; 212 of the 536 answers are another function's summary in the same
 context (docs/features.md, "Extractive question answering").
 """
-import importlib.util
-import os
-
-from llmjax.experiment import base_config
-
-
-def _bert_small_qa():
-    """configs/bert_small_qa.py's config (config files are loaded by path, not as a package)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bert_small_qa.py")
-    spec = importlib.util.spec_from_file_location("bert_small_qa", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from llmjax.experiment import base_config, sibling_config
 
 
 def get_config():
-    c = _bert_small_qa()  # the task, data, schedule and eval; the model is GPT's at gpt_small's shape
+    c = sibling_config(__file__, "bert_small_qa.py")  # the task, data, schedule and eval; the model is GPT's at gpt_small's shape
     c.model = base_config(model="gpt", task="qa").model
     c.init_from = "runs/gpt_rope_docs_holdout"  # the pretraining run's workdir (its newest checkpoint and tokenizer)
     c.model.num_layers = 4

@@ -22,21 +22,11 @@ Prepare the data once (python -m tensorflow_datasets.scripts.download_and_prepar
 
 python -m llmjax.main --config=configs/wmt14_base.py --config.data.tfds_data_dir=/path/to/tfds
 """
-import importlib.util
-import os
-
-
-def _transformer_base():
-    """configs/transformer_base.py's config (config files are loaded by path, not as a package)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "transformer_base.py")
-    spec = importlib.util.spec_from_file_location("transformer_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from llmjax.experiment import sibling_config
 
 
 def get_config():
-    c = _transformer_base()
+    c = sibling_config(__file__, "transformer_base.py")
     c.model.norm_position = "pre"  # Flax's encoder and decoder blocks normalise their inputs
     c.model.attention_dropout = 0.1
     c.task.dataset = "tfds:wmt14_translate/de-en"

@@ -53,6 +53,18 @@ def base_config(model: str = "gpt", task: str = "lm") -> ml_collections.ConfigDi
     return c
 
 
+def sibling_config(config_file: str, name: str) -> ml_collections.ConfigDict:
+    """get_config() of the config file `name` beside config_file (pass __file__): config files are
+    loaded by path, not as a package, so one builds on another through this."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(name)[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
 def resolve(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> RunConfig:
     """Validate, then freeze. Cheap: no data, no compile. With num_devices, the mesh and the
     batch are checked against it too."""
