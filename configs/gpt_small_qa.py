@@ -12,19 +12,13 @@ Measured (2-core CPU): EM 48.51, F1 63.42 in 519 s, below the baseline's F1 71.9
 after the name), as BERT is; 212 of the 536 answers are another function's summary in the same
 context (docs/features.md, "Extractive question answering").
 """
-from llmjax.experiment import base_config, sibling_config
+from llmjax.experiment import sibling_config
 
 
 def get_config():
-    c = sibling_config(__file__, "bert_small_qa.py")  # the task, data, schedule and eval; the model is GPT's at gpt_small's shape
-    c.model = base_config(model="gpt", task="qa").model
+    c = sibling_config(__file__, "bert_small_qa.py")  # the task, data, schedule and eval
+    c.model = sibling_config(__file__, "gpt_small.py").model  # the pretrained model's shape and function
+    c.model.position = "rope"  # as the pretraining run (see above)
     c.init_from = "runs/gpt_rope_docs_holdout"  # the pretraining run's workdir (its newest checkpoint and tokenizer)
-    c.model.num_layers = 4
-    c.model.d_model = 256
-    c.model.num_heads = 4
-    c.model.mlp_dim = 1024
-    c.model.position = "rope"
-    c.model.dropout = 0.0
-    c.model.attention_dropout = 0.0
     c.optim.lr = 1e-3  # a warm start: bert_small_qa's 2e-3 is for training from scratch
     return c

@@ -19,19 +19,14 @@ python -m llmjax.main --config=configs/gpt_small_summarize.py --config.init_from
 Measured (2-core CPU, experiments/README.md): BLEU 1.43, chrF 15.06, ROUGE-1/2/L 15.84/3.36/15.06,
 above the translation memory on ROUGE, below it on BLEU (1.61) and below it and copy on chrF.
 """
-from llmjax.experiment import base_config
+from llmjax.experiment import base_config, sibling_config
 
 
 def get_config():
     c = base_config(model="gpt", task="seq2seq")
     c.init_from = "runs/gpt_rope_docs_holdout"  # the pretraining run's workdir (its newest checkpoint and tokenizer)
-    c.model.num_layers = 4  # the pretrained model's shape and function (configs/gpt_small.py)
-    c.model.d_model = 256
-    c.model.num_heads = 4
-    c.model.mlp_dim = 1024
-    c.model.position = "rope"
-    c.model.ffn = "gelu"
-    c.model.norm = "layernorm"
+    c.model = sibling_config(__file__, "gpt_small.py").model  # the pretrained model's shape and function
+    c.model.position = "rope"  # as the pretraining run (see above)
     c.model.dropout = 0.1
     c.task.dataset = "stdlib_docstrings"
     c.task.target_len = 24  # encdec_small's, and its decoding settings below

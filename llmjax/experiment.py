@@ -10,6 +10,8 @@ through the one training loop.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
 from typing import Any, Callable
 
 import ml_collections
@@ -56,8 +58,6 @@ def base_config(model: str = "gpt", task: str = "lm") -> ml_collections.ConfigDi
 def sibling_config(config_file: str, name: str) -> ml_collections.ConfigDict:
     """get_config() of the config file `name` beside config_file (pass __file__): config files are
     loaded by path, not as a package, so one builds on another through this."""
-    import importlib.util
-    import os
     path = os.path.join(os.path.dirname(os.path.abspath(config_file)), name)
     spec = importlib.util.spec_from_file_location(os.path.splitext(name)[0], path)
     module = importlib.util.module_from_spec(spec)

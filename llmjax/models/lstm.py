@@ -28,7 +28,7 @@ from llmjax.models.registry import register
 from llmjax.models.token_model import pad_vocab
 
 _FULL, _PREFILL, _EXTEND = "full", "prefill", "extend"  # how a layer treats its cached state
-POOLS = ("mean", "last")  # what a sequence head reads (model.pool)
+POOLS = {"mean": task_heads.mean_real, "last": task_heads.last_real}  # what a sequence head reads (model.pool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +72,7 @@ class LSTMConfig:
             check_positive(f"model.{key}", getattr(self, key))
         check_positive("model.hidden", self.hidden, allow_zero=True)
         check_fraction("model.dropout", self.dropout)
-        check_choice("model.pool", self.pool, POOLS)
+        check_choice("model.pool", self.pool, tuple(POOLS))
         if self.init_std <= 0:
             fail("model.init_std", self.init_std, "must be a positive standard deviation")
 
@@ -190,7 +190,7 @@ class LSTMLayer(nn.Module):
 
     width: int
     dtype: str
-    forget_bias: float = 1.0
+    forget_bias: float
 
     @nn.compact
     def __call__(self, x_BxLxI: jnp.ndarray, start_BxL: jnp.ndarray, real_BxL: jnp.ndarray,
@@ -245,8 +245,7 @@ class LSTM(nn.Module):
         head = self.cfg.head
         if not head:
             return self._logits(h_BxLxH)
-        pool = task_heads.mean_real if self.cfg.pool == "mean" else task_heads.last_real
-        pooled_BxH = pool(h_BxLxH, segment_ids) if head == "sequence" else None
+        pooled_BxH = POOLS[self.cfg.pool](h_BxLxH, segment_ids) if head == "sequence" else None
         return task_heads.apply(head, getattr(self, task_heads.HEAD_PARAMS[head]), h_BxLxH, pooled_BxH,
                                 self.drop, deterministic)
 
